@@ -1,0 +1,71 @@
+//! `grid-examples`: where the example guests are, for tests and benchmarks.
+//!
+//! `build.rs` builds the Rust and C guests; the functions here return the path
+//! of each module, or [`Unavailable`] with the reason it could not be built
+//! (typically a missing `wasm32-wasip1` target or clang). Tests call
+//! [`require`], which skips a test with a note when a guest is missing, or
+//! fails it when `GRID_REQUIRE_GUESTS=1` (as `.ci/run` sets), so CI never
+//! skips silently.
+
+use std::path::{Path, PathBuf};
+
+/// A guest that could not be built, and why.
+#[derive(Debug, Clone)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn built(encoded: &str) -> Result<PathBuf, Unavailable> {
+    match encoded.split_once(':') {
+        Some(("ok", path)) => Ok(PathBuf::from(path)),
+        Some((_, why)) => Err(Unavailable(why.to_string())),
+        None => Err(Unavailable(encoded.to_string())),
+    }
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// `examples/guests/wat/square.wat`: numeric `square(i64)` and `hypot(f64, f64)`.
+pub fn wat_square() -> PathBuf {
+    repo_root().join("examples/guests/wat/square.wat")
+}
+
+/// The Rust example guest (`examples/guests/rust`, functions through the SDK).
+pub fn rust_guest() -> Result<PathBuf, Unavailable> {
+    built(env!("GRID_EXAMPLE_RUST_GUEST"))
+}
+
+/// The Rust example WASI command (`examples/guests/rust/src/bin/cmd.rs`).
+pub fn rust_command() -> Result<PathBuf, Unavailable> {
+    built(env!("GRID_EXAMPLE_RUST_COMMAND"))
+}
+
+/// The C example guest (`examples/guests/c`, built with `grid.h`).
+pub fn c_guest() -> Result<PathBuf, Unavailable> {
+    built(env!("GRID_EXAMPLE_C_GUEST"))
+}
+
+/// The bytes of a guest, or `None` (after printing why) when it is unavailable
+/// and `GRID_REQUIRE_GUESTS` is not set. Panics when it is required but missing.
+pub fn require(guest: Result<PathBuf, Unavailable>) -> Option<Vec<u8>> {
+    match guest {
+        Ok(path) => match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => panic!("cannot read {}: {e}", path.display()),
+        },
+        Err(why) if std::env::var_os("GRID_REQUIRE_GUESTS").is_some() => {
+            panic!("example guest required (GRID_REQUIRE_GUESTS is set) but not built: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping: example guest not built: {why}");
+            None
+        }
+    }
+}

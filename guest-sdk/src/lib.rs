@@ -1,0 +1,1 @@
+//! The Rust guest SDK (in progress).

@@ -1,0 +1,85 @@
+//! How an operator configures an engine process: default limits, fuel
+//! metering, the on-disk cache of compiled modules, and pool sizes.
+//!
+//! Decisions recorded here: limits left at `None` mean "unlimited" except
+//! memory, which wasm32 caps at 4 GiB anyway; captured output defaults to
+//! 16 MiB per stream so a flood cannot exhaust the host. Fuel metering is an
+//! engine-wide switch because wasmtime compiles metered code differently; a
+//! task may ask for a fuel limit only on a metered engine.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use grid_proto::Limits;
+
+/// Configuration of a [`Runtime`](crate::Runtime), shared by its engine slots.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Limits every task runs under; a task can lower them, never raise them.
+    pub limits: Limits,
+    /// Count fuel (wasm instructions): needed for fuel limits and fuel reports.
+    pub fuel_metering: bool,
+    /// Where compiled modules are cached across restarts; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may exist at once in this process (the pooling allocator
+    /// reserves address space for this many).
+    pub max_instances: u32,
+    /// How often running tasks are checked for abort and wall-time deadlines.
+    pub epoch_tick: Duration,
+    /// Wasm stack size; deeper recursion traps with `stack_overflow`.
+    pub max_wasm_stack: usize,
+}
+
+/// The largest linear memory of a wasm32 module.
+pub const MAX_MEMORY: u64 = 4 << 30;
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: Limits {
+                memory_bytes: Some(MAX_MEMORY),
+                wall_time_ms: None,
+                fuel: None,
+                stdout_bytes: Some(16 << 20),
+                stderr_bytes: Some(16 << 20),
+            },
+            fuel_metering: false,
+            cache_dir: default_cache_dir(),
+            max_instances: 64,
+            epoch_tick: Duration::from_millis(1),
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Sets the default limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Turns fuel metering on or off.
+    pub fn fuel_metering(mut self, on: bool) -> Self {
+        self.fuel_metering = on;
+        self
+    }
+
+    /// Sets (or, with `None`, disables) the compiled-module cache directory.
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+}
+
+/// `$GRID_CACHE_DIR`, else `$XDG_CACHE_HOME/grid/modules`, else
+/// `~/.cache/grid/modules`.
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("GRID_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("grid").join("modules"))
+}

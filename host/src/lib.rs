@@ -1,0 +1,45 @@
+//! `grid-host`: the Grid engine, running tasks in wasmtime sandboxes.
+//!
+//! A [`Runtime`] is what one engine process shares: the wasmtime engine
+//! (pooling allocator, epoch interruption, optional fuel metering), compiled
+//! modules cached in memory and on disk, and the epoch ticker. An [`Engine`]
+//! is one sandbox slot made from it: it runs one [`Task`](grid_proto::Task)
+//! at a time in a fresh instance and returns a
+//! [`TaskResult`](grid_proto::TaskResult), owns a [`Namespace`], and can be
+//! interrupted from another thread through its [`Interrupter`].
+//!
+//! ```no_run
+//! use grid_host::{EngineConfig, Runtime};
+//! use grid_proto::{EngineId, Task, Value};
+//!
+//! let runtime = Runtime::new(EngineConfig::default())?;
+//! let module = runtime.load(br#"(module (func (export "square") (param i64) (result i64)
+//!     local.get 0 local.get 0 i64.mul))"#)?;
+//! let mut engine = runtime.engine(EngineId(0));
+//! let result = engine.run(&Task::call(module, "square", vec![Value::from(7)]));
+//! assert_eq!(result.value(), Ok(&Value::from(49)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The calling conventions are in `guest-sdk/ABI.md`. This crate does no
+//! networking and no scheduling: the cluster feeds engines through the bus.
+
+mod abi;
+mod cache;
+mod config;
+mod engine;
+mod failure;
+mod imports;
+mod interrupt;
+mod memory;
+mod namespace;
+mod output;
+mod runtime;
+mod store;
+mod ticker;
+
+pub use config::{EngineConfig, MAX_MEMORY};
+pub use engine::Engine;
+pub use interrupt::Interrupter;
+pub use namespace::Namespace;
+pub use runtime::{Runtime, RuntimeError};

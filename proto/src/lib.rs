@@ -1,0 +1,19 @@
+//! `grid-proto`: the vocabulary every Grid crate shares.
+//!
+//! Identifiers ([`MsgId`], [`EngineId`], [`ModuleHash`]), the data model on the
+//! wire ([`Value`]), tasks ([`Task`]) and their results ([`TaskResult`],
+//! [`TaskError`]), and the CBOR codec that turns them into bytes. This crate
+//! performs no I/O and knows nothing of wasm or of any bus: it is what crosses
+//! the wire, so that the engine, the controller and the client agree on it.
+
+mod codec;
+mod ids;
+mod result;
+mod task;
+mod value;
+
+pub use codec::{CodecError, decode, encode};
+pub use ids::{ArgsHash, EngineId, EngineUuid, ModuleHash, MsgId, ParseHashError, Timestamp};
+pub use result::{Fingerprint, Frame, LimitKind, Outcome, Status, TaskError, TaskResult, TrapKind};
+pub use task::{Arg, Call, Limits, Task};
+pub use value::{FromJsonError, Value};

@@ -1,0 +1,144 @@
+//! Tasks: what a client asks an engine to run.
+//!
+//! A task names a module by hash, says what to call in it (a function with
+//! arguments, or a WASI command with argv, env and stdin), and may lower the
+//! engine's limits for itself. Arguments may be references to names in the
+//! engine's namespace, resolved by the engine just before the call.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ModuleHash, MsgId, Value};
+
+/// One unit of work for one engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub msg_id: MsgId,
+    pub module: ModuleHash,
+    pub call: Call,
+    /// Lowers the engine's limits for this task; a limit above the engine's is ignored.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl Task {
+    /// A task calling `function` in `module` with plain value arguments.
+    pub fn call(module: ModuleHash, function: &str, args: Vec<Value>) -> Task {
+        Task {
+            msg_id: MsgId::new(),
+            module,
+            call: Call::Function {
+                name: function.to_string(),
+                args: args.into_iter().map(Arg::Value).collect(),
+            },
+            limits: Limits::default(),
+        }
+    }
+
+    /// The same task with `limits` applied.
+    pub fn with_limits(mut self, limits: Limits) -> Task {
+        self.limits = limits;
+        self
+    }
+
+    /// The function called or, for a command, `_start`.
+    pub fn function(&self) -> &str {
+        match &self.call {
+            Call::Function { name, .. } => name,
+            Call::Command { .. } => "_start",
+        }
+    }
+}
+
+/// What to run in the module.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Call {
+    /// Call an exported function (numeric or CBOR ABI, see `guest-sdk/ABI.md`).
+    Function { name: String, args: Vec<Arg> },
+    /// Run the module's `_start` as a WASI command. The result's value is the exit code.
+    Command {
+        argv: Vec<String>,
+        #[serde(default)]
+        env: Vec<(String, String)>,
+        #[serde(default, with = "serde_bytes")]
+        stdin: Vec<u8>,
+    },
+}
+
+/// One argument of a function call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Arg {
+    Value(Value),
+    /// The value stored under this name in the engine's namespace.
+    Ref(String),
+}
+
+impl From<Value> for Arg {
+    fn from(v: Value) -> Arg {
+        Arg::Value(v)
+    }
+}
+
+/// Resource limits. `None` means "no limit" in an engine's configuration and
+/// "keep the engine's" in a task. A task can only lower the engine's limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Linear memory (and table) size of the instance, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Wall-clock time of one task, in milliseconds.
+    pub wall_time_ms: Option<u64>,
+    /// Fuel (roughly, wasm instructions); needs an engine that meters fuel.
+    pub fuel: Option<u64>,
+    /// Bytes of captured stdout.
+    pub stdout_bytes: Option<u64>,
+    /// Bytes of captured stderr.
+    pub stderr_bytes: Option<u64>,
+}
+
+impl Limits {
+    /// These limits lowered by `task`'s: for each limit, the smaller of the two.
+    pub fn lowered_by(&self, task: &Limits) -> Limits {
+        fn min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        Limits {
+            memory_bytes: min(self.memory_bytes, task.memory_bytes),
+            wall_time_ms: min(self.wall_time_ms, task.wall_time_ms),
+            fuel: min(self.fuel, task.fuel),
+            stdout_bytes: min(self.stdout_bytes, task.stdout_bytes),
+            stderr_bytes: min(self.stderr_bytes, task.stderr_bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_lower_limits_and_never_raise_them() {
+        let engine = Limits {
+            memory_bytes: Some(1 << 20),
+            wall_time_ms: None,
+            ..Limits::default()
+        };
+        let task = Limits {
+            memory_bytes: Some(1 << 30),
+            wall_time_ms: Some(10),
+            ..Limits::default()
+        };
+        let eff = engine.lowered_by(&task);
+        assert_eq!(eff.memory_bytes, Some(1 << 20));
+        assert_eq!(eff.wall_time_ms, Some(10));
+        assert_eq!(eff.fuel, None);
+    }
+
+    #[test]
+    fn tasks_round_trip_through_cbor() {
+        let task = Task::call(ModuleHash::of(b"m"), "f", vec![Value::from(1)]);
+        let back: Task = crate::decode(&crate::encode(&task).unwrap()).unwrap();
+        assert_eq!(back, task);
+    }
+}
