@@ -51,10 +51,10 @@ impl Ticker {
 
     /// Marks a task as running until the guard drops.
     pub(crate) fn running(&self) -> Running<'_> {
-        if self.shared.active.fetch_add(1, Ordering::AcqRel) == 0 {
-            if let Some(t) = &self.thread {
-                t.thread().unpark();
-            }
+        if self.shared.active.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(t) = &self.thread
+        {
+            t.thread().unpark();
         }
         Running { ticker: self }
     }
