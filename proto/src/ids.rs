@@ -78,7 +78,7 @@ pub struct ParseHashError(String);
 macro_rules! sha256_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(pub [u8; 32]);
 
@@ -125,6 +125,11 @@ macro_rules! sha256_id {
 sha256_id!(
     /// The sha256 of a module's binary (after `.wat` text is turned into binary).
     ModuleHash
+);
+sha256_id!(
+    /// The sha256 of a blob in the content-addressed blob store (a module's
+    /// blob hash equals its [`ModuleHash`]).
+    BlobHash
 );
 sha256_id!(
     /// The sha256 of a task's CBOR-encoded arguments: with the module hash and the

@@ -2,18 +2,27 @@
 //!
 //! Identifiers ([`MsgId`], [`EngineId`], [`ModuleHash`]), the data model on the
 //! wire ([`Value`]), tasks ([`Task`]) and their results ([`TaskResult`],
-//! [`TaskError`]), and the CBOR codec that turns them into bytes. This crate
+//! [`TaskError`]), the cluster's messages ([`Submission`], [`Reply`],
+//! [`HubRequest`], ...) and [`Subjects`], and the CBOR codec that turns them
+//! into bytes. This crate
 //! performs no I/O and knows nothing of wasm or of any bus: it is what crosses
 //! the wire, so that the engine, the controller and the client agree on it.
 
 mod codec;
 mod ids;
 mod result;
+mod subjects;
 mod task;
 mod value;
+mod wire;
 
 pub use codec::{CodecError, decode, encode};
-pub use ids::{ArgsHash, EngineId, EngineUuid, ModuleHash, MsgId, ParseHashError, Timestamp};
+pub use ids::{ArgsHash, BlobHash, EngineId, EngineUuid, ModuleHash, MsgId, ParseHashError, Timestamp};
 pub use result::{Fingerprint, Frame, LimitKind, Outcome, Status, TaskError, TaskResult, TrapKind};
 pub use task::{Arg, Call, Limits, Task};
+pub use subjects::{DEFAULT_CLUSTER, InvalidCluster, Subjects};
 pub use value::{FromJsonError, Value};
+pub use wire::{
+    ClientId, ClusterEvent, Control, EngineInfo, EngineQueue, EngineRef, HubReply, HubRequest,
+    QueueStatus, Reply, SchedFlags, Submission, Work,
+};

@@ -16,7 +16,12 @@ use crate::{ArgsHash, ModuleHash, MsgId, Timestamp, Value};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
     pub msg_id: MsgId,
+    /// For a chunk ([`Call::Map`](crate::Call)): `Ok(null)` when every item
+    /// succeeded, else the first failing item's error.
     pub outcome: Outcome,
+    /// For a chunk: one outcome per item, in order. Empty otherwise.
+    #[serde(default)]
+    pub items: Vec<Outcome>,
     #[serde(with = "serde_bytes")]
     pub stdout: Vec<u8>,
     #[serde(with = "serde_bytes")]
@@ -27,6 +32,22 @@ pub struct TaskResult {
 }
 
 impl TaskResult {
+    /// A result for work that ended before running (aborted in a queue, failed
+    /// by the scheduler, or a namespace operation), with no output.
+    pub fn immediate(msg_id: MsgId, outcome: Outcome) -> TaskResult {
+        let now = Timestamp::now();
+        TaskResult {
+            msg_id,
+            outcome,
+            items: Vec::new(),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            started: now,
+            completed: now,
+            fingerprint: Fingerprint::default(),
+        }
+    }
+
     pub fn status(&self) -> Status {
         match &self.outcome {
             Outcome::Ok(_) => Status::Ok,
@@ -83,7 +104,7 @@ impl fmt::Display for Status {
 /// arguments and engine configuration (and, when metered, the same fuel) mean
 /// the same work; replaying it on any engine with that configuration gives the
 /// same value.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub module: ModuleHash,
     /// Hash of the CBOR-encoded arguments after references were resolved
@@ -128,6 +149,13 @@ pub enum TaskError {
     Limit { limit: LimitKind, value: u64 },
     #[error("aborted")]
     Aborted,
+    /// The engine running (or holding) the task died or left the cluster.
+    #[error("engine {0} died before the task finished")]
+    EngineDied(crate::EngineId),
+    /// The scheduler could not place the task (no engine, none eligible,
+    /// timeout, impossible dependency).
+    #[error("cannot schedule: {0}")]
+    Unschedulable(String),
     #[error("internal engine error: {0}")]
     Internal(String),
 }
@@ -146,6 +174,8 @@ impl TaskError {
             TaskError::BadResult(_) => "bad_result",
             TaskError::Limit { .. } => "limit",
             TaskError::Aborted => "aborted",
+            TaskError::EngineDied(_) => "engine_died",
+            TaskError::Unschedulable(_) => "unschedulable",
             TaskError::Internal(_) => "internal",
         }
     }

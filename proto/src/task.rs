@@ -43,7 +43,7 @@ impl Task {
     /// The function called or, for a command, `_start`.
     pub fn function(&self) -> &str {
         match &self.call {
-            Call::Function { name, .. } => name,
+            Call::Function { name, .. } | Call::Map { name, .. } => name,
             Call::Command { .. } => "_start",
         }
     }
@@ -54,6 +54,9 @@ impl Task {
 pub enum Call {
     /// Call an exported function (numeric or CBOR ABI, see `guest-sdk/ABI.md`).
     Function { name: String, args: Vec<Arg> },
+    /// Call an exported function once per item, in one instance: a chunk of a
+    /// map. Per-item outcomes are in [`TaskResult::items`](crate::TaskResult).
+    Map { name: String, items: Vec<Vec<Arg>> },
     /// Run the module's `_start` as a WASI command. The result's value is the exit code.
     Command {
         argv: Vec<String>,

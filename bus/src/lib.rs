@@ -1,0 +1,114 @@
+//! `grid-bus`: how Grid's processes talk.
+//!
+//! The [`Bus`] trait is NATS's model, and only what Grid uses of it:
+//! subjects of dot-separated tokens with `*` (one token) and `>` (the rest)
+//! wildcards, plain and queue-group subscriptions, request-reply with a
+//! timeout, and a content-addressed blob store for modules and large values.
+//! [`LocalBus`] implements it in process (same semantics, no server), so a
+//! whole cluster runs inside one program; the NATS implementation comes with
+//! the NATS issue. Payloads are bytes; what they mean is `grid-proto`'s
+//! business, not this crate's.
+
+mod blob;
+mod local;
+mod subject;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use grid_proto::BlobHash;
+
+pub use blob::MemoryBlobStore;
+pub use local::LocalBus;
+pub use subject::{Pattern, validate_subject};
+
+/// A message as delivered to a subscriber.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub subject: String,
+    /// Where to send a reply, for requests.
+    pub reply: Option<String>,
+    pub payload: Bytes,
+}
+
+/// What can go wrong on a bus.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    #[error("invalid subject {0:?}")]
+    InvalidSubject(String),
+    #[error("no one is listening on {0}")]
+    NoResponders(String),
+    #[error("no reply on {subject} within {timeout:?}")]
+    Timeout { subject: String, timeout: Duration },
+    #[error("the bus is closed")]
+    Closed,
+    #[error("bus error: {0}")]
+    Other(String),
+}
+
+/// A stream of messages on a subscription. Dropping it unsubscribes.
+pub struct Subscription {
+    inner: Pin<Box<dyn Stream<Item = Message> + Send>>,
+}
+
+impl Subscription {
+    /// Wraps any stream of messages (each bus implementation makes its own).
+    pub fn new(stream: impl Stream<Item = Message> + Send + 'static) -> Subscription {
+        Subscription {
+            inner: Box::pin(stream),
+        }
+    }
+
+    /// The next message, or `None` once the subscription or the bus is closed.
+    pub async fn next(&mut self) -> Option<Message> {
+        std::future::poll_fn(|cx| self.inner.as_mut().poll_next(cx)).await
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+/// A message bus with NATS semantics.
+///
+/// Delivery is in order per publisher and subscriber. A subscription is
+/// registered when `subscribe` returns: a message published after that on a
+/// matching subject reaches it.
+#[async_trait::async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes `payload` on `subject` (no wildcards).
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError>;
+
+    /// Publishes with a reply subject, for hand-made request-reply.
+    async fn publish_with_reply(&self, subject: &str, reply: &str, payload: Bytes) -> Result<(), BusError>;
+
+    /// Subscribes to `subject` (wildcards allowed): every matching message.
+    async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError>;
+
+    /// Subscribes as a member of queue group `queue`: each matching message
+    /// goes to one member of the group (plain subscribers all get it too).
+    async fn queue_subscribe(&self, subject: &str, queue: &str) -> Result<Subscription, BusError>;
+
+    /// Sends a request and waits for the first reply. Fails at once with
+    /// `NoResponders` when no one subscribes to `subject`.
+    async fn request(&self, subject: &str, payload: Bytes, timeout: Duration) -> Result<Message, BusError>;
+
+    /// A fresh subject for replies (`_INBOX.<unique>`).
+    fn new_inbox(&self) -> String;
+
+    /// Waits until everything published so far has left this process.
+    async fn flush(&self) -> Result<(), BusError>;
+
+    /// Stores `bytes` in the cluster's blob store; returns their sha256.
+    async fn put_blob(&self, bytes: Bytes) -> Result<BlobHash, BusError>;
+
+    /// Fetches a blob by hash, verified against it; `None` if not stored.
+    async fn get_blob(&self, hash: &BlobHash) -> Result<Option<Bytes>, BusError>;
+}

@@ -1,0 +1,181 @@
+//! The messages of the cluster protocol (see the subject table in
+//! ../shared/DESIGN.md and `subjects.rs`).
+//!
+//! A [`Submission`] carries work to an engine, directly or through the
+//! scheduler; a [`Reply`] carries its result back to the submitting client
+//! (and, on the same subject, to the controller, which records every one).
+//! [`HubRequest`]/[`HubReply`] are the controller's request-reply operations,
+//! [`Control`] reaches an engine outside its queue, [`ClusterEvent`] tells
+//! everyone about engines coming and going.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{EngineId, EngineUuid, MsgId, Task, TaskResult, Timestamp, Value};
+
+/// Identifies a client (its results subject is derived from it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientId(pub uuid::Uuid);
+
+impl ClientId {
+    pub fn new() -> Self {
+        ClientId(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for ClientId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One unit of work sent to an engine (`engine.<id>.task`) or to the
+/// scheduler (`sched.submit`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    pub msg_id: MsgId,
+    pub client: ClientId,
+    pub submitted: Timestamp,
+    pub work: Work,
+    /// Scheduling constraints; only the scheduler reads them.
+    #[serde(default)]
+    pub sched: SchedFlags,
+}
+
+/// What an engine is asked to do. Everything goes through the engine's one
+/// queue, so a push before an apply is seen by the apply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Work {
+    /// Run wasm.
+    Task(Task),
+    /// Store values in the namespace. The value is `null`.
+    Push(BTreeMap<String, Value>),
+    /// Read names from the namespace. The value is an array in the order
+    /// asked; a missing name fails the whole pull.
+    Pull(Vec<String>),
+    /// Remove every namespace entry. The value is `null`.
+    Clear,
+}
+
+/// Constraints on where and when a load-balanced task runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedFlags {
+    /// Only these engines may run it (`None`: any).
+    pub targets: Option<Vec<EngineId>>,
+    /// Fail the task if it has not started within this many milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// The result of a submission, on `result.<client>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub client: ClientId,
+    pub submitted: Timestamp,
+    /// The engine that ran it; `None` when it never reached one (the
+    /// scheduler failed it, e.g. no engine within the timeout).
+    pub engine: Option<EngineRef>,
+    pub result: TaskResult,
+}
+
+/// An engine's two ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineRef {
+    pub id: EngineId,
+    pub uuid: EngineUuid,
+}
+
+/// Messages on `engine.<id>.control`, handled outside the task queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Control {
+    /// Drop these tasks if queued (replying `aborted`), interrupt them if running.
+    Abort(Vec<MsgId>),
+    /// Finish nothing more; stop.
+    Shutdown,
+}
+
+/// What engines report about themselves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineInfo {
+    pub id: EngineId,
+    pub uuid: EngineUuid,
+    pub host: String,
+}
+
+/// Requests to the controller, on `hub.<op>` where op is [`HubRequest::op`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HubRequest {
+    /// An engine slot joins; the reply is [`HubReply::Registered`].
+    Register { uuid: EngineUuid, host: String },
+    Unregister { id: EngineId },
+    /// The registered engines: [`HubReply::Engines`].
+    Engines,
+    /// Per-engine queue lengths: [`HubReply::QueueStatus`].
+    QueueStatus,
+    /// Which of these are done: [`HubReply::ResultStatus`].
+    ResultStatus { msg_ids: Vec<MsgId> },
+    /// The recorded results of these tasks, from any client: [`HubReply::Results`].
+    GetResult { msg_ids: Vec<MsgId> },
+    /// Abort these tasks wherever they are: queued in the scheduler or an engine, or running.
+    Abort { msg_ids: Vec<MsgId> },
+    /// Forget recorded results (all when `msg_ids` is empty).
+    PurgeResults { msg_ids: Vec<MsgId> },
+    /// Stop engines and the controller.
+    Shutdown,
+}
+
+impl HubRequest {
+    /// The subject token of this request.
+    pub fn op(&self) -> &'static str {
+        match self {
+            HubRequest::Register { .. } => "register",
+            HubRequest::Unregister { .. } => "unregister",
+            HubRequest::Engines => "engines",
+            HubRequest::QueueStatus => "queue_status",
+            HubRequest::ResultStatus { .. } => "result_status",
+            HubRequest::GetResult { .. } => "get_result",
+            HubRequest::Abort { .. } => "abort",
+            HubRequest::PurgeResults { .. } => "purge_results",
+            HubRequest::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The controller's answers. An error is `HubReply::Error` with a message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HubReply {
+    Registered { id: EngineId },
+    Engines(Vec<EngineInfo>),
+    QueueStatus(QueueStatus),
+    ResultStatus { completed: Vec<MsgId>, pending: Vec<MsgId> },
+    Results(Vec<Reply>),
+    Ok,
+    Error(String),
+}
+
+/// Tasks per engine, as ipyparallel's `queue_status` reports them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    pub engines: BTreeMap<EngineId, EngineQueue>,
+    /// Load-balanced tasks not yet placed on an engine.
+    pub unassigned: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineQueue {
+    /// Waiting on the engine.
+    pub queue: u64,
+    /// Running now (0 or 1).
+    pub running: u64,
+    /// Finished, in any state.
+    pub completed: u64,
+}
+
+/// Broadcast on `events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClusterEvent {
+    EngineRegistered(EngineInfo),
+    EngineUnregistered(EngineId),
+    EngineDied(EngineId),
+}
