@@ -35,6 +35,7 @@ mod memory;
 mod namespace;
 mod output;
 mod runtime;
+mod sandbox;
 mod store;
 mod ticker;
 

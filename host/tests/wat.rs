@@ -474,3 +474,76 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+fn chunk(module: ModuleHash, f: &str, items: Vec<Vec<Value>>) -> Task {
+    Task {
+        call: Call::Map {
+            name: f.into(),
+            items: items
+                .into_iter()
+                .map(|args| args.into_iter().map(Arg::Value).collect())
+                .collect(),
+        },
+        ..Task::call(module, f, vec![])
+    }
+}
+
+#[test]
+fn chunks_give_one_outcome_per_item_and_survive_failures() {
+    let rt = runtime(EngineConfig::default());
+    let m = rt.load(TRAPS.as_bytes()).unwrap();
+    let mut e = rt.engine(EngineId(0));
+    let items = vec![
+        vec![Value::from(6), Value::from(3)],
+        vec![Value::from(1), Value::from(0)],
+        vec![Value::from("x"), Value::from(1)],
+        vec![Value::from(8), Value::from(2)],
+    ];
+    let r = e.run(&chunk(m, "div", items));
+    assert_eq!(r.items.len(), 4);
+    assert_eq!(r.items[0], grid_proto::Outcome::Ok(Value::from(2)));
+    assert!(matches!(
+        &r.items[1],
+        grid_proto::Outcome::Err(TaskError::Trap {
+            kind: TrapKind::IntegerDivisionByZero,
+            ..
+        })
+    ));
+    assert!(matches!(
+        &r.items[2],
+        grid_proto::Outcome::Err(TaskError::BadArguments { .. })
+    ));
+    assert_eq!(
+        r.items[3],
+        grid_proto::Outcome::Ok(Value::from(4)),
+        "runs on after a trap"
+    );
+    assert_eq!(r.outcome, r.items[1], "the chunk reports its first failure");
+
+    let (mut e, sq) = engine();
+    let r = e.run(&chunk(
+        sq,
+        "square",
+        (0..100).map(|i| vec![Value::from(i)]).collect(),
+    ));
+    assert_eq!(r.outcome, grid_proto::Outcome::Ok(Value::Null));
+    assert_eq!(r.items[99], grid_proto::Outcome::Ok(Value::from(99 * 99)));
+}
+
+#[test]
+fn wall_time_applies_to_each_item_of_a_chunk() {
+    let rt = runtime(EngineConfig::default());
+    let m = rt.load(TRAPS.as_bytes()).unwrap();
+    let mut e = rt.engine(EngineId(0));
+    let task = chunk(m, "spin", vec![vec![], vec![]]).with_limits(Limits {
+        wall_time_ms: Some(20),
+        ..Limits::default()
+    });
+    let r = e.run(&task);
+    let limit = grid_proto::Outcome::Err(TaskError::Limit {
+        limit: LimitKind::WallTime,
+        value: 20,
+    });
+    assert_eq!(r.items, vec![limit.clone(), limit]);
+    still_serves(&mut e);
+}

@@ -17,12 +17,14 @@ mod value;
 mod wire;
 
 pub use codec::{CodecError, decode, encode};
-pub use ids::{ArgsHash, BlobHash, EngineId, EngineUuid, ModuleHash, MsgId, ParseHashError, Timestamp};
+pub use ids::{
+    ArgsHash, BlobHash, EngineId, EngineUuid, ModuleHash, MsgId, ParseHashError, Timestamp,
+};
 pub use result::{Fingerprint, Frame, LimitKind, Outcome, Status, TaskError, TaskResult, TrapKind};
-pub use task::{Arg, Call, Limits, Task};
 pub use subjects::{DEFAULT_CLUSTER, InvalidCluster, Subjects};
+pub use task::{Arg, Call, Limits, Task};
 pub use value::{FromJsonError, Value};
 pub use wire::{
-    ClientId, ClusterEvent, Control, EngineInfo, EngineQueue, EngineRef, HubReply, HubRequest,
-    QueueStatus, Reply, SchedFlags, Submission, Work,
+    ClientId, ClusterEvent, Control, EngineInfo, EngineQueue, EngineRef, Heartbeat, HubReply,
+    HubRequest, QueueStatus, Reply, SchedFlags, Submission, Work,
 };

@@ -95,6 +95,20 @@ pub enum Control {
     Shutdown,
 }
 
+/// Sent by an engine slot on `heartbeat.<id>` once it is subscribed to its
+/// subjects (its first heartbeat makes it schedulable: work sent before would
+/// be lost) and then periodically.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub engine: EngineRef,
+    /// The task running now.
+    pub running: Option<MsgId>,
+    /// Tasks waiting in the engine's queue.
+    pub queued: u64,
+    /// Tasks finished since the engine started.
+    pub done: u64,
+}
+
 /// What engines report about themselves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EngineInfo {
@@ -107,20 +121,33 @@ pub struct EngineInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum HubRequest {
     /// An engine slot joins; the reply is [`HubReply::Registered`].
-    Register { uuid: EngineUuid, host: String },
-    Unregister { id: EngineId },
+    Register {
+        uuid: EngineUuid,
+        host: String,
+    },
+    Unregister {
+        id: EngineId,
+    },
     /// The registered engines: [`HubReply::Engines`].
     Engines,
     /// Per-engine queue lengths: [`HubReply::QueueStatus`].
     QueueStatus,
     /// Which of these are done: [`HubReply::ResultStatus`].
-    ResultStatus { msg_ids: Vec<MsgId> },
+    ResultStatus {
+        msg_ids: Vec<MsgId>,
+    },
     /// The recorded results of these tasks, from any client: [`HubReply::Results`].
-    GetResult { msg_ids: Vec<MsgId> },
+    GetResult {
+        msg_ids: Vec<MsgId>,
+    },
     /// Abort these tasks wherever they are: queued in the scheduler or an engine, or running.
-    Abort { msg_ids: Vec<MsgId> },
+    Abort {
+        msg_ids: Vec<MsgId>,
+    },
     /// Forget recorded results (all when `msg_ids` is empty).
-    PurgeResults { msg_ids: Vec<MsgId> },
+    PurgeResults {
+        msg_ids: Vec<MsgId>,
+    },
     /// Stop engines and the controller.
     Shutdown,
 }
@@ -145,10 +172,15 @@ impl HubRequest {
 /// The controller's answers. An error is `HubReply::Error` with a message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum HubReply {
-    Registered { id: EngineId },
+    Registered {
+        id: EngineId,
+    },
     Engines(Vec<EngineInfo>),
     QueueStatus(QueueStatus),
-    ResultStatus { completed: Vec<MsgId>, pending: Vec<MsgId> },
+    ResultStatus {
+        completed: Vec<MsgId>,
+        pending: Vec<MsgId>,
+    },
     Results(Vec<Reply>),
     Ok,
     Error(String),

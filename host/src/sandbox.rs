@@ -1,0 +1,263 @@
+//! One task's sandbox: a wasmtime `Store` and instance with the task's limits,
+//! captured output, deadline and abort check.
+//!
+//! A function call uses one instance. A chunk of a map calls the function once
+//! per item on the same instance (that is what makes chunks cheap), so the
+//! wall-time deadline restarts for each item; after an item fails inside the
+//! guest, the instance may be broken (a Rust guest that panicked is), so the
+//! sandbox is renewed with a fresh store before the next item, keeping the
+//! namespace, the output captured so far and the fuel count. This type holds
+//! no policy about what to call: `engine.rs` decides.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use grid_proto::{Call, Limits, Outcome, TaskError, TrapKind, Value};
+use wasmtime::{Instance, Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+
+use crate::abi::{self, CallError, Convention};
+use crate::config::MAX_MEMORY;
+use crate::failure::{self, Failure, Seen};
+use crate::interrupt::Interrupted;
+use crate::output::Capture;
+use crate::runtime::{LoadedModule, Runtime};
+use crate::store::{MemoryLimiter, TaskState};
+use crate::{Interrupter, Namespace};
+
+pub(crate) struct Sandbox<'a> {
+    runtime: Arc<Runtime>,
+    module: &'a LoadedModule,
+    call: &'a Call,
+    limits: Limits,
+    interrupter: Interrupter,
+    store: Store<TaskState>,
+    instance: Option<Instance>,
+    stdout: Capture,
+    stderr: Capture,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    interrupted: Arc<Mutex<Option<Interrupted>>>,
+    /// Fuel burnt by stores this sandbox already replaced.
+    fuel_spent: u64,
+}
+
+/// What is left when a sandbox closes.
+pub(crate) struct Closed {
+    pub namespace: Namespace,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub fuel_used: Option<u64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<'a> Sandbox<'a> {
+    pub(crate) fn open(
+        runtime: Arc<Runtime>,
+        module: &'a LoadedModule,
+        call: &'a Call,
+        limits: Limits,
+        namespace: Namespace,
+        interrupter: Interrupter,
+    ) -> Sandbox<'a> {
+        let stdout = Capture::new(limits.stdout_bytes.unwrap_or(u64::MAX));
+        let stderr = Capture::new(limits.stderr_bytes.unwrap_or(u64::MAX));
+        let deadline = Arc::new(Mutex::new(None));
+        let interrupted = Arc::new(Mutex::new(None));
+        let store = new_store(
+            &runtime,
+            call,
+            &limits,
+            namespace,
+            (&stdout, &stderr),
+            &interrupter,
+            (&deadline, &interrupted),
+        );
+        let mut sandbox = Sandbox {
+            runtime,
+            module,
+            call,
+            limits,
+            interrupter,
+            store,
+            instance: None,
+            stdout,
+            stderr,
+            deadline,
+            interrupted,
+            fuel_spent: 0,
+        };
+        sandbox.restart_clock();
+        sandbox
+    }
+
+    /// The namespace, which lives in the store while the sandbox is open.
+    pub(crate) fn namespace(&self) -> &Namespace {
+        &self.store.data().namespace
+    }
+
+    /// Restarts the wall-time deadline (for the next item of a chunk).
+    pub(crate) fn restart_clock(&mut self) {
+        *lock(&self.deadline) = self
+            .limits
+            .wall_time_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+    }
+
+    /// Calls a function (one item of a chunk, or the whole task).
+    pub(crate) fn call_function(
+        &mut self,
+        name: &str,
+        convention: &Convention,
+        args: &[Value],
+        encoded: &[u8],
+    ) -> Result<Value, CallError> {
+        let instance = self.instance()?;
+        let store = &mut self.store;
+        match convention {
+            Convention::Cbor { export } => abi::call_cbor(store, &instance, name, export, encoded),
+            Convention::Numeric { params, results } => {
+                abi::call_numeric(store, &instance, name, params, results.len(), args)
+            }
+        }
+    }
+
+    /// Runs `_start` as a WASI command; the value is the exit code.
+    pub(crate) fn run_command(&mut self) -> Result<Value, CallError> {
+        let instance = self.module.pre.instantiate(&mut self.store)?;
+        let start = instance.get_typed_func::<(), ()>(&mut self.store, "_start")?;
+        start.call(&mut self.store, ())?;
+        Ok(failure::exit_value(0))
+    }
+
+    fn instance(&mut self) -> Result<Instance, CallError> {
+        if let Some(instance) = self.instance {
+            return Ok(instance);
+        }
+        let instance = self.module.pre.instantiate(&mut self.store)?;
+        if self.module.exports.initialize {
+            let init = instance.get_typed_func::<(), ()>(&mut self.store, "_initialize")?;
+            init.call(&mut self.store, ())?;
+        }
+        self.instance = Some(instance);
+        Ok(instance)
+    }
+
+    /// Turns a call's result into an outcome, explaining failures. After a
+    /// failure inside the guest the sandbox is renewed, so it can go on.
+    pub(crate) fn outcome(&mut self, result: Result<Value, CallError>) -> Outcome {
+        let err = match result {
+            Ok(v) => return Outcome::Ok(v),
+            Err(CallError::Task(e)) => return Outcome::Err(e),
+            Err(CallError::Wasm(err)) => err,
+        };
+        let seen = Seen {
+            state: self.store.data(),
+            interrupted: *lock(&self.interrupted),
+            stdout: &self.stdout,
+            stderr: &self.stderr,
+            limits: &self.limits,
+        };
+        let outcome = match failure::classify(err, seen) {
+            Failure::Exit(code) if matches!(self.call, Call::Command { .. }) => {
+                Outcome::Ok(failure::exit_value(code))
+            }
+            Failure::Exit(code) => Outcome::Err(TaskError::Trap {
+                kind: TrapKind::Other,
+                message: format!("the function called exit({code})"),
+                backtrace: Vec::new(),
+            }),
+            Failure::Error(e) => Outcome::Err(e),
+        };
+        self.renew();
+        outcome
+    }
+
+    /// Replaces the store with a fresh one, keeping namespace, output and fuel count.
+    fn renew(&mut self) {
+        self.fuel_spent += self.store_fuel_used();
+        let namespace = std::mem::take(&mut self.store.data_mut().namespace);
+        *lock(&self.interrupted) = None;
+        self.store = new_store(
+            &self.runtime,
+            self.call,
+            &self.limits,
+            namespace,
+            (&self.stdout, &self.stderr),
+            &self.interrupter,
+            (&self.deadline, &self.interrupted),
+        );
+        self.instance = None;
+    }
+
+    fn store_fuel_used(&self) -> u64 {
+        let budget = self.limits.fuel.unwrap_or(u64::MAX);
+        budget.saturating_sub(self.store.get_fuel().unwrap_or(budget))
+    }
+
+    pub(crate) fn close(mut self) -> Closed {
+        let fuel_used = self
+            .runtime
+            .config
+            .fuel_metering
+            .then(|| self.fuel_spent + self.store_fuel_used());
+        Closed {
+            namespace: std::mem::take(&mut self.store.data_mut().namespace),
+            stdout: self.stdout.take(),
+            stderr: self.stderr.take(),
+            fuel_used,
+        }
+    }
+}
+
+/// A store with the task's WASI context, limits, fuel and epoch callback.
+fn new_store(
+    runtime: &Runtime,
+    call: &Call,
+    limits: &Limits,
+    namespace: Namespace,
+    (stdout, stderr): (&Capture, &Capture),
+    interrupter: &Interrupter,
+    (deadline, interrupted): (
+        &Arc<Mutex<Option<Instant>>>,
+        &Arc<Mutex<Option<Interrupted>>>,
+    ),
+) -> Store<TaskState> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(stdout.clone()).stderr(stderr.clone());
+    if let Call::Command { argv, env, stdin } = call {
+        wasi.args(argv)
+            .envs(env)
+            .stdin(MemoryInputPipe::new(bytes::Bytes::copy_from_slice(stdin)));
+    }
+    let state = TaskState {
+        wasi: wasi.build_p1(),
+        limiter: MemoryLimiter::new(limits.memory_bytes.unwrap_or(MAX_MEMORY)),
+        namespace,
+        panic: None,
+    };
+    let mut store = Store::new(&runtime.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    if runtime.config.fuel_metering {
+        // Cannot fail: metering is on.
+        let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+    }
+    let interrupter = interrupter.clone();
+    let deadline = deadline.clone();
+    let interrupted = interrupted.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        let due = *lock(&deadline);
+        match interrupter.check(due) {
+            Ok(()) => Ok(UpdateDeadline::Continue(1)),
+            Err(why) => {
+                *lock(&interrupted) = Some(why);
+                Err(wasmtime::Error::new(why))
+            }
+        }
+    });
+    store
+}
