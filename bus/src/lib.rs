@@ -87,7 +87,12 @@ pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError>;
 
     /// Publishes with a reply subject, for hand-made request-reply.
-    async fn publish_with_reply(&self, subject: &str, reply: &str, payload: Bytes) -> Result<(), BusError>;
+    async fn publish_with_reply(
+        &self,
+        subject: &str,
+        reply: &str,
+        payload: Bytes,
+    ) -> Result<(), BusError>;
 
     /// Subscribes to `subject` (wildcards allowed): every matching message.
     async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError>;
@@ -98,7 +103,12 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Sends a request and waits for the first reply. Fails at once with
     /// `NoResponders` when no one subscribes to `subject`.
-    async fn request(&self, subject: &str, payload: Bytes, timeout: Duration) -> Result<Message, BusError>;
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, BusError>;
 
     /// A fresh subject for replies (`_INBOX.<unique>`).
     fn new_inbox(&self) -> String;

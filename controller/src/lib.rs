@@ -1,1 +1,20 @@
-//! placeholder
+//! `grid-controller`: the controller of a Grid cluster, the hub and the
+//! scheduler.
+//!
+//! The hub ([`Hub`], `hub.rs`) registers engines, records every submission
+//! and result it sees in an in-memory task store, and answers the `hub.<op>`
+//! requests; the scheduler ([`Scheduler`], `scheduler.rs`) places
+//! load-balanced tasks on engines. Both are sans-I/O state machines (an event
+//! and the time in, actions out), tested without a bus or a clock; the async
+//! shell (`service.rs`: [`start`], [`run`]) connects them to a [`grid_bus::Bus`].
+
+mod hub;
+mod scheduler;
+mod service;
+
+pub use hub::{ControllerConfig, Hub, HubAction, HubEvent, Readiness};
+pub use scheduler::{
+    DEFAULT_HWM, Placement, SchedAction, SchedEvent, Scheduler, SchedulerConfig, Scheme,
+    UnknownScheme,
+};
+pub use service::{ControllerError, ControllerHandle, run, start};

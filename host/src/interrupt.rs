@@ -22,48 +22,60 @@ pub struct Interrupter {
 
 #[derive(Default)]
 struct Inner {
-    running: Mutex<Option<MsgId>>,
+    slot: Mutex<Slot>,
     abort: AtomicBool,
+}
+
+#[derive(Default)]
+struct Slot {
+    running: Option<MsgId>,
+    /// An abort for a task handed to the slot but not begun yet.
+    pending: Option<MsgId>,
 }
 
 impl Interrupter {
     /// Aborts task `msg_id` if it is running now; returns whether it was.
+    /// Otherwise the abort is kept for `msg_id` in case it is about to begin
+    /// (a queue hands a task over before the slot starts it): see [`Self::begin`].
     pub fn abort(&self, msg_id: MsgId) -> bool {
-        let running = self.running();
-        if *running == Some(msg_id) {
+        let mut slot = self.slot();
+        if slot.running == Some(msg_id) {
             self.inner.abort.store(true, Ordering::Release);
             true
         } else {
+            slot.pending = Some(msg_id);
             false
         }
     }
 
     /// Aborts whatever task is running; returns its id.
     pub fn abort_current(&self) -> Option<MsgId> {
-        let running = self.running();
-        if running.is_some() {
+        let slot = self.slot();
+        if slot.running.is_some() {
             self.inner.abort.store(true, Ordering::Release);
         }
-        *running
+        slot.running
     }
 
     /// The task running now, if any.
     pub fn current(&self) -> Option<MsgId> {
-        *self.running()
+        self.slot().running
     }
 
+    /// Marks `msg_id` as running: aborted at once if an abort for it came early.
     pub(crate) fn begin(&self, msg_id: MsgId) {
-        let mut running = self.running();
-        *running = Some(msg_id);
-        self.inner.abort.store(false, Ordering::Release);
+        let mut slot = self.slot();
+        slot.running = Some(msg_id);
+        let early = slot.pending.take() == Some(msg_id);
+        self.inner.abort.store(early, Ordering::Release);
     }
 
     pub(crate) fn end(&self) {
-        *self.running() = None;
+        self.slot().running = None;
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, Option<MsgId>> {
-        self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.inner.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What the store's epoch callback calls at every tick.
@@ -94,15 +106,23 @@ mod tests {
     #[test]
     fn abort_hits_only_the_running_task() {
         let i = Interrupter::default();
-        let (a, b) = (MsgId::new(), MsgId::new());
-        assert!(!i.abort(a), "nothing runs yet");
+        let (a, b, c) = (MsgId::new(), MsgId::new(), MsgId::new());
         i.begin(a);
         assert!(!i.abort(b));
         assert_eq!(i.check(None), Ok(()));
         assert!(i.abort(a));
         assert_eq!(i.check(None), Err(Interrupted::Aborted));
         i.end();
-        i.begin(b);
+        i.begin(c);
         assert_eq!(i.check(None), Ok(()), "a new task starts un-aborted");
+    }
+
+    #[test]
+    fn an_abort_just_before_begin_is_not_lost() {
+        let i = Interrupter::default();
+        let a = MsgId::new();
+        assert!(!i.abort(a), "not running yet");
+        i.begin(a);
+        assert_eq!(i.check(None), Err(Interrupted::Aborted));
     }
 }

@@ -21,8 +21,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! [`EngineSlot`] puts an engine on the bus: it registers with the
+//! controller, takes work from `engine.<id>.task`, and publishes results.
 //! The calling conventions are in `guest-sdk/ABI.md`. This crate does no
-//! networking and no scheduling: the cluster feeds engines through the bus.
+//! scheduling: that is the controller's.
 
 mod abi;
 mod cache;
@@ -34,8 +36,10 @@ mod interrupt;
 mod memory;
 mod namespace;
 mod output;
+mod queue;
 mod runtime;
 mod sandbox;
+mod service;
 mod store;
 mod ticker;
 
@@ -44,3 +48,4 @@ pub use engine::Engine;
 pub use interrupt::Interrupter;
 pub use namespace::Namespace;
 pub use runtime::{Runtime, RuntimeError};
+pub use service::{EngineSlot, HEARTBEAT_PERIOD, ServiceError};

@@ -96,7 +96,12 @@ impl Runtime {
 
     /// A new engine slot with its own id, uuid and empty namespace.
     pub fn engine(self: &Arc<Self>, id: EngineId) -> Engine {
-        Engine::new(self.clone(), id, EngineUuid::new())
+        self.engine_with(id, EngineUuid::new())
+    }
+
+    /// A new engine slot with the given ids (registered with a controller).
+    pub fn engine_with(self: &Arc<Self>, id: EngineId, uuid: EngineUuid) -> Engine {
+        Engine::new(self.clone(), id, uuid)
     }
 
     pub fn config(&self) -> &EngineConfig {

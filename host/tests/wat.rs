@@ -374,10 +374,11 @@ fn abort_interrupts_a_running_task_and_the_engine_goes_on() {
     let id = task.msg_id;
     let aborter = std::thread::spawn(move || {
         let give_up = Instant::now() + Duration::from_secs(30);
-        while !interrupter.abort(id) {
+        while interrupter.current() != Some(id) {
             assert!(Instant::now() < give_up, "the task never started");
             std::thread::yield_now();
         }
+        assert!(interrupter.abort(id), "the task was running");
     });
     let r = e.run(&task);
     aborter.join().unwrap();

@@ -1,0 +1,359 @@
+//! The client: a connection to one cluster through a bus.
+//!
+//! It owns the subscription to `result.<client>` and a dispatcher that files
+//! each reply into the [`ResultSet`] waiting for it, and an outbox task that
+//! publishes submissions in order, so submitting never blocks and works from
+//! sync and async code alike. Hub queries are request-reply to the
+//! controller; each has an async form and a blocking form. A client made by a
+//! blocking constructor owns its tokio runtime (and, for a local cluster, the
+//! cluster itself), which stop when the last clone of the client drops.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use grid_bus::Bus;
+use grid_proto::{
+    BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, ModuleHash, MsgId, QueueStatus,
+    Reply, Subjects, Submission,
+};
+use tokio::sync::mpsc;
+
+use crate::error::Error;
+use crate::module::{self, Module};
+use crate::result::{ResultSet, TaskInfo};
+use crate::view::{DirectView, LoadBalancedView};
+
+/// How long hub queries wait for the controller.
+const HUB_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to a cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+type Pending = Mutex<HashMap<MsgId, (Arc<ResultSet>, usize)>>;
+
+pub(crate) struct Inner {
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) subjects: Subjects,
+    pub(crate) id: ClientId,
+    pending: Arc<Pending>,
+    outbox: mpsc::UnboundedSender<(String, Bytes)>,
+    handle: tokio::runtime::Handle,
+    /// Things to keep alive with the client (a local cluster), dropped before the runtime.
+    keep: Mutex<Vec<Box<dyn Any + Send>>>,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.keep
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        if let Some(rt) = self
+            .runtime
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Client {
+    /// Connects through `bus` to the cluster whose subjects are `subjects`.
+    /// Must be called inside a tokio runtime, which the client then uses.
+    pub async fn connect_bus(bus: Arc<dyn Bus>, subjects: Subjects) -> Result<Client, Error> {
+        Self::start(bus, subjects).await
+    }
+
+    /// Keeps `runtime` (and then `keep`, e.g. a local cluster) alive as long
+    /// as the client; they stop when its last clone drops.
+    #[allow(dead_code)] // used by the `local` feature
+    pub(crate) fn own(&self, runtime: tokio::runtime::Runtime, keep: Box<dyn Any + Send>) {
+        self.keep(keep);
+        *self.inner.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some(runtime);
+    }
+
+    /// Keeps `keep` alive as long as the client.
+    #[allow(dead_code)] // used by the `local` feature
+    pub(crate) fn keep(&self, keep: Box<dyn Any + Send>) {
+        self.inner
+            .keep
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(keep);
+    }
+
+    async fn start(bus: Arc<dyn Bus>, subjects: Subjects) -> Result<Client, Error> {
+        let id = ClientId::new();
+        let mut results = bus.subscribe(&subjects.result(id)).await?;
+        let pending: Arc<Pending> = Arc::default();
+        let dispatch = pending.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = results.next().await {
+                match grid_proto::decode::<Reply>(&msg.payload) {
+                    Ok(reply) => {
+                        let slot = dispatch
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&reply.result.msg_id);
+                        if let Some((set, index)) = slot {
+                            set.arrive(index, reply);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "skipping a malformed reply"),
+                }
+            }
+        });
+        let (outbox, mut queue) = mpsc::unbounded_channel::<(String, Bytes)>();
+        let publisher = bus.clone();
+        tokio::spawn(async move {
+            while let Some((subject, payload)) = queue.recv().await {
+                if let Err(e) = publisher.publish(&subject, payload).await {
+                    tracing::warn!(%subject, error = %e, "cannot publish a submission");
+                }
+            }
+        });
+        Ok(Client {
+            inner: Arc::new(Inner {
+                bus,
+                subjects,
+                id,
+                pending,
+                outbox,
+                handle: tokio::runtime::Handle::current(),
+                keep: Mutex::new(Vec::new()),
+                runtime: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// This client's id.
+    pub fn id(&self) -> ClientId {
+        self.inner.id
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.inner.subjects
+    }
+
+    /// Runs `fut` on the client's runtime and waits for it (blocking forms).
+    pub(crate) fn block<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.inner.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        match rx.recv() {
+            Ok(v) => v,
+            // The runtime is shutting down: nothing will ever answer.
+            Err(_) => panic!("the client's runtime stopped"),
+        }
+    }
+
+    /// Registers the tasks, then publishes each submission on its subject.
+    pub(crate) fn submit(
+        &self,
+        subs: Vec<(String, Submission)>,
+        tasks: Vec<TaskInfo>,
+    ) -> Result<Arc<ResultSet>, Error> {
+        let encoded = subs
+            .iter()
+            .map(|(subject, sub)| {
+                grid_proto::encode(sub)
+                    .map(|bytes| (subject.clone(), Bytes::from(bytes)))
+                    .map_err(|e| Error::Usage(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let set = ResultSet::new(tasks);
+        {
+            let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for (index, (_, sub)) in subs.iter().enumerate() {
+                pending.insert(sub.msg_id, (set.clone(), index));
+            }
+        }
+        for message in encoded {
+            self.inner
+                .outbox
+                .send(message)
+                .map_err(|_| Error::Bus(grid_bus::BusError::Closed))?;
+        }
+        Ok(set)
+    }
+
+    /// Asks the controller.
+    pub async fn hub(&self, request: HubRequest) -> Result<HubReply, Error> {
+        let subject = self.inner.subjects.hub(request.op());
+        let bytes = grid_proto::encode(&request).map_err(|e| Error::Usage(e.to_string()))?;
+        let msg = self
+            .inner
+            .bus
+            .request(&subject, Bytes::from(bytes), HUB_TIMEOUT)
+            .await?;
+        match grid_proto::decode::<HubReply>(&msg.payload) {
+            Ok(HubReply::Error(message)) => Err(Error::Hub(message)),
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(Error::Hub(format!("malformed reply: {e}"))),
+        }
+    }
+
+    fn hub_blocking(&self, request: HubRequest) -> Result<HubReply, Error> {
+        let client = self.clone();
+        self.block(async move { client.hub(request).await })
+    }
+
+    /// The registered engines.
+    pub async fn engines_async(&self) -> Result<Vec<EngineInfo>, Error> {
+        match self.hub(HubRequest::Engines).await? {
+            HubReply::Engines(mut engines) => {
+                engines.sort_by_key(|e| e.id);
+                Ok(engines)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn engines(&self) -> Result<Vec<EngineInfo>, Error> {
+        let client = self.clone();
+        self.block(async move { client.engines_async().await })
+    }
+
+    /// The ids of the registered engines, ascending.
+    pub fn ids(&self) -> Result<Vec<EngineId>, Error> {
+        Ok(self.engines()?.into_iter().map(|e| e.id).collect())
+    }
+
+    pub async fn ids_async(&self) -> Result<Vec<EngineId>, Error> {
+        Ok(self
+            .engines_async()
+            .await?
+            .into_iter()
+            .map(|e| e.id)
+            .collect())
+    }
+
+    /// A view on some engines (`[id]` for one; see also [`Client::view_all`]).
+    pub fn view(&self, targets: impl Into<Vec<EngineId>>) -> DirectView {
+        DirectView::new(self.clone(), targets.into(), false)
+    }
+
+    /// A view on one engine: `get` returns its value rather than a list.
+    pub fn view_one(&self, target: EngineId) -> DirectView {
+        DirectView::new(self.clone(), vec![target], true)
+    }
+
+    /// A view on every engine registered now.
+    pub fn view_all(&self) -> Result<DirectView, Error> {
+        Ok(self.view(self.ids()?))
+    }
+
+    /// A load-balanced view: the scheduler picks the engine of each task.
+    pub fn load_balanced_view(&self) -> LoadBalancedView {
+        LoadBalancedView::new(self.clone())
+    }
+
+    /// Uploads a module (a `.wasm` binary or `.wat` text file) once, by hash.
+    pub fn load_module(&self, path: impl AsRef<Path>) -> Result<Module, Error> {
+        let path = path.as_ref();
+        let bytes = module::read_module(path)?;
+        let client = self.clone();
+        let name = path.display().to_string();
+        self.block(async move { client.upload(bytes, name).await })
+    }
+
+    /// [`load_module`](Self::load_module), async.
+    pub async fn load_module_async(&self, path: impl AsRef<Path>) -> Result<Module, Error> {
+        let path = path.as_ref();
+        let bytes = module::read_module(path)?;
+        self.upload(bytes, path.display().to_string()).await
+    }
+
+    /// Uploads a module given as bytes (wasm or WAT).
+    pub fn module_from_bytes(&self, bytes: &[u8]) -> Result<Module, Error> {
+        let client = self.clone();
+        let bytes = bytes.to_vec();
+        self.block(async move { client.module_from_bytes_async(&bytes).await })
+    }
+
+    /// [`module_from_bytes`](Self::module_from_bytes), async.
+    pub async fn module_from_bytes_async(&self, bytes: &[u8]) -> Result<Module, Error> {
+        let binary = module::binary(bytes).map_err(|reason| Error::Module {
+            path: "<bytes>".into(),
+            reason,
+        })?;
+        self.upload(binary, "<bytes>".into()).await
+    }
+
+    async fn upload(&self, binary: Vec<u8>, name: String) -> Result<Module, Error> {
+        let hash = self.inner.bus.put_blob(Bytes::from(binary)).await?;
+        Ok(Module::new(ModuleHash(hash.0), name))
+    }
+
+    /// Whether the cluster's blob store has this module.
+    pub async fn has_module(&self, module: &Module) -> Result<bool, Error> {
+        Ok(self
+            .inner
+            .bus
+            .get_blob(&BlobHash(module.hash().0))
+            .await?
+            .is_some())
+    }
+
+    /// Tasks queued and done per engine.
+    pub fn queue_status(&self) -> Result<QueueStatus, Error> {
+        match self.hub_blocking(HubRequest::QueueStatus)? {
+            HubReply::QueueStatus(q) => Ok(q),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Which of `msg_ids` are done, and which pending.
+    pub fn result_status(&self, msg_ids: Vec<MsgId>) -> Result<(Vec<MsgId>, Vec<MsgId>), Error> {
+        match self.hub_blocking(HubRequest::ResultStatus { msg_ids })? {
+            HubReply::ResultStatus { completed, pending } => Ok((completed, pending)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Results recorded by the controller, submitted by any client.
+    pub fn get_result(&self, msg_ids: Vec<MsgId>) -> Result<Vec<Reply>, Error> {
+        match self.hub_blocking(HubRequest::GetResult { msg_ids })? {
+            HubReply::Results(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Forgets recorded results (all of them when `msg_ids` is empty).
+    pub fn purge_results(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
+        self.hub_blocking(HubRequest::PurgeResults { msg_ids })
+            .map(|_| ())
+    }
+
+    /// Aborts tasks wherever they are.
+    pub fn abort(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
+        self.hub_blocking(HubRequest::Abort { msg_ids }).map(|_| ())
+    }
+
+    pub async fn abort_async(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
+        self.hub(HubRequest::Abort { msg_ids }).await.map(|_| ())
+    }
+
+    /// Stops the engines and the controller.
+    pub fn shutdown(&self) -> Result<(), Error> {
+        self.hub_blocking(HubRequest::Shutdown).map(|_| ())
+    }
+}
+
+fn unexpected(reply: HubReply) -> Error {
+    Error::Hub(format!("unexpected reply {reply:?}"))
+}

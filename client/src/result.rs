@@ -1,0 +1,615 @@
+//! AsyncResult and AsyncMapResult: results that arrive later.
+//!
+//! A [`ResultSet`] is the shared state of one submission's tasks: the client's
+//! dispatcher fills it as replies arrive on `result.<client>`, and results
+//! wait on it, blocking (a condition variable) or async (a `Notify`). Results
+//! are kept in submission order and, for unordered iteration, in the order
+//! they completed. Per-item values of a map are recovered from chunk results.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use grid_proto::{
+    EngineId, EngineUuid, MsgId, Outcome, Reply, Status, TaskError, Timestamp, Value,
+};
+
+use crate::Client;
+use crate::error::{Error, RemoteError};
+
+/// What one task of a submission is.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskInfo {
+    pub msg_id: MsgId,
+    pub function: String,
+    /// For maps: index of the task's first item in the whole input.
+    pub first_item: usize,
+    /// Items in the task (1 unless it is a chunk).
+    pub items: usize,
+    /// Whether the task is a chunk (`Call::Map`), whose values are per item.
+    pub chunk: bool,
+    pub submitted: Timestamp,
+}
+
+struct Arrived {
+    reply: Reply,
+    received: Timestamp,
+}
+
+struct State {
+    replies: Vec<Option<Arrived>>,
+    done: usize,
+    completion: Vec<usize>,
+}
+
+/// Replies of one submission, filled by the client's dispatcher.
+pub(crate) struct ResultSet {
+    pub tasks: Vec<TaskInfo>,
+    state: Mutex<State>,
+    cond: Condvar,
+    notify: tokio::sync::Notify,
+}
+
+impl ResultSet {
+    pub(crate) fn new(tasks: Vec<TaskInfo>) -> Arc<ResultSet> {
+        let n = tasks.len();
+        Arc::new(ResultSet {
+            tasks,
+            state: Mutex::new(State {
+                replies: (0..n).map(|_| None).collect(),
+                done: 0,
+                completion: Vec::with_capacity(n),
+            }),
+            cond: Condvar::new(),
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the reply of task `index` (the first one wins).
+    pub(crate) fn arrive(&self, index: usize, reply: Reply) {
+        let mut s = self.lock();
+        if s.replies[index].is_none() {
+            s.replies[index] = Some(Arrived {
+                reply,
+                received: Timestamp::now(),
+            });
+            s.done += 1;
+            s.completion.push(index);
+        }
+        drop(s);
+        self.cond.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    fn done(&self) -> usize {
+        self.lock().done
+    }
+
+    /// Blocks until `count` tasks are done or the deadline passes.
+    fn wait_for(&self, count: usize, deadline: Option<Instant>) -> bool {
+        let mut s = self.lock();
+        while s.done < count {
+            match deadline {
+                None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    s = self
+                        .cond
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+        true
+    }
+
+    async fn wait_for_async(&self, count: usize) {
+        self.wait_until_async(|s| s.done >= count).await
+    }
+
+    async fn wait_until_async(&self, ready: impl Fn(&State) -> bool) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if ready(&self.lock()) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The outcomes of every item of task `index` (which must be done).
+    fn item_outcomes(&self, s: &State, index: usize) -> Vec<Outcome> {
+        let info = &self.tasks[index];
+        let Some(arrived) = &s.replies[index] else {
+            return Vec::new();
+        };
+        let result = &arrived.reply.result;
+        if info.chunk && result.items.len() == info.items {
+            result.items.clone()
+        } else if info.chunk {
+            // The chunk failed as a whole (e.g. missing module): every item fails.
+            vec![result.outcome.clone(); info.items]
+        } else {
+            vec![result.outcome.clone()]
+        }
+    }
+
+    fn remote_error(
+        &self,
+        s: &State,
+        index: usize,
+        item: Option<usize>,
+        error: TaskError,
+    ) -> RemoteError {
+        let info = &self.tasks[index];
+        RemoteError {
+            msg_id: info.msg_id,
+            engine_id: s.replies[index]
+                .as_ref()
+                .and_then(|a| a.reply.engine.map(|e| e.id)),
+            function: info.function.clone(),
+            item,
+            error,
+        }
+    }
+
+    /// Every item's value or error, in input order (all tasks must be done).
+    fn all_items(&self) -> Vec<Result<Value, RemoteError>> {
+        let s = self.lock();
+        let mut out = Vec::new();
+        for index in 0..self.tasks.len() {
+            self.push_items(&s, index, &mut out);
+        }
+        out
+    }
+
+    fn push_items(&self, s: &State, index: usize, out: &mut Vec<Result<Value, RemoteError>>) {
+        let first = self.tasks[index].first_item;
+        for (k, outcome) in self.item_outcomes(s, index).into_iter().enumerate() {
+            out.push(match outcome {
+                Outcome::Ok(v) => Ok(v),
+                Outcome::Err(e) => {
+                    let item = self.tasks[index].chunk.then_some(first + k).or(Some(first));
+                    Err(self.remote_error(s, index, item, e))
+                }
+            });
+        }
+    }
+}
+
+/// Metadata of one task, as ipyparallel reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metadata {
+    pub msg_id: MsgId,
+    pub submitted: Timestamp,
+    pub started: Option<Timestamp>,
+    pub completed: Option<Timestamp>,
+    pub received: Option<Timestamp>,
+    pub engine_id: Option<EngineId>,
+    pub engine_uuid: Option<EngineUuid>,
+    /// `None` while pending.
+    pub status: Option<Status>,
+    pub error: Option<TaskError>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Fuel the task consumed, on metering engines.
+    pub fuel_used: Option<u64>,
+}
+
+/// The result of `apply`: one task per target engine.
+#[derive(Clone)]
+pub struct AsyncResult {
+    pub(crate) set: Arc<ResultSet>,
+    pub(crate) client: Client,
+    /// Set when the submission targeted one engine: `get` returns its value, not a list.
+    pub(crate) single: bool,
+    /// Set for `pull(name)`: each engine's `[value]` becomes `value`.
+    pub(crate) pull_one: bool,
+}
+
+impl AsyncResult {
+    /// Whether every task is done.
+    pub fn ready(&self) -> bool {
+        self.set.done() == self.set.tasks.len()
+    }
+
+    /// `Some(true)` when every task succeeded, `None` while not ready.
+    pub fn successful(&self) -> Option<bool> {
+        if !self.ready() {
+            return None;
+        }
+        Some(self.set.all_items().iter().all(|r| r.is_ok()))
+    }
+
+    /// Waits for every task, up to `timeout`; returns whether they are done.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        self.set
+            .wait_for(self.set.tasks.len(), timeout.map(|t| Instant::now() + t))
+    }
+
+    /// Waits (async) for every task.
+    pub async fn wait_async(&self) {
+        self.set.wait_for_async(self.set.tasks.len()).await
+    }
+
+    /// The value (one target) or the values in target order; the first
+    /// failure as a [`RemoteError`], several as a `CompositeError`.
+    pub fn get(&self, timeout: Option<Duration>) -> Result<Value, Error> {
+        if !self.wait(timeout) {
+            return Err(Error::Timeout(timeout.unwrap_or_default()));
+        }
+        self.collect()
+    }
+
+    /// [`get`](Self::get), async, with an optional timeout.
+    pub async fn get_async(&self, timeout: Option<Duration>) -> Result<Value, Error> {
+        match timeout {
+            None => self.wait_async().await,
+            Some(t) => tokio::time::timeout(t, self.wait_async())
+                .await
+                .map_err(|_| Error::Timeout(t))?,
+        }
+        self.collect()
+    }
+
+    /// Every task's value, or the failures.
+    fn values(&self) -> Result<Vec<Value>, Error> {
+        let (values, errors) = split(self.set.all_items());
+        if let Some(e) = Error::from_failures(errors) {
+            return Err(e);
+        }
+        if !self.pull_one {
+            return Ok(values);
+        }
+        Ok(values
+            .into_iter()
+            .map(|v| match v {
+                Value::Array(mut one) if one.len() == 1 => one.pop().unwrap_or(Value::Null),
+                other => other,
+            })
+            .collect())
+    }
+
+    fn collect(&self) -> Result<Value, Error> {
+        let values = self.values()?;
+        if self.single {
+            Ok(values.into_iter().next().unwrap_or(Value::Null))
+        } else {
+            Ok(Value::Array(values))
+        }
+    }
+
+    /// The values by engine id.
+    pub fn get_dict(&self, timeout: Option<Duration>) -> Result<BTreeMap<EngineId, Value>, Error> {
+        if !self.wait(timeout) {
+            return Err(Error::Timeout(timeout.unwrap_or_default()));
+        }
+        let values = self.values()?;
+        let engines = self.metadata().into_iter().map(|m| m.engine_id);
+        Ok(engines
+            .zip(values)
+            .filter_map(|(e, v)| e.map(|e| (e, v)))
+            .collect())
+    }
+
+    /// Metadata of every task, in submission order.
+    pub fn metadata(&self) -> Vec<Metadata> {
+        let s = self.set.lock();
+        self.set
+            .tasks
+            .iter()
+            .zip(&s.replies)
+            .map(|(info, arrived)| {
+                let mut m = Metadata {
+                    msg_id: info.msg_id,
+                    submitted: info.submitted,
+                    started: None,
+                    completed: None,
+                    received: None,
+                    engine_id: None,
+                    engine_uuid: None,
+                    status: None,
+                    error: None,
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    fuel_used: None,
+                };
+                if let Some(a) = arrived {
+                    let r = &a.reply.result;
+                    m.started = Some(r.started);
+                    m.completed = Some(r.completed);
+                    m.received = Some(a.received);
+                    m.engine_id = a.reply.engine.map(|e| e.id);
+                    m.engine_uuid = a.reply.engine.map(|e| e.uuid);
+                    m.status = Some(r.status());
+                    m.error = r.value().err().cloned();
+                    m.stdout = r.stdout.clone();
+                    m.stderr = r.stderr.clone();
+                    m.fuel_used = r.fingerprint.fuel_used;
+                }
+                m
+            })
+            .collect()
+    }
+
+    /// Time since submission, until the last result arrived (or now).
+    pub fn elapsed(&self) -> Duration {
+        let first = self
+            .set
+            .tasks
+            .iter()
+            .map(|t| t.submitted)
+            .min()
+            .unwrap_or_default();
+        let end = if self.ready() {
+            self.metadata()
+                .iter()
+                .filter_map(|m| m.received)
+                .max()
+                .unwrap_or_else(Timestamp::now)
+        } else {
+            Timestamp::now()
+        };
+        end.since(first)
+    }
+
+    /// Tasks done so far.
+    pub fn progress(&self) -> usize {
+        self.set.done()
+    }
+
+    /// Number of tasks.
+    pub fn len(&self) -> usize {
+        self.set.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.tasks.is_empty()
+    }
+
+    /// Sum of the tasks' run times on their engines.
+    pub fn serial_time(&self) -> Duration {
+        self.metadata()
+            .iter()
+            .filter_map(|m| Some(m.completed?.since(m.started?)))
+            .sum()
+    }
+
+    /// From the first submission to the last completion.
+    pub fn wall_time(&self) -> Duration {
+        let md = self.metadata();
+        let first = md.iter().map(|m| m.submitted).min().unwrap_or_default();
+        let last = md.iter().filter_map(|m| m.completed).max().unwrap_or(first);
+        last.since(first)
+    }
+
+    pub fn msg_ids(&self) -> Vec<MsgId> {
+        self.set.tasks.iter().map(|t| t.msg_id).collect()
+    }
+
+    /// Aborts the tasks not done yet: queued ones are dropped, running ones
+    /// interrupted. Each reports status `aborted`.
+    pub fn abort(&self) -> Result<(), Error> {
+        let pending = self.pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.client.abort(pending)
+    }
+
+    /// [`abort`](Self::abort), async.
+    pub async fn abort_async(&self) -> Result<(), Error> {
+        let pending = self.pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.client.abort_async(pending).await
+    }
+
+    fn pending(&self) -> Vec<MsgId> {
+        let s = self.set.lock();
+        self.set
+            .tasks
+            .iter()
+            .zip(&s.replies)
+            .filter(|(_, r)| r.is_none())
+            .map(|(t, _)| t.msg_id)
+            .collect()
+    }
+
+    /// Shows a progress bar on stderr (done/total, elapsed) until every task is done.
+    pub fn wait_interactive(&self) {
+        let total = self.len() as u64;
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} tasks, {elapsed_precise}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        while !self.set.wait_for(
+            self.len(),
+            Some(Instant::now() + Duration::from_millis(100)),
+        ) {
+            bar.set_position(self.progress() as u64);
+        }
+        bar.set_position(total);
+        bar.finish();
+    }
+}
+
+fn split(items: Vec<Result<Value, RemoteError>>) -> (Vec<Value>, Vec<RemoteError>) {
+    let mut values = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for item in items {
+        match item {
+            Ok(v) => values.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    (values, errors)
+}
+
+/// The result of a map: per-item values, iterable as they arrive.
+#[derive(Clone)]
+pub struct AsyncMapResult {
+    pub(crate) result: AsyncResult,
+    pub(crate) items: usize,
+    pub(crate) ordered: bool,
+}
+
+impl std::ops::Deref for AsyncMapResult {
+    type Target = AsyncResult;
+    fn deref(&self) -> &AsyncResult {
+        &self.result
+    }
+}
+
+impl AsyncMapResult {
+    /// Number of items mapped.
+    pub fn items(&self) -> usize {
+        self.items
+    }
+
+    /// Every item's value in input order; fails with the failures.
+    pub fn get(&self, timeout: Option<Duration>) -> Result<Vec<Value>, Error> {
+        if !self.result.wait(timeout) {
+            return Err(Error::Timeout(timeout.unwrap_or_default()));
+        }
+        let (values, errors) = split(self.result.set.all_items());
+        match Error::from_failures(errors) {
+            Some(e) => Err(e),
+            None => Ok(values),
+        }
+    }
+
+    /// Every item's own result, in input order, without failing as a whole.
+    pub fn results(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Result<Value, RemoteError>>, Error> {
+        if !self.result.wait(timeout) {
+            return Err(Error::Timeout(timeout.unwrap_or_default()));
+        }
+        Ok(self.result.set.all_items())
+    }
+
+    /// Iterates over items as their tasks complete: in input order, or in
+    /// completion order when the map was made with `ordered(false)`. Blocks.
+    pub fn iter(&self) -> MapIter {
+        MapIter {
+            set: self.result.set.clone(),
+            ordered: self.ordered,
+            next_task: 0,
+            buffer: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The same as [`iter`](Self::iter), as an async `Stream`.
+    pub fn stream(
+        &self,
+    ) -> impl futures_core::Stream<Item = Result<Value, RemoteError>> + Send + 'static {
+        let set = self.result.set.clone();
+        let ordered = self.ordered;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut it = MapIter {
+                set: set.clone(),
+                ordered,
+                next_task: 0,
+                buffer: std::collections::VecDeque::new(),
+            };
+            loop {
+                if it.buffer.is_empty() {
+                    if it.next_task >= set.tasks.len() {
+                        return;
+                    }
+                    // Wait here, async, so that `next` below does not block.
+                    if ordered {
+                        set.wait_until_async(|s| s.replies[it.next_task].is_some())
+                            .await;
+                    } else {
+                        set.wait_until_async(|s| s.done > it.next_task).await;
+                    }
+                }
+                match it.next() {
+                    Some(item) => {
+                        if tx.send(item).is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                }
+            }
+        });
+        ReceiverStream(rx)
+    }
+}
+
+struct ReceiverStream<T>(tokio::sync::mpsc::UnboundedReceiver<T>);
+
+impl<T> futures_core::Stream for ReceiverStream<T> {
+    type Item = T;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// Blocking iterator over a map's items (see [`AsyncMapResult::iter`]).
+pub struct MapIter {
+    set: Arc<ResultSet>,
+    ordered: bool,
+    /// Tasks consumed so far (by position in submission or completion order).
+    next_task: usize,
+    buffer: std::collections::VecDeque<Result<Value, RemoteError>>,
+}
+
+impl Iterator for MapIter {
+    type Item = Result<Value, RemoteError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.buffer.pop_front() {
+                return Some(item);
+            }
+            if self.next_task >= self.set.tasks.len() {
+                return None;
+            }
+            let index = if self.ordered {
+                self.set.wait_for_index(self.next_task);
+                self.next_task
+            } else {
+                self.set.wait_for(self.next_task + 1, None);
+                self.set.lock().completion[self.next_task]
+            };
+            self.next_task += 1;
+            let s = self.set.lock();
+            let mut out = Vec::new();
+            self.set.push_items(&s, index, &mut out);
+            self.buffer.extend(out);
+        }
+    }
+}
+
+impl ResultSet {
+    /// Blocks until task `index` is done.
+    fn wait_for_index(&self, index: usize) {
+        let mut s = self.lock();
+        while s.replies[index].is_none() {
+            s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}

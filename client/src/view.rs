@@ -1,0 +1,564 @@
+//! Views: where work goes.
+//!
+//! A [`DirectView`] sends each call to every one of its target engines and
+//! moves data in and out of their namespaces (push, pull, scatter, gather);
+//! a [`LoadBalancedView`] lets the scheduler place each task, splitting maps
+//! into chunks of `chunksize` items. Both only build submissions: the client
+//! publishes them and collects the replies.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use grid_proto::{
+    Arg, Call, EngineId, Limits, MsgId, SchedFlags, Submission, Task, Timestamp, Value, Work,
+};
+
+use crate::Client;
+use crate::error::Error;
+use crate::module::Function;
+use crate::result::{AsyncMapResult, AsyncResult, TaskInfo};
+
+/// An argument that is the value named `name` in the engine's namespace.
+pub fn reference(name: &str) -> Arg {
+    Arg::Ref(name.to_string())
+}
+
+/// Zips sequences into argument lists, as Python's `map(f, xs, ys)` does.
+/// All sequences must have the same length.
+pub fn zip(sequences: Vec<Vec<Value>>) -> Result<Vec<Vec<Value>>, Error> {
+    let Some(len) = sequences.first().map(Vec::len) else {
+        return Ok(Vec::new());
+    };
+    if sequences.iter().any(|s| s.len() != len) {
+        return Err(Error::Usage(
+            "the sequences to map over have different lengths".into(),
+        ));
+    }
+    let mut iters: Vec<_> = sequences.into_iter().map(Vec::into_iter).collect();
+    Ok((0..len)
+        .map(|_| iters.iter_mut().filter_map(Iterator::next).collect())
+        .collect())
+}
+
+fn args(args: impl IntoIterator<Item = impl Into<Arg>>) -> Vec<Arg> {
+    args.into_iter().map(Into::into).collect()
+}
+
+fn task(f: &Function, msg_id: MsgId, call: Call, limits: Limits) -> Task {
+    Task {
+        msg_id,
+        module: f.module,
+        call,
+        limits,
+    }
+}
+
+fn submission(client: &Client, msg_id: MsgId, work: Work, sched: SchedFlags) -> Submission {
+    Submission {
+        msg_id,
+        client: client.id(),
+        submitted: Timestamp::now(),
+        work,
+        sched,
+    }
+}
+
+fn info(msg_id: MsgId, function: &str, first_item: usize, items: usize, chunk: bool) -> TaskInfo {
+    TaskInfo {
+        msg_id,
+        function: function.to_string(),
+        first_item,
+        items,
+        chunk,
+        submitted: Timestamp::now(),
+    }
+}
+
+/// Splits `len` items into `parts` contiguous ranges whose sizes differ by at
+/// most one, the larger first (as ipyparallel's scatter does).
+pub(crate) fn partition(len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.max(1);
+    let (base, extra) = (len / parts, len % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|i| {
+            let size = base + usize::from(i < extra);
+            let r = start..start + size;
+            start += size;
+            r
+        })
+        .collect()
+}
+
+/// Work sent to chosen engines.
+#[derive(Clone)]
+pub struct DirectView {
+    client: Client,
+    targets: Vec<EngineId>,
+    single: bool,
+    block: bool,
+    limits: Limits,
+}
+
+impl DirectView {
+    pub(crate) fn new(client: Client, targets: Vec<EngineId>, single: bool) -> DirectView {
+        DirectView {
+            client,
+            targets,
+            single,
+            block: false,
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn targets(&self) -> &[EngineId] {
+        &self.targets
+    }
+
+    /// With `block`, `apply`, `map` and the data methods wait for their results.
+    pub fn block(mut self, block: bool) -> Self {
+        self.block = block;
+        self
+    }
+
+    /// Limits for the tasks of this view (lowering the engines' limits).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    fn send(
+        &self,
+        works: Vec<(EngineId, Work, TaskInfo)>,
+        single: bool,
+    ) -> Result<AsyncResult, Error> {
+        if works.is_empty() {
+            return Err(Error::NoEngines);
+        }
+        let mut infos = Vec::with_capacity(works.len());
+        let mut subs = Vec::with_capacity(works.len());
+        for (engine, work, info) in works {
+            let subject = self.client.subjects().engine_task(engine);
+            subs.push((
+                subject,
+                submission(&self.client, info.msg_id, work, SchedFlags::default()),
+            ));
+            infos.push(info);
+        }
+        let set = self.client.submit(subs, infos)?;
+        let result = AsyncResult {
+            set,
+            client: self.client.clone(),
+            single,
+            pull_one: false,
+        };
+        if self.block {
+            result.wait(None);
+        }
+        Ok(result)
+    }
+
+    fn each(&self, f: &str, mut work: impl FnMut(MsgId) -> Work) -> Result<AsyncResult, Error> {
+        let works = self
+            .targets
+            .iter()
+            .map(|&engine| {
+                let id = MsgId::new();
+                (engine, work(id), info(id, f, 0, 1, false))
+            })
+            .collect();
+        self.send(works, self.single)
+    }
+
+    /// Calls `f(args)` on every target engine.
+    pub fn apply(
+        &self,
+        f: &Function,
+        a: impl IntoIterator<Item = impl Into<Arg>>,
+    ) -> Result<AsyncResult, Error> {
+        let a = args(a);
+        let limits = self.limits;
+        self.each(&f.name, |id| {
+            Work::Task(task(
+                f,
+                id,
+                Call::Function {
+                    name: f.name.clone(),
+                    args: a.clone(),
+                },
+                limits,
+            ))
+        })
+    }
+
+    /// [`apply`](Self::apply) without blocking, whatever the view's `block` flag.
+    pub fn apply_async(
+        &self,
+        f: &Function,
+        a: impl IntoIterator<Item = impl Into<Arg>>,
+    ) -> Result<AsyncResult, Error> {
+        self.clone().block(false).apply(f, a)
+    }
+
+    /// [`apply`](Self::apply) and wait for the value(s).
+    pub fn apply_sync(
+        &self,
+        f: &Function,
+        a: impl IntoIterator<Item = impl Into<Arg>>,
+    ) -> Result<Value, Error> {
+        self.apply_async(f, a)?.get(None)
+    }
+
+    /// Maps `f` over zipped `sequences`, one contiguous part per engine.
+    pub fn map(&self, f: &Function, sequences: Vec<Vec<Value>>) -> Result<AsyncMapResult, Error> {
+        let items = zip(sequences)?;
+        let n = items.len();
+        let parts = partition(n, self.targets.len());
+        let mut works = Vec::new();
+        let mut items = items.into_iter();
+        for (&engine, range) in self.targets.iter().zip(parts) {
+            if range.is_empty() {
+                continue;
+            }
+            let id = MsgId::new();
+            let chunk: Vec<Vec<Arg>> = items.by_ref().take(range.len()).map(|i| args(i)).collect();
+            let call = Call::Map {
+                name: f.name.clone(),
+                items: chunk,
+            };
+            works.push((
+                engine,
+                Work::Task(task(f, id, call, self.limits)),
+                info(id, &f.name, range.start, range.len(), true),
+            ));
+        }
+        if works.is_empty() && n == 0 {
+            return Ok(AsyncMapResult {
+                result: AsyncResult {
+                    set: crate::result::ResultSet::new(Vec::new()),
+                    client: self.client.clone(),
+                    single: false,
+                    pull_one: false,
+                },
+                items: 0,
+                ordered: true,
+            });
+        }
+        Ok(AsyncMapResult {
+            result: self.send(works, false)?,
+            items: n,
+            ordered: true,
+        })
+    }
+
+    /// [`map`](Self::map) and wait for the values.
+    pub fn map_sync(&self, f: &Function, sequences: Vec<Vec<Value>>) -> Result<Vec<Value>, Error> {
+        self.clone().block(false).map(f, sequences)?.get(None)
+    }
+
+    /// Stores `values` in every target's namespace.
+    pub fn push(&self, values: BTreeMap<String, Value>) -> Result<AsyncResult, Error> {
+        self.each("push", |_| Work::Push(values.clone()))
+    }
+
+    /// Reads `name` from every target (the value, or a list for several targets).
+    pub fn pull(&self, name: &str) -> Result<AsyncResult, Error> {
+        let result = self.each("pull", |_| Work::Pull(vec![name.to_string()]))?;
+        Ok(AsyncResult {
+            pull_one: true,
+            ..result
+        })
+    }
+
+    /// Reads several names from every target: per engine, an array in the order asked.
+    pub fn pull_many(&self, names: &[&str]) -> Result<AsyncResult, Error> {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        self.each("pull", |_| Work::Pull(names.clone()))
+    }
+
+    /// Dict-style set: pushes one value and waits.
+    pub fn set(&self, name: &str, value: Value) -> Result<(), Error> {
+        let mut values = BTreeMap::new();
+        values.insert(name.to_string(), value);
+        self.push(values)?.get(None).map(|_| ())
+    }
+
+    /// Dict-style get: pulls one name and waits.
+    pub fn get(&self, name: &str) -> Result<Value, Error> {
+        self.pull(name)?.get(None)
+    }
+
+    /// Removes every entry from the targets' namespaces.
+    pub fn clear(&self) -> Result<AsyncResult, Error> {
+        self.each("clear", |_| Work::Clear)
+    }
+
+    /// Partitions `seq` over the targets (contiguous, sizes differing by at
+    /// most one) and stores each part under `name`. With `flatten`, a part of
+    /// one element is stored as that element.
+    pub fn scatter(
+        &self,
+        name: &str,
+        seq: Vec<Value>,
+        flatten: bool,
+    ) -> Result<AsyncResult, Error> {
+        let parts = partition(seq.len(), self.targets.len());
+        let mut seq = seq.into_iter();
+        let works = self
+            .targets
+            .iter()
+            .zip(parts)
+            .map(|(&engine, range)| {
+                let part: Vec<Value> = seq.by_ref().take(range.len()).collect();
+                let value = if flatten && part.len() == 1 {
+                    part.into_iter().next().unwrap_or(Value::Null)
+                } else {
+                    Value::Array(part)
+                };
+                let mut values = BTreeMap::new();
+                values.insert(name.to_string(), value);
+                let id = MsgId::new();
+                (engine, Work::Push(values), info(id, "scatter", 0, 1, false))
+            })
+            .collect();
+        self.send(works, false)
+    }
+
+    /// Pulls `name` from every target and concatenates the parts in target
+    /// order (a part that is not an array counts as one element).
+    pub fn gather(&self, name: &str, timeout: Option<Duration>) -> Result<Vec<Value>, Error> {
+        let parts = self
+            .clone()
+            .block(false)
+            .each("gather", |_| Work::Pull(vec![name.to_string()]))?;
+        let Value::Array(parts) = parts.get(timeout)? else {
+            return Err(Error::Usage("gather: unexpected reply".into()));
+        };
+        let mut out = Vec::new();
+        for part in parts {
+            match part {
+                Value::Array(mut one) => match one.pop() {
+                    Some(Value::Array(items)) => out.extend(items),
+                    Some(v) => out.push(v),
+                    None => {}
+                },
+                other => out.push(other),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Work placed by the scheduler.
+#[derive(Clone)]
+pub struct LoadBalancedView {
+    client: Client,
+    block: bool,
+    chunksize: usize,
+    ordered: bool,
+    targets: Option<Vec<EngineId>>,
+    timeout: Option<Duration>,
+    limits: Limits,
+}
+
+impl LoadBalancedView {
+    pub(crate) fn new(client: Client) -> LoadBalancedView {
+        LoadBalancedView {
+            client,
+            block: false,
+            chunksize: 1,
+            ordered: true,
+            targets: None,
+            timeout: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// With `block`, `apply` and `map` wait for their results.
+    pub fn block(mut self, block: bool) -> Self {
+        self.block = block;
+        self
+    }
+
+    /// Items per task in maps (at least 1).
+    pub fn chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = chunksize.max(1);
+        self
+    }
+
+    /// Whether map iteration follows input order (default) or completion order.
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
+    }
+
+    /// Restricts placement to these engines.
+    pub fn targets(mut self, targets: Vec<EngineId>) -> Self {
+        self.targets = Some(targets);
+        self
+    }
+
+    /// Fails tasks that no engine has taken within `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Limits for the tasks of this view (lowering the engines' limits).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    fn flags(&self) -> SchedFlags {
+        SchedFlags {
+            targets: self.targets.clone(),
+            timeout_ms: self.timeout.map(|t| t.as_millis() as u64),
+        }
+    }
+
+    fn send(&self, works: Vec<(Work, TaskInfo)>) -> Result<AsyncResult, Error> {
+        let flags = self.flags();
+        let mut infos = Vec::with_capacity(works.len());
+        let mut subs = Vec::with_capacity(works.len());
+        let subject = self.client.subjects().sched_submit();
+        for (work, info) in works {
+            subs.push((
+                subject.clone(),
+                submission(&self.client, info.msg_id, work, flags.clone()),
+            ));
+            infos.push(info);
+        }
+        let set = self.client.submit(subs, infos)?;
+        let result = AsyncResult {
+            set,
+            client: self.client.clone(),
+            single: true,
+            pull_one: false,
+        };
+        if self.block {
+            result.wait(None);
+        }
+        Ok(result)
+    }
+
+    /// Calls `f(args)` on whichever engine the scheduler picks.
+    pub fn apply(
+        &self,
+        f: &Function,
+        a: impl IntoIterator<Item = impl Into<Arg>>,
+    ) -> Result<AsyncResult, Error> {
+        let id = MsgId::new();
+        let call = Call::Function {
+            name: f.name.clone(),
+            args: args(a),
+        };
+        self.send(vec![(
+            Work::Task(task(f, id, call, self.limits)),
+            info(id, &f.name, 0, 1, false),
+        )])
+    }
+
+    pub fn apply_async(
+        &self,
+        f: &Function,
+        a: impl IntoIterator<Item = impl Into<Arg>>,
+    ) -> Result<AsyncResult, Error> {
+        self.clone().block(false).apply(f, a)
+    }
+
+    pub fn apply_sync(
+        &self,
+        f: &Function,
+        a: impl IntoIterator<Item = impl Into<Arg>>,
+    ) -> Result<Value, Error> {
+        self.apply_async(f, a)?.get(None)
+    }
+
+    /// Maps `f` over zipped `sequences` in tasks of `chunksize` items.
+    pub fn map(&self, f: &Function, sequences: Vec<Vec<Value>>) -> Result<AsyncMapResult, Error> {
+        self.map_items(f, zip(sequences)?)
+    }
+
+    /// Maps `f` over argument lists (already zipped).
+    pub fn map_items(&self, f: &Function, items: Vec<Vec<Value>>) -> Result<AsyncMapResult, Error> {
+        let n = items.len();
+        let mut works = Vec::with_capacity(n.div_ceil(self.chunksize));
+        let mut items = items.into_iter();
+        let mut start = 0;
+        while start < n {
+            let size = self.chunksize.min(n - start);
+            let id = MsgId::new();
+            let (call, chunk) = if self.chunksize == 1 {
+                let a = items.next().unwrap_or_default();
+                (
+                    Call::Function {
+                        name: f.name.clone(),
+                        args: args(a),
+                    },
+                    false,
+                )
+            } else {
+                let chunk = items.by_ref().take(size).map(|a| args(a)).collect();
+                (
+                    Call::Map {
+                        name: f.name.clone(),
+                        items: chunk,
+                    },
+                    true,
+                )
+            };
+            works.push((
+                Work::Task(task(f, id, call, self.limits)),
+                info(id, &f.name, start, size, chunk),
+            ));
+            start += size;
+        }
+        Ok(AsyncMapResult {
+            result: self.send(works)?,
+            items: n,
+            ordered: self.ordered,
+        })
+    }
+
+    pub fn map_async(
+        &self,
+        f: &Function,
+        sequences: Vec<Vec<Value>>,
+    ) -> Result<AsyncMapResult, Error> {
+        self.clone().block(false).map(f, sequences)
+    }
+
+    pub fn map_sync(&self, f: &Function, sequences: Vec<Vec<Value>>) -> Result<Vec<Value>, Error> {
+        self.map_async(f, sequences)?.get(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_like_ipyparallel() {
+        assert_eq!(partition(10, 3), vec![0..4, 4..7, 7..10]);
+        assert_eq!(partition(2, 3), vec![0..1, 1..2, 2..2]);
+        assert_eq!(partition(0, 2), vec![0..0, 0..0]);
+    }
+
+    #[test]
+    fn zip_needs_equal_lengths() {
+        let z = zip(vec![
+            vec![Value::from(1), Value::from(2)],
+            vec![Value::from("a"), Value::from("b")],
+        ])
+        .unwrap();
+        assert_eq!(
+            z,
+            vec![
+                vec![Value::from(1), Value::from("a")],
+                vec![Value::from(2), Value::from("b")]
+            ]
+        );
+        assert!(zip(vec![vec![Value::from(1)], vec![]]).is_err());
+    }
+}

@@ -1,0 +1,1071 @@
+//! The hub: the controller's bookkeeping, as a sans-I/O state machine that
+//! owns the [`Scheduler`].
+//!
+//! It keeps the engine registry, the task store (every submission and every
+//! result the controller sees) and per-engine counts, answers [`HubRequest`]s,
+//! and feeds the scheduler. Like the scheduler it takes an event and the time
+//! ([`Hub::handle`]) and returns [`HubAction`]s for the async shell
+//! (`service.rs`) to perform; it is the shell's only entry point.
+//!
+//! Decisions worth knowing:
+//! - Engine ids are 0, 1, 2, ... in registration order; a uuid that registers
+//!   again gets its old id back. With [`Readiness::FirstHeartbeat`] (the
+//!   default) a registered engine is announced and given work only after its
+//!   first message on `heartbeat.<id>`: it learns its id from the register
+//!   reply and only then subscribes to `engine.<id>.task`, so anything sent
+//!   earlier would be lost (ipyparallel also completes a registration on the
+//!   engine's first heartbeat).
+//! - Every observation is idempotent: the controller sees its own dispatches
+//!   again on `engine.*.task`, and a task already known is left alone. The
+//!   first result of a task wins; later ones are ignored.
+//! - The store keeps each task's client, submission time, engine and, once
+//!   done, its [`Reply`]; not its work (arguments can be large, and nothing
+//!   here resubmits yet).
+//! - `ResultStatus` counts ids it has no result for as pending, including ids
+//!   it never saw: a query can overtake its own submission on the bus.
+//!   `GetResult` returns only completed results; the others are absent.
+//! - When an engine leaves, every task it holds fails with `EngineDied`,
+//!   direct ones included, so no client waits forever. A direct task sent to
+//!   an engine that left (or never registered) fails at once the same way.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+use grid_proto::{
+    ClientId, ClusterEvent, Control, EngineId, EngineInfo, EngineQueue, EngineRef, EngineUuid,
+    HubReply, HubRequest, MsgId, Outcome, QueueStatus, Reply, Submission, TaskError, TaskResult,
+    Timestamp,
+};
+
+use crate::scheduler::{SchedAction, SchedEvent, Scheduler, SchedulerConfig};
+
+/// When a registered engine starts receiving work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Readiness {
+    /// At its first heartbeat: it has subscribed to its subjects by then.
+    #[default]
+    FirstHeartbeat,
+    /// At once when it registers. Work placed on the engine before it has
+    /// subscribed to `engine.<id>.task` is lost: only safe when nothing waits
+    /// to be scheduled while engines register.
+    OnRegister,
+}
+
+/// How the controller behaves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ControllerConfig {
+    pub scheduler: SchedulerConfig,
+    pub readiness: Readiness,
+}
+
+/// What the controller saw on the bus (or the clock).
+#[derive(Clone, Debug, PartialEq)]
+pub enum HubEvent {
+    /// A request on `hub.<op>`; answered by exactly one [`HubAction::Respond`].
+    Request(HubRequest),
+    /// A load-balanced submission on `sched.submit`.
+    Submitted(Box<Submission>),
+    /// A submission on `engine.<engine>.task` (a client's direct task, or the
+    /// controller's own dispatch seen again).
+    Observed {
+        engine: EngineId,
+        submission: Box<Submission>,
+    },
+    /// A result on `result.<client>`.
+    Replied(Box<Reply>),
+    /// A heartbeat (`heartbeat.<id>`) from this engine.
+    Heartbeat(EngineRef),
+    /// Time passed (see [`Hub::poll_timeout`]).
+    Tick,
+}
+
+/// What the shell should do, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HubAction {
+    /// Answer the request being handled.
+    Respond(HubReply),
+    /// Publish on `engine.<engine>.task`.
+    Dispatch {
+        engine: EngineId,
+        submission: Box<Submission>,
+    },
+    /// Publish on `result.<client>` (the controller failed the task itself).
+    Deliver(Box<Reply>),
+    /// Publish on `engine.<engine>.control`.
+    Control { engine: EngineId, control: Control },
+    /// Publish on `events`.
+    Announce(ClusterEvent),
+    /// Stop the controller (after performing the actions before this one).
+    Stop,
+}
+
+/// The hub. See the module documentation.
+#[derive(Debug)]
+pub struct Hub {
+    readiness: Readiness,
+    scheduler: Scheduler,
+    /// Indexed by engine id: every engine that ever registered.
+    engines: Vec<EngineRecord>,
+    by_uuid: HashMap<EngineUuid, EngineId>,
+    tasks: HashMap<MsgId, TaskRecord>,
+}
+
+#[derive(Debug)]
+struct EngineRecord {
+    info: EngineInfo,
+    state: EngineState,
+    /// Tasks seen on this engine (direct or dispatched) without a result yet.
+    outstanding: HashSet<MsgId>,
+    /// Results seen from this engine (any status).
+    completed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EngineState {
+    /// Registered, not yet heard from on `heartbeat.<id>`.
+    Joining,
+    /// Announced, receiving work.
+    Live,
+    /// Unregistered; its id is kept for its uuid.
+    Gone,
+}
+
+#[derive(Debug)]
+struct TaskRecord {
+    client: ClientId,
+    submitted: Timestamp,
+    state: TaskState,
+}
+
+#[derive(Debug)]
+enum TaskState {
+    /// Waiting in the scheduler.
+    Unassigned,
+    /// Sent to this engine.
+    Assigned(EngineId),
+    Done(Box<Reply>),
+}
+
+impl Hub {
+    pub fn new(config: ControllerConfig) -> Hub {
+        Hub {
+            readiness: config.readiness,
+            scheduler: Scheduler::new(config.scheduler),
+            engines: Vec::new(),
+            by_uuid: HashMap::new(),
+            tasks: HashMap::new(),
+        }
+    }
+
+    /// The scheduler, for inspection.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// When the hub next needs a [`HubEvent::Tick`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.scheduler.poll_timeout()
+    }
+
+    /// Feeds one event at time `now`; returns what to do, in order.
+    pub fn handle(&mut self, event: HubEvent, now: Instant) -> Vec<HubAction> {
+        let mut out = Vec::new();
+        match event {
+            HubEvent::Request(request) => self.request(request, now, &mut out),
+            HubEvent::Submitted(submission) => {
+                if let Entry::Vacant(entry) = self.tasks.entry(submission.msg_id) {
+                    entry.insert(TaskRecord {
+                        client: submission.client,
+                        submitted: submission.submitted,
+                        state: TaskState::Unassigned,
+                    });
+                    self.schedule(SchedEvent::Submit(submission), now, &mut out);
+                }
+            }
+            HubEvent::Observed { engine, submission } => self.observe(engine, submission, &mut out),
+            HubEvent::Replied(reply) => {
+                let msg_id = reply.result.msg_id;
+                if self.record_reply(reply) {
+                    self.schedule(SchedEvent::Finished { msg_id }, now, &mut out);
+                }
+            }
+            HubEvent::Heartbeat(engine) => {
+                // Only from the uuid that holds the id: a slot of an earlier
+                // registration (or a stranger) does not make the id live.
+                let joining = self
+                    .record(engine.id)
+                    .is_some_and(|r| r.state == EngineState::Joining && r.info.uuid == engine.uuid);
+                if joining {
+                    self.bring_up(engine.id, now, &mut out);
+                }
+            }
+            HubEvent::Tick => self.schedule(SchedEvent::Tick, now, &mut out),
+        }
+        out
+    }
+
+    fn request(&mut self, request: HubRequest, now: Instant, out: &mut Vec<HubAction>) {
+        match request {
+            HubRequest::Register { uuid, host } => self.register(uuid, host, now, out),
+            HubRequest::Unregister { id } => {
+                let reply = match self.record(id).map(|r| r.state) {
+                    None => HubReply::Error(format!("engine {id} is not registered")),
+                    Some(EngineState::Gone) => HubReply::Ok,
+                    Some(EngineState::Joining | EngineState::Live) => {
+                        out.push(HubAction::Respond(HubReply::Ok));
+                        self.take_down(id, ClusterEvent::EngineUnregistered(id), now, out);
+                        return;
+                    }
+                };
+                out.push(HubAction::Respond(reply));
+            }
+            HubRequest::Engines => {
+                let engines = self
+                    .engines
+                    .iter()
+                    .filter(|r| r.state == EngineState::Live)
+                    .map(|r| r.info.clone())
+                    .collect();
+                out.push(HubAction::Respond(HubReply::Engines(engines)));
+            }
+            HubRequest::QueueStatus => out.push(HubAction::Respond(HubReply::QueueStatus(
+                self.queue_status(),
+            ))),
+            HubRequest::ResultStatus { msg_ids } => {
+                let (completed, pending) = msg_ids.into_iter().partition(|id| self.is_done(id));
+                out.push(HubAction::Respond(HubReply::ResultStatus {
+                    completed,
+                    pending,
+                }));
+            }
+            HubRequest::GetResult { msg_ids } => {
+                let results = msg_ids
+                    .iter()
+                    .filter_map(|id| match self.tasks.get(id).map(|t| &t.state) {
+                        Some(TaskState::Done(reply)) => Some(Reply::clone(reply)),
+                        _ => None,
+                    })
+                    .collect();
+                out.push(HubAction::Respond(HubReply::Results(results)));
+            }
+            HubRequest::Abort { msg_ids } => {
+                out.push(HubAction::Respond(HubReply::Ok));
+                self.abort(msg_ids, now, out);
+            }
+            HubRequest::PurgeResults { msg_ids } => {
+                out.push(HubAction::Respond(self.purge(msg_ids)));
+            }
+            HubRequest::Shutdown => {
+                out.push(HubAction::Respond(HubReply::Ok));
+                self.schedule(SchedEvent::Shutdown, now, out);
+                for record in &self.engines {
+                    if record.state != EngineState::Gone {
+                        out.push(HubAction::Control {
+                            engine: record.info.id,
+                            control: Control::Shutdown,
+                        });
+                    }
+                }
+                out.push(HubAction::Stop);
+            }
+        }
+    }
+
+    fn register(&mut self, uuid: EngineUuid, host: String, now: Instant, out: &mut Vec<HubAction>) {
+        let id = match self.by_uuid.get(&uuid) {
+            Some(&id) => id,
+            None => {
+                let Ok(n) = u32::try_from(self.engines.len()) else {
+                    out.push(HubAction::Respond(HubReply::Error(
+                        "no engine id left to assign".into(),
+                    )));
+                    return;
+                };
+                let id = EngineId(n);
+                self.engines.push(EngineRecord {
+                    info: EngineInfo {
+                        id,
+                        uuid,
+                        host: String::new(),
+                    },
+                    state: EngineState::Gone,
+                    outstanding: HashSet::new(),
+                    completed: 0,
+                });
+                self.by_uuid.insert(uuid, id);
+                id
+            }
+        };
+        out.push(HubAction::Respond(HubReply::Registered { id }));
+        let Some(record) = self.record_mut(id) else {
+            return;
+        };
+        // A registration repeated while the engine is known changes nothing:
+        // it is a resent request, and its tasks are still its own.
+        if record.state == EngineState::Gone {
+            record.info.host = host;
+            record.state = EngineState::Joining;
+            if self.readiness == Readiness::OnRegister {
+                self.bring_up(id, now, out);
+            }
+        }
+    }
+
+    /// A joining engine becomes live: announced, and given work.
+    fn bring_up(&mut self, id: EngineId, now: Instant, out: &mut Vec<HubAction>) {
+        let Some(record) = self.record_mut(id) else {
+            return;
+        };
+        record.state = EngineState::Live;
+        let info = record.info.clone();
+        out.push(HubAction::Announce(ClusterEvent::EngineRegistered(info)));
+        self.schedule(SchedEvent::EngineUp(id), now, out);
+    }
+
+    /// An engine leaves: announced (if it was), and every task it holds fails.
+    fn take_down(
+        &mut self,
+        id: EngineId,
+        event: ClusterEvent,
+        now: Instant,
+        out: &mut Vec<HubAction>,
+    ) {
+        let Some(record) = self.record_mut(id) else {
+            return;
+        };
+        let was_live = record.state == EngineState::Live;
+        record.state = EngineState::Gone;
+        if was_live {
+            out.push(HubAction::Announce(event));
+        }
+        // Load-balanced tasks first (the scheduler fails them), then the
+        // direct ones that are left.
+        self.schedule(SchedEvent::EngineDown(id), now, out);
+        let mut left: Vec<MsgId> = self
+            .record(id)
+            .map(|r| r.outstanding.iter().copied().collect())
+            .unwrap_or_default();
+        left.sort_unstable();
+        for msg_id in left {
+            if let Some(task) = self.tasks.get(&msg_id) {
+                let (client, submitted) = (task.client, task.submitted);
+                self.fail(msg_id, client, submitted, TaskError::EngineDied(id), out);
+            }
+        }
+    }
+
+    fn observe(&mut self, engine: EngineId, submission: Box<Submission>, out: &mut Vec<HubAction>) {
+        let msg_id = submission.msg_id;
+        if self.tasks.contains_key(&msg_id) {
+            return;
+        }
+        self.tasks.insert(
+            msg_id,
+            TaskRecord {
+                client: submission.client,
+                submitted: submission.submitted,
+                state: TaskState::Assigned(engine),
+            },
+        );
+        let error = match self.record_mut(engine) {
+            Some(record) if record.state != EngineState::Gone => {
+                record.outstanding.insert(msg_id);
+                return;
+            }
+            Some(_) => TaskError::EngineDied(engine),
+            None => TaskError::Unschedulable(format!("engine {engine} is not registered")),
+        };
+        self.fail(msg_id, submission.client, submission.submitted, error, out);
+    }
+
+    fn abort(&mut self, msg_ids: Vec<MsgId>, now: Instant, out: &mut Vec<HubAction>) {
+        let mut waiting = Vec::new();
+        let mut on_engines: BTreeMap<EngineId, Vec<MsgId>> = BTreeMap::new();
+        for msg_id in msg_ids {
+            match self.tasks.get(&msg_id).map(|t| &t.state) {
+                Some(TaskState::Unassigned) => waiting.push(msg_id),
+                Some(TaskState::Assigned(engine)) => {
+                    on_engines.entry(*engine).or_default().push(msg_id)
+                }
+                // Done already, or never seen: nothing to abort.
+                Some(TaskState::Done(_)) | None => {}
+            }
+        }
+        if !waiting.is_empty() {
+            self.schedule(SchedEvent::Abort(waiting), now, out);
+        }
+        for (engine, msg_ids) in on_engines {
+            out.push(HubAction::Control {
+                engine,
+                control: Control::Abort(msg_ids),
+            });
+        }
+    }
+
+    fn purge(&mut self, msg_ids: Vec<MsgId>) -> HubReply {
+        if msg_ids.is_empty() {
+            self.tasks
+                .retain(|_, task| !matches!(task.state, TaskState::Done(_)));
+            return HubReply::Ok;
+        }
+        let pending: Vec<String> = msg_ids
+            .iter()
+            .filter(|id| {
+                self.tasks
+                    .get(id)
+                    .is_some_and(|t| !matches!(t.state, TaskState::Done(_)))
+            })
+            .map(ToString::to_string)
+            .collect();
+        if !pending.is_empty() {
+            return HubReply::Error(format!(
+                "cannot purge tasks that are not done: {}",
+                pending.join(", ")
+            ));
+        }
+        for msg_id in &msg_ids {
+            self.tasks.remove(msg_id);
+        }
+        HubReply::Ok
+    }
+
+    fn queue_status(&self) -> QueueStatus {
+        let engines = self
+            .engines
+            .iter()
+            .filter(|r| r.state == EngineState::Live)
+            .map(|r| {
+                let outstanding = r.outstanding.len() as u64;
+                let running = outstanding.min(1);
+                let queue = EngineQueue {
+                    queue: outstanding - running,
+                    running,
+                    completed: r.completed,
+                };
+                (r.info.id, queue)
+            })
+            .collect();
+        QueueStatus {
+            engines,
+            unassigned: self.scheduler.waiting() as u64,
+        }
+    }
+
+    /// Feeds the scheduler and turns its actions into the hub's.
+    fn schedule(&mut self, event: SchedEvent, now: Instant, out: &mut Vec<HubAction>) {
+        for action in self.scheduler.handle(event, now) {
+            match action {
+                SchedAction::Dispatch { engine, submission } => {
+                    if let Some(task) = self.tasks.get_mut(&submission.msg_id) {
+                        task.state = TaskState::Assigned(engine);
+                    }
+                    if let Some(record) = self.record_mut(engine) {
+                        record.outstanding.insert(submission.msg_id);
+                    }
+                    out.push(HubAction::Dispatch { engine, submission });
+                }
+                SchedAction::Fail {
+                    msg_id,
+                    client,
+                    submitted,
+                    error,
+                } => self.fail(msg_id, client, submitted, error, out),
+            }
+        }
+    }
+
+    /// Fails a task on the controller's own authority: records the reply and
+    /// has it delivered.
+    fn fail(
+        &mut self,
+        msg_id: MsgId,
+        client: ClientId,
+        submitted: Timestamp,
+        error: TaskError,
+        out: &mut Vec<HubAction>,
+    ) {
+        // The task reached the engine that died; every other failure is
+        // before any engine.
+        let engine = match &error {
+            TaskError::EngineDied(id) => self.record(*id).map(|r| EngineRef {
+                id: *id,
+                uuid: r.info.uuid,
+            }),
+            _ => None,
+        };
+        let reply = Box::new(Reply {
+            client,
+            submitted,
+            engine,
+            result: TaskResult::immediate(msg_id, Outcome::Err(error)),
+        });
+        if self.record_reply(reply.clone()) {
+            out.push(HubAction::Deliver(reply));
+        }
+    }
+
+    /// Records a task's result; `false` if it already had one (which wins).
+    fn record_reply(&mut self, reply: Box<Reply>) -> bool {
+        let msg_id = reply.result.msg_id;
+        let engine = match self.tasks.get(&msg_id).map(|t| &t.state) {
+            Some(TaskState::Done(_)) => return false,
+            Some(TaskState::Assigned(engine)) => Some(*engine),
+            Some(TaskState::Unassigned) | None => reply.engine.map(|e| e.id),
+        };
+        if let Some(record) = engine.and_then(|id| self.record_mut(id)) {
+            record.outstanding.remove(&msg_id);
+            record.completed += 1;
+        }
+        self.tasks.insert(
+            msg_id,
+            TaskRecord {
+                client: reply.client,
+                submitted: reply.submitted,
+                state: TaskState::Done(reply),
+            },
+        );
+        true
+    }
+
+    fn is_done(&self, msg_id: &MsgId) -> bool {
+        self.tasks
+            .get(msg_id)
+            .is_some_and(|t| matches!(t.state, TaskState::Done(_)))
+    }
+
+    fn record(&self, id: EngineId) -> Option<&EngineRecord> {
+        self.engines.get(usize::try_from(id.0).ok()?)
+    }
+
+    fn record_mut(&mut self, id: EngineId) -> Option<&mut EngineRecord> {
+        self.engines.get_mut(usize::try_from(id.0).ok()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use grid_proto::{SchedFlags, Status, Value, Work};
+
+    use super::*;
+    use crate::scheduler::Scheme;
+
+    fn e(id: u32) -> EngineId {
+        EngineId(id)
+    }
+
+    fn task() -> Submission {
+        Submission {
+            msg_id: MsgId::new(),
+            client: ClientId::new(),
+            submitted: Timestamp(1),
+            work: Work::Clear,
+            sched: SchedFlags::default(),
+        }
+    }
+
+    /// A reply from `engine` for `s`.
+    fn reply(s: &Submission, engine: EngineRef) -> Reply {
+        Reply {
+            client: s.client,
+            submitted: s.submitted,
+            engine: Some(engine),
+            result: TaskResult::immediate(s.msg_id, Outcome::Ok(Value::Null)),
+        }
+    }
+
+    /// A hub, a hand-driven clock, and the engines registered through it.
+    struct Bench {
+        hub: Hub,
+        now: Instant,
+        engines: Vec<EngineRef>,
+    }
+
+    impl Bench {
+        fn new(readiness: Readiness, hwm: usize) -> Bench {
+            let config = ControllerConfig {
+                scheduler: SchedulerConfig {
+                    scheme: Scheme::LeastLoad,
+                    hwm,
+                },
+                readiness,
+            };
+            Bench {
+                hub: Hub::new(config),
+                now: Instant::now(),
+                engines: Vec::new(),
+            }
+        }
+
+        /// With `n` live engines, ready at once.
+        fn with_engines(n: usize, hwm: usize) -> Bench {
+            let mut b = Bench::new(Readiness::OnRegister, hwm);
+            for _ in 0..n {
+                b.register(EngineUuid::new());
+            }
+            b
+        }
+
+        fn on(&mut self, event: HubEvent) -> Vec<HubAction> {
+            self.hub.handle(event, self.now)
+        }
+
+        /// Sends a request; returns its one answer and the other actions.
+        fn ask(&mut self, request: HubRequest) -> (HubReply, Vec<HubAction>) {
+            let actions = self.on(HubEvent::Request(request));
+            let (answers, rest): (Vec<_>, Vec<_>) = actions
+                .into_iter()
+                .partition(|a| matches!(a, HubAction::Respond(_)));
+            match &answers[..] {
+                [HubAction::Respond(answer)] => (answer.clone(), rest),
+                _ => panic!("one answer per request, got {answers:?}"),
+            }
+        }
+
+        fn register(&mut self, uuid: EngineUuid) -> (EngineId, Vec<HubAction>) {
+            let (answer, actions) = self.ask(HubRequest::Register {
+                uuid,
+                host: "lab-1".into(),
+            });
+            let HubReply::Registered { id } = answer else {
+                panic!("not registered: {answer:?}");
+            };
+            if !self.engines.iter().any(|r| r.id == id) {
+                self.engines.push(EngineRef { id, uuid });
+            }
+            (id, actions)
+        }
+
+        fn engine(&self, id: u32) -> EngineRef {
+            self.engines[id as usize]
+        }
+
+        fn queue_status(&mut self) -> QueueStatus {
+            match self.ask(HubRequest::QueueStatus).0 {
+                HubReply::QueueStatus(status) => status,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        fn engine_queue(&mut self, id: u32) -> EngineQueue {
+            self.queue_status().engines[&e(id)]
+        }
+
+        fn result_status(&mut self, msg_ids: Vec<MsgId>) -> (Vec<MsgId>, Vec<MsgId>) {
+            match self.ask(HubRequest::ResultStatus { msg_ids }).0 {
+                HubReply::ResultStatus { completed, pending } => (completed, pending),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        fn get_result(&mut self, msg_ids: Vec<MsgId>) -> Vec<Reply> {
+            match self.ask(HubRequest::GetResult { msg_ids }).0 {
+                HubReply::Results(results) => results,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    fn dispatches(actions: &[HubAction]) -> Vec<(EngineId, MsgId)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                HubAction::Dispatch { engine, submission } => Some((*engine, submission.msg_id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn delivered(actions: &[HubAction]) -> Vec<Reply> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                HubAction::Deliver(reply) => Some(Reply::clone(reply)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn error_of(reply: &Reply) -> &TaskError {
+        match &reply.result.outcome {
+            Outcome::Err(error) => error,
+            Outcome::Ok(v) => panic!("not an error: {v:?}"),
+        }
+    }
+
+    #[test]
+    fn engines_get_ids_in_registration_order_and_keep_them() {
+        let mut b = Bench::new(Readiness::OnRegister, 64);
+        let (a, b_) = (EngineUuid::new(), EngineUuid::new());
+        let (id, actions) = b.register(a);
+        assert_eq!(id, e(0));
+        let HubAction::Announce(ClusterEvent::EngineRegistered(info)) = &actions[0] else {
+            panic!("{actions:?}");
+        };
+        assert_eq!((info.id, info.uuid, info.host.as_str()), (e(0), a, "lab-1"));
+        assert_eq!(b.register(b_).0, e(1));
+
+        // A repeated registration is the same engine, announced once.
+        assert_eq!(b.register(a), (e(0), vec![]));
+
+        let (answer, actions) = b.ask(HubRequest::Unregister { id: e(0) });
+        assert_eq!(answer, HubReply::Ok);
+        assert_eq!(
+            actions,
+            vec![HubAction::Announce(ClusterEvent::EngineUnregistered(e(0)))]
+        );
+        let (answer, actions) = b.ask(HubRequest::Unregister { id: e(0) });
+        assert_eq!((answer, actions), (HubReply::Ok, vec![]));
+        let (answer, _) = b.ask(HubRequest::Unregister { id: e(9) });
+        assert!(matches!(answer, HubReply::Error(_)));
+
+        // Back with the same uuid: the same id, announced again.
+        let (id, actions) = b.register(a);
+        assert_eq!(id, e(0));
+        assert!(matches!(
+            actions[..],
+            [HubAction::Announce(ClusterEvent::EngineRegistered(_))]
+        ));
+        assert_eq!(b.register(EngineUuid::new()).0, e(2));
+        let HubReply::Engines(engines) = b.ask(HubRequest::Engines).0 else {
+            panic!()
+        };
+        let ids: Vec<EngineId> = engines.iter().map(|i| i.id).collect();
+        assert_eq!(ids, vec![e(0), e(1), e(2)]);
+    }
+
+    #[test]
+    fn an_engine_gets_work_from_its_first_heartbeat() {
+        let mut b = Bench::new(Readiness::FirstHeartbeat, 64);
+        let (id, actions) = b.register(EngineUuid::new());
+        assert_eq!(actions, vec![], "not announced before it listens");
+        assert_eq!(b.ask(HubRequest::Engines).0, HubReply::Engines(vec![]));
+        let t = task();
+        assert_eq!(b.on(HubEvent::Submitted(Box::new(t.clone()))), vec![]);
+        assert_eq!(b.queue_status().unassigned, 1);
+
+        let stranger = EngineRef {
+            id,
+            uuid: EngineUuid::new(),
+        };
+        assert_eq!(b.on(HubEvent::Heartbeat(stranger)), vec![], "not its uuid");
+        let me = b.engine(id.0);
+        let actions = b.on(HubEvent::Heartbeat(me));
+        assert!(matches!(
+            actions[0],
+            HubAction::Announce(ClusterEvent::EngineRegistered(_))
+        ));
+        assert_eq!(dispatches(&actions), vec![(id, t.msg_id)]);
+        assert_eq!(
+            b.on(HubEvent::Heartbeat(me)),
+            vec![],
+            "only the first counts"
+        );
+        let unknown = EngineRef {
+            id: e(5),
+            uuid: EngineUuid::new(),
+        };
+        assert_eq!(
+            b.on(HubEvent::Heartbeat(unknown)),
+            vec![],
+            "unknown engines are ignored"
+        );
+    }
+
+    #[test]
+    fn queue_status_counts_outstanding_and_completed_tasks() {
+        let mut b = Bench::with_engines(2, 64);
+        let tasks: Vec<Submission> = (0..4).map(|_| task()).collect();
+        for t in &tasks[..3] {
+            b.on(HubEvent::Submitted(Box::new(t.clone())));
+        }
+        // Least load: 0, 1, 0. A direct task on 0 too.
+        b.on(HubEvent::Observed {
+            engine: e(0),
+            submission: Box::new(tasks[3].clone()),
+        });
+        let status = b.queue_status();
+        assert_eq!(
+            status.engines[&e(0)],
+            EngineQueue {
+                queue: 2,
+                running: 1,
+                completed: 0
+            }
+        );
+        assert_eq!(status.unassigned, 0);
+        let engine0 = b.engine(0);
+        b.on(HubEvent::Replied(Box::new(reply(&tasks[0], engine0))));
+        b.on(HubEvent::Replied(Box::new(reply(&tasks[3], engine0))));
+        let engine1 = b.engine(1);
+        b.on(HubEvent::Replied(Box::new(reply(&tasks[1], engine1))));
+        let status = b.queue_status();
+        assert_eq!(
+            status.engines[&e(0)],
+            EngineQueue {
+                queue: 0,
+                running: 1,
+                completed: 2
+            }
+        );
+        assert_eq!(
+            status.engines[&e(1)],
+            EngineQueue {
+                queue: 0,
+                running: 0,
+                completed: 1
+            }
+        );
+    }
+
+    #[test]
+    fn result_status_and_get_result_report_what_is_done() {
+        let mut b = Bench::with_engines(1, 64);
+        let done = task();
+        let running = task();
+        let never_seen = MsgId::new();
+        b.on(HubEvent::Submitted(Box::new(done.clone())));
+        b.on(HubEvent::Submitted(Box::new(running.clone())));
+        let answer = reply(&done, b.engine(0));
+        b.on(HubEvent::Replied(Box::new(answer.clone())));
+
+        let ids = vec![running.msg_id, done.msg_id, never_seen];
+        assert_eq!(
+            b.result_status(ids.clone()),
+            (vec![done.msg_id], vec![running.msg_id, never_seen])
+        );
+        assert_eq!(b.get_result(ids), vec![answer]);
+    }
+
+    #[test]
+    fn results_finish_load_balanced_tasks_and_free_the_engine() {
+        let mut b = Bench::with_engines(1, 1);
+        let first = task();
+        let second = task();
+        b.on(HubEvent::Submitted(Box::new(first.clone())));
+        assert_eq!(b.on(HubEvent::Submitted(Box::new(second.clone()))), vec![]);
+        let actions = b.on(HubEvent::Replied(Box::new(reply(&first, b.engine(0)))));
+        assert_eq!(dispatches(&actions), vec![(e(0), second.msg_id)]);
+    }
+
+    #[test]
+    fn observations_are_idempotent() {
+        let mut b = Bench::with_engines(1, 64);
+        let t = task();
+        let actions = b.on(HubEvent::Submitted(Box::new(t.clone())));
+        assert_eq!(dispatches(&actions), vec![(e(0), t.msg_id)]);
+        // Its own dispatch, seen again on engine.0.task; the submission resent.
+        let seen_again = HubEvent::Observed {
+            engine: e(0),
+            submission: Box::new(t.clone()),
+        };
+        assert_eq!(b.on(seen_again), vec![]);
+        assert_eq!(b.on(HubEvent::Submitted(Box::new(t.clone()))), vec![]);
+        assert_eq!(b.engine_queue(0).running + b.engine_queue(0).queue, 1);
+        // Two results: the first wins and counts once.
+        let first = reply(&t, b.engine(0));
+        let mut second = first.clone();
+        second.result.outcome = Outcome::Err(TaskError::Aborted);
+        assert_eq!(b.on(HubEvent::Replied(Box::new(first.clone()))), vec![]);
+        assert_eq!(b.on(HubEvent::Replied(Box::new(second))), vec![]);
+        assert_eq!(b.get_result(vec![t.msg_id]), vec![first]);
+        assert_eq!(b.engine_queue(0).completed, 1);
+
+        // A direct task whose result overtakes its submission.
+        let direct = task();
+        b.on(HubEvent::Replied(Box::new(reply(&direct, b.engine(0)))));
+        b.on(HubEvent::Observed {
+            engine: e(0),
+            submission: Box::new(direct),
+        });
+        let queue = b.engine_queue(0);
+        assert_eq!((queue.running, queue.queue, queue.completed), (0, 0, 2));
+    }
+
+    #[test]
+    fn abort_fails_waiting_tasks_and_tells_engines_about_theirs() {
+        let mut b = Bench::with_engines(2, 1);
+        let on0 = task();
+        let on1 = task();
+        let waiting = task();
+        let direct = task();
+        let done = task();
+        for t in [&on0, &on1, &waiting] {
+            b.on(HubEvent::Submitted(Box::new(t.clone())));
+        }
+        b.on(HubEvent::Observed {
+            engine: e(1),
+            submission: Box::new(direct.clone()),
+        });
+        b.on(HubEvent::Observed {
+            engine: e(1),
+            submission: Box::new(done.clone()),
+        });
+        b.on(HubEvent::Replied(Box::new(reply(&done, b.engine(1)))));
+
+        let ids = vec![
+            on1.msg_id,
+            waiting.msg_id,
+            on0.msg_id,
+            direct.msg_id,
+            done.msg_id,
+        ];
+        let (answer, actions) = b.ask(HubRequest::Abort { msg_ids: ids });
+        assert_eq!(answer, HubReply::Ok);
+        let replies = delivered(&actions);
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].result.msg_id, waiting.msg_id);
+        assert_eq!(replies[0].result.status(), Status::Aborted);
+        assert_eq!(replies[0].engine, None);
+        let controls: Vec<&HubAction> = actions
+            .iter()
+            .filter(|a| matches!(a, HubAction::Control { .. }))
+            .collect();
+        assert_eq!(
+            controls,
+            vec![
+                &HubAction::Control {
+                    engine: e(0),
+                    control: Control::Abort(vec![on0.msg_id])
+                },
+                &HubAction::Control {
+                    engine: e(1),
+                    control: Control::Abort(vec![on1.msg_id, direct.msg_id])
+                },
+            ]
+        );
+        assert_eq!(
+            b.result_status(vec![waiting.msg_id]).0,
+            vec![waiting.msg_id]
+        );
+    }
+
+    #[test]
+    fn an_engine_leaving_fails_every_task_it_holds() {
+        let mut b = Bench::with_engines(2, 1);
+        let balanced = task();
+        let direct = task();
+        let waiting = task();
+        b.on(HubEvent::Submitted(Box::new(balanced.clone())));
+        b.on(HubEvent::Observed {
+            engine: e(0),
+            submission: Box::new(direct.clone()),
+        });
+        b.on(HubEvent::Submitted(Box::new(task()))); // to engine 1
+        b.on(HubEvent::Submitted(Box::new(waiting.clone())));
+
+        let (_, actions) = b.ask(HubRequest::Unregister { id: e(0) });
+        let replies = delivered(&actions);
+        let failed: Vec<MsgId> = replies.iter().map(|r| r.result.msg_id).collect();
+        assert_eq!(failed, vec![balanced.msg_id, direct.msg_id]);
+        for r in &replies {
+            assert_eq!(error_of(r), &TaskError::EngineDied(e(0)));
+            assert_eq!(r.engine, Some(b.engine(0)));
+        }
+        assert_eq!(dispatches(&actions), vec![], "engine 1 is still full");
+        assert_eq!(b.queue_status().unassigned, 1);
+        assert!(!b.queue_status().engines.contains_key(&e(0)));
+
+        // A direct task for an engine that left, or never was, fails at once.
+        let late = task();
+        let actions = b.on(HubEvent::Observed {
+            engine: e(0),
+            submission: Box::new(late.clone()),
+        });
+        assert_eq!(
+            error_of(&delivered(&actions)[0]),
+            &TaskError::EngineDied(e(0))
+        );
+        let actions = b.on(HubEvent::Observed {
+            engine: e(42),
+            submission: Box::new(task()),
+        });
+        assert!(matches!(
+            error_of(&delivered(&actions)[0]),
+            TaskError::Unschedulable(_)
+        ));
+    }
+
+    #[test]
+    fn purge_forgets_done_results_only() {
+        let mut b = Bench::with_engines(1, 64);
+        let (a, c, pending) = (task(), task(), task());
+        for t in [&a, &c, &pending] {
+            b.on(HubEvent::Submitted(Box::new(t.clone())));
+        }
+        b.on(HubEvent::Replied(Box::new(reply(&a, b.engine(0)))));
+        b.on(HubEvent::Replied(Box::new(reply(&c, b.engine(0)))));
+
+        let (answer, _) = b.ask(HubRequest::PurgeResults {
+            msg_ids: vec![a.msg_id, pending.msg_id],
+        });
+        assert!(matches!(answer, HubReply::Error(m) if m.contains(&pending.msg_id.to_string())));
+        assert_eq!(b.get_result(vec![a.msg_id]).len(), 1, "nothing purged");
+
+        let (answer, _) = b.ask(HubRequest::PurgeResults {
+            msg_ids: vec![a.msg_id],
+        });
+        assert_eq!(answer, HubReply::Ok);
+        assert_eq!(b.get_result(vec![a.msg_id, c.msg_id]).len(), 1);
+
+        let (answer, _) = b.ask(HubRequest::PurgeResults { msg_ids: vec![] });
+        assert_eq!(answer, HubReply::Ok);
+        assert_eq!(b.get_result(vec![c.msg_id]), vec![]);
+        assert_eq!(
+            b.result_status(vec![pending.msg_id]).1,
+            vec![pending.msg_id]
+        );
+        // Counts outlive purged results.
+        assert_eq!(b.engine_queue(0).completed, 2);
+    }
+
+    #[test]
+    fn an_unplaced_task_times_out_into_a_result() {
+        let mut b = Bench::new(Readiness::OnRegister, 64);
+        let mut t = task();
+        t.sched.timeout_ms = Some(250);
+        b.on(HubEvent::Submitted(Box::new(t.clone())));
+        assert_eq!(
+            b.hub.poll_timeout(),
+            Some(b.now + Duration::from_millis(250))
+        );
+        b.now += Duration::from_millis(250);
+        let replies = delivered(&b.on(HubEvent::Tick));
+        assert_eq!(replies.len(), 1);
+        assert_eq!((replies[0].client, replies[0].engine), (t.client, None));
+        assert!(matches!(
+            error_of(&replies[0]),
+            TaskError::Unschedulable(m) if m.contains("no engines are registered")
+        ));
+        assert_eq!(b.result_status(vec![t.msg_id]).0, vec![t.msg_id]);
+    }
+
+    #[test]
+    fn shutdown_stops_engines_then_the_controller() {
+        let mut b = Bench::with_engines(2, 1);
+        b.on(HubEvent::Submitted(Box::new(task())));
+        b.on(HubEvent::Submitted(Box::new(task())));
+        let waiting = task();
+        b.on(HubEvent::Submitted(Box::new(waiting.clone())));
+        let actions = b.on(HubEvent::Request(HubRequest::Shutdown));
+        assert_eq!(actions[0], HubAction::Respond(HubReply::Ok));
+        assert_eq!(delivered(&actions)[0].result.msg_id, waiting.msg_id);
+        let n = actions.len();
+        assert_eq!(
+            actions[n - 3..],
+            [
+                HubAction::Control {
+                    engine: e(0),
+                    control: Control::Shutdown
+                },
+                HubAction::Control {
+                    engine: e(1),
+                    control: Control::Shutdown
+                },
+                HubAction::Stop,
+            ]
+        );
+    }
+}

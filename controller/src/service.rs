@@ -1,0 +1,328 @@
+//! The controller's async shell: bus in, [`Hub`] in the middle, bus out.
+//!
+//! One tokio task subscribes to the controller's subjects, decodes each
+//! message, feeds it to the hub with `Instant::now()`, and publishes what the
+//! hub asks for; a timer wakes it at [`Hub::poll_timeout`]. Every decision is
+//! the hub's: this file only moves bytes. A malformed message is logged and
+//! skipped (a malformed request is answered with `HubReply::Error`), never a
+//! panic, because anything on the bus may come from anyone.
+//!
+//! [`start`] returns once every subscription is registered, so engines that
+//! register after it returns are heard. The controller stops on a `Shutdown`
+//! request, on [`ControllerHandle::stop`], or when its handle is dropped.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use grid_bus::{Bus, BusError, Message, Subscription};
+use grid_proto::{
+    EngineId, Heartbeat, HubReply, HubRequest, Reply, Subjects, Submission, decode, encode,
+};
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::hub::{ControllerConfig, Hub, HubAction, HubEvent};
+
+/// Why the controller could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("controller cannot subscribe to {subject}: {source}")]
+    Subscribe {
+        subject: String,
+        #[source]
+        source: BusError,
+    },
+    #[error("the bus closed under the controller")]
+    BusClosed,
+    #[error("the controller task failed: {0}")]
+    Crashed(String),
+}
+
+/// A running controller. Dropping it stops the controller.
+#[derive(Debug)]
+pub struct ControllerHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ControllerError>>,
+}
+
+impl ControllerHandle {
+    /// Stops the controller and waits until it has.
+    pub async fn stop(mut self) -> Result<(), ControllerError> {
+        if let Some(stop) = self.stop.take() {
+            // Already stopped on its own if no one receives: fine either way.
+            let _ = stop.send(());
+        }
+        join(self.task).await
+    }
+
+    /// Waits until the controller stops on its own (a `Shutdown` request, or
+    /// the bus closing).
+    pub async fn stopped(self) -> Result<(), ControllerError> {
+        let ControllerHandle { stop, task } = self;
+        let result = join(task).await;
+        drop(stop);
+        result
+    }
+
+    /// Whether the controller has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+async fn join(task: JoinHandle<Result<(), ControllerError>>) -> Result<(), ControllerError> {
+    task.await
+        .map_err(|e| ControllerError::Crashed(e.to_string()))?
+}
+
+/// Starts a controller on `bus` in a new tokio task. When this returns, the
+/// controller is subscribed: requests, submissions and results published from
+/// now on reach it.
+pub async fn start(
+    bus: Arc<dyn Bus>,
+    subjects: Subjects,
+    config: ControllerConfig,
+) -> Result<ControllerHandle, ControllerError> {
+    let subscriptions = Subscriptions::open(bus.as_ref(), &subjects).await?;
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let shell = Shell {
+        bus,
+        subjects,
+        hub: Hub::new(config),
+    };
+    let task = tokio::spawn(shell.run(subscriptions, stop_rx));
+    Ok(ControllerHandle {
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+/// Runs a controller on `bus` until it is shut down (`hub.shutdown`).
+pub async fn run(
+    bus: Arc<dyn Bus>,
+    subjects: Subjects,
+    config: ControllerConfig,
+) -> Result<(), ControllerError> {
+    start(bus, subjects, config).await?.stopped().await
+}
+
+/// The controller's subscriptions.
+struct Subscriptions {
+    requests: Subscription,
+    submissions: Subscription,
+    engine_tasks: Subscription,
+    results: Subscription,
+    heartbeats: Subscription,
+}
+
+impl Subscriptions {
+    async fn open(bus: &dyn Bus, subjects: &Subjects) -> Result<Subscriptions, ControllerError> {
+        let subscribe = |subject: String| async move {
+            bus.subscribe(&subject)
+                .await
+                .map_err(|source| ControllerError::Subscribe { subject, source })
+        };
+        Ok(Subscriptions {
+            requests: subscribe(subjects.hub(">")).await?,
+            submissions: subscribe(subjects.sched_submit()).await?,
+            engine_tasks: subscribe(subjects.all_engine_tasks()).await?,
+            results: subscribe(subjects.all_results()).await?,
+            heartbeats: subscribe(subjects.all_heartbeats()).await?,
+        })
+    }
+}
+
+/// What woke the controller.
+enum Input {
+    Request(Message),
+    Submission(Message),
+    EngineTask(Message),
+    Result(Message),
+    Heartbeat(Message),
+    Tick,
+}
+
+/// Whether to go on after performing actions.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+struct Shell {
+    bus: Arc<dyn Bus>,
+    subjects: Subjects,
+    hub: Hub,
+}
+
+impl Shell {
+    async fn run(
+        mut self,
+        mut subs: Subscriptions,
+        mut stop: oneshot::Receiver<()>,
+    ) -> Result<(), ControllerError> {
+        tracing::debug!("controller running");
+        loop {
+            let deadline = self.hub.poll_timeout();
+            let timer = async move {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let input = tokio::select! {
+                // A send or a dropped handle both mean stop.
+                _ = &mut stop => return Ok(()),
+                m = subs.requests.next() => Input::Request(m.ok_or(ControllerError::BusClosed)?),
+                m = subs.submissions.next() => Input::Submission(m.ok_or(ControllerError::BusClosed)?),
+                m = subs.engine_tasks.next() => Input::EngineTask(m.ok_or(ControllerError::BusClosed)?),
+                m = subs.results.next() => Input::Result(m.ok_or(ControllerError::BusClosed)?),
+                m = subs.heartbeats.next() => Input::Heartbeat(m.ok_or(ControllerError::BusClosed)?),
+                () = timer => Input::Tick,
+            };
+            let (actions, reply_to) = self.digest(input);
+            if self.perform(actions, reply_to.as_deref()).await? == Flow::Stop {
+                tracing::debug!("controller shut down");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Decodes an input and hands it to the hub; returns the hub's actions
+    /// and, for a request, where to send the answer.
+    fn digest(&mut self, input: Input) -> (Vec<HubAction>, Option<String>) {
+        let now = Instant::now();
+        match input {
+            Input::Request(msg) => {
+                let op = msg.subject.rsplit('.').next().unwrap_or_default();
+                let actions = match decode::<HubRequest>(&msg.payload) {
+                    Ok(request) if request.op() == op => {
+                        self.hub.handle(HubEvent::Request(request), now)
+                    }
+                    Ok(request) => {
+                        let error = format!("a {} request sent on {}", request.op(), msg.subject);
+                        tracing::warn!("{error}");
+                        vec![HubAction::Respond(HubReply::Error(error))]
+                    }
+                    Err(e) => {
+                        tracing::warn!(subject = %msg.subject, error = %e, "malformed request");
+                        vec![HubAction::Respond(HubReply::Error(e.to_string()))]
+                    }
+                };
+                (actions, msg.reply)
+            }
+            Input::Submission(msg) => match decode::<Submission>(&msg.payload) {
+                Ok(submission) => (
+                    self.hub
+                        .handle(HubEvent::Submitted(Box::new(submission)), now),
+                    None,
+                ),
+                Err(e) => skip(&msg, &e),
+            },
+            Input::EngineTask(msg) => {
+                let Some(engine) = engine_in(&msg.subject, 1) else {
+                    return skip(&msg, &"no engine id in the subject");
+                };
+                match decode::<Submission>(&msg.payload) {
+                    Ok(submission) => {
+                        let event = HubEvent::Observed {
+                            engine,
+                            submission: Box::new(submission),
+                        };
+                        (self.hub.handle(event, now), None)
+                    }
+                    Err(e) => skip(&msg, &e),
+                }
+            }
+            Input::Result(msg) => match decode::<Reply>(&msg.payload) {
+                Ok(reply) => (
+                    self.hub.handle(HubEvent::Replied(Box::new(reply)), now),
+                    None,
+                ),
+                Err(e) => skip(&msg, &e),
+            },
+            Input::Heartbeat(msg) => match decode::<Heartbeat>(&msg.payload) {
+                Ok(beat) if engine_in(&msg.subject, 0) == Some(beat.engine.id) => {
+                    (self.hub.handle(HubEvent::Heartbeat(beat.engine), now), None)
+                }
+                Ok(_) => skip(&msg, &"the heartbeat names another engine than its subject"),
+                Err(e) => skip(&msg, &e),
+            },
+            Input::Tick => (self.hub.handle(HubEvent::Tick, now), None),
+        }
+    }
+
+    async fn perform(
+        &self,
+        actions: Vec<HubAction>,
+        reply_to: Option<&str>,
+    ) -> Result<Flow, ControllerError> {
+        for action in actions {
+            match action {
+                HubAction::Respond(reply) => match reply_to {
+                    Some(to) => self.publish(to, &reply).await?,
+                    None => tracing::debug!("a request without a reply subject: answer dropped"),
+                },
+                HubAction::Dispatch { engine, submission } => {
+                    self.publish(&self.subjects.engine_task(engine), &submission)
+                        .await?
+                }
+                HubAction::Deliver(reply) => {
+                    self.publish(&self.subjects.result(reply.client), &reply)
+                        .await?
+                }
+                HubAction::Control { engine, control } => {
+                    self.publish(&self.subjects.engine_control(engine), &control)
+                        .await?
+                }
+                HubAction::Announce(event) => self.publish(&self.subjects.events(), &event).await?,
+                HubAction::Stop => {
+                    if let Err(e) = self.bus.flush().await {
+                        tracing::warn!(error = %e, "cannot flush the bus while stopping");
+                    }
+                    return Ok(Flow::Stop);
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Publishes one message. Only a closed bus stops the controller; any
+    /// other failure loses this one message, which is logged.
+    async fn publish<T: Serialize>(&self, subject: &str, value: &T) -> Result<(), ControllerError> {
+        let payload = match encode(value) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                tracing::error!(subject, error = %e, "cannot encode a message");
+                return Ok(());
+            }
+        };
+        match self.bus.publish(subject, payload).await {
+            Ok(()) => Ok(()),
+            Err(BusError::Closed) => Err(ControllerError::BusClosed),
+            Err(e) => {
+                tracing::warn!(subject, error = %e, "cannot publish");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Logs a message that cannot be used; nothing to do.
+fn skip(msg: &Message, error: &dyn std::fmt::Display) -> (Vec<HubAction>, Option<String>) {
+    tracing::warn!(subject = %msg.subject, error = %error, "skipping malformed message");
+    (Vec::new(), None)
+}
+
+/// The engine id that is the `from_end`-th token of `subject` counting from
+/// the last (0): `engine.<id>.task` has it at 1, `heartbeat.<id>` at 0.
+fn engine_in(subject: &str, from_end: usize) -> Option<EngineId> {
+    subject
+        .rsplit('.')
+        .nth(from_end)?
+        .parse()
+        .ok()
+        .map(EngineId)
+}

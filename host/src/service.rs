@@ -1,0 +1,356 @@
+//! The engine slot on the bus: the async shell around an [`Engine`].
+//!
+//! [`EngineSlot::start`] registers with the controller (`hub.register`, which
+//! assigns the slot's id), subscribes to `engine.<id>.task` and
+//! `engine.<id>.control`, then announces itself with a first heartbeat, which
+//! is what makes it schedulable (so no work is sent before it listens). Work
+//! goes through the [`TaskQueue`](crate::queue) state machine; wasm runs on a
+//! dedicated worker thread (it is CPU-bound and synchronous) that fetches
+//! modules from the blob store when this process has not loaded them yet.
+//! Results go to `result.<client>`. Malformed messages are logged and skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use grid_bus::{Bus, BusError, Subscription};
+use grid_proto::{
+    BlobHash, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply, HubRequest, Outcome,
+    Reply, Subjects, Submission, Task, TaskError, TaskResult, Value, Work,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::queue::{QueueAction, QueueEvent, TaskQueue};
+use crate::{Engine, Interrupter, Runtime};
+
+/// How often a slot says it is alive.
+pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
+
+/// Why a slot could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("cannot register with the controller: {0}")]
+    Register(String),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("cannot start the engine's worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running engine slot.
+pub struct EngineSlot {
+    engine: EngineRef,
+    task: JoinHandle<()>,
+}
+
+impl EngineSlot {
+    /// Registers a new slot of `runtime` with the cluster's controller and
+    /// starts serving. Waits up to `register_timeout` for a controller.
+    pub async fn start(
+        bus: Arc<dyn Bus>,
+        subjects: Subjects,
+        runtime: Arc<Runtime>,
+        host: String,
+        register_timeout: Duration,
+    ) -> Result<EngineSlot, ServiceError> {
+        let uuid = EngineUuid::new();
+        let id = register(&*bus, &subjects, uuid, host, register_timeout).await?;
+        let engine = EngineRef { id, uuid };
+        let tasks = bus.subscribe(&subjects.engine_task(id)).await?;
+        let control = bus.subscribe(&subjects.engine_control(id)).await?;
+        let (worker, interrupter, finished) =
+            Worker::spawn(runtime.engine_with(id, uuid), bus.clone())?;
+        let shell = Shell {
+            bus,
+            subjects,
+            engine,
+            queue: TaskQueue::default(),
+            worker,
+            interrupter,
+        };
+        shell.heartbeat().await?;
+        let task = tokio::spawn(shell.serve(tasks, control, finished));
+        Ok(EngineSlot { engine, task })
+    }
+
+    pub fn id(&self) -> EngineId {
+        self.engine.id
+    }
+
+    pub fn uuid(&self) -> EngineUuid {
+        self.engine.uuid
+    }
+
+    /// Waits until the slot stops (after `Control::Shutdown`).
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+
+    /// Stops the slot at once, abandoning queued work.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+async fn register(
+    bus: &dyn Bus,
+    subjects: &Subjects,
+    uuid: EngineUuid,
+    host: String,
+    timeout: Duration,
+) -> Result<EngineId, ServiceError> {
+    let request = grid_proto::encode(&HubRequest::Register { uuid, host })
+        .map_err(|e| ServiceError::Register(e.to_string()))?;
+    let give_up = tokio::time::Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+        match bus
+            .request(
+                &subjects.hub("register"),
+                Bytes::from(request.clone()),
+                left,
+            )
+            .await
+        {
+            Ok(msg) => {
+                return match grid_proto::decode::<HubReply>(&msg.payload) {
+                    Ok(HubReply::Registered { id }) => Ok(id),
+                    Ok(other) => Err(ServiceError::Register(format!(
+                        "unexpected reply {other:?}"
+                    ))),
+                    Err(e) => Err(ServiceError::Register(e.to_string())),
+                };
+            }
+            // No controller yet: it may be starting.
+            Err(BusError::NoResponders(_)) if tokio::time::Instant::now() + backoff < give_up => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            Err(e) => {
+                return Err(ServiceError::Register(format!(
+                    "no controller answered: {e}"
+                )));
+            }
+        }
+    }
+}
+
+struct Shell {
+    bus: Arc<dyn Bus>,
+    subjects: Subjects,
+    engine: EngineRef,
+    queue: TaskQueue,
+    worker: std::sync::mpsc::Sender<Submission>,
+    interrupter: Interrupter,
+}
+
+impl Shell {
+    async fn serve(
+        mut self,
+        mut tasks: Subscription,
+        mut control: Subscription,
+        mut finished: mpsc::UnboundedReceiver<(Submission, TaskResult)>,
+    ) {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
+        heartbeat.tick().await;
+        loop {
+            let event = tokio::select! {
+                Some(msg) = tasks.next() => match grid_proto::decode::<Submission>(&msg.payload) {
+                    Ok(sub) => QueueEvent::Arrived(sub),
+                    Err(e) => {
+                        tracing::warn!(engine = %self.engine.id, error = %e, "skipping malformed submission");
+                        continue;
+                    }
+                },
+                Some(msg) = control.next() => match grid_proto::decode::<Control>(&msg.payload) {
+                    Ok(Control::Abort(ids)) => QueueEvent::Abort(ids),
+                    Ok(Control::Shutdown) => {
+                        self.interrupter.abort_current();
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(engine = %self.engine.id, error = %e, "skipping malformed control message");
+                        continue;
+                    }
+                },
+                Some((sub, result)) = finished.recv() => {
+                    let id = sub.msg_id;
+                    self.reply(&sub, result).await;
+                    QueueEvent::Finished(id)
+                }
+                _ = heartbeat.tick() => {
+                    let _ = self.heartbeat().await;
+                    continue;
+                }
+                else => return,
+            };
+            for action in self.queue.handle(event) {
+                match action {
+                    QueueAction::Start(sub) => {
+                        if self.worker.send(sub).is_err() {
+                            tracing::error!(engine = %self.engine.id, "worker thread is gone");
+                            return;
+                        }
+                    }
+                    QueueAction::Aborted(sub) => {
+                        let result =
+                            TaskResult::immediate(sub.msg_id, Outcome::Err(TaskError::Aborted));
+                        self.reply(&sub, result).await;
+                    }
+                    QueueAction::Interrupt(id) => {
+                        self.interrupter.abort(id);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reply(&self, sub: &Submission, result: TaskResult) {
+        let reply = Reply {
+            client: sub.client,
+            submitted: sub.submitted,
+            engine: Some(self.engine),
+            result,
+        };
+        match grid_proto::encode(&reply) {
+            Ok(bytes) => {
+                if let Err(e) = self
+                    .bus
+                    .publish(&self.subjects.result(sub.client), Bytes::from(bytes))
+                    .await
+                {
+                    tracing::warn!(engine = %self.engine.id, error = %e, "cannot publish a result");
+                }
+            }
+            Err(e) => {
+                tracing::error!(engine = %self.engine.id, error = %e, "cannot encode a result")
+            }
+        }
+    }
+
+    async fn heartbeat(&self) -> Result<(), BusError> {
+        let beat = Heartbeat {
+            engine: self.engine,
+            running: self.queue.running(),
+            queued: self.queue.queued(),
+            done: self.queue.done(),
+        };
+        let bytes = grid_proto::encode(&beat).map_err(|e| BusError::Other(e.to_string()))?;
+        self.bus
+            .publish(&self.subjects.heartbeat(self.engine.id), Bytes::from(bytes))
+            .await
+    }
+}
+
+/// The thread that runs wasm for one slot.
+struct Worker {
+    engine: Engine,
+    bus: Arc<dyn Bus>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Worker {
+    #[allow(clippy::type_complexity)]
+    fn spawn(
+        engine: Engine,
+        bus: Arc<dyn Bus>,
+    ) -> Result<
+        (
+            std::sync::mpsc::Sender<Submission>,
+            Interrupter,
+            mpsc::UnboundedReceiver<(Submission, TaskResult)>,
+        ),
+        ServiceError,
+    > {
+        let (work_tx, work_rx) = std::sync::mpsc::channel::<Submission>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let interrupter = engine.interrupter();
+        let mut worker = Worker {
+            engine,
+            bus,
+            handle: tokio::runtime::Handle::current(),
+        };
+        std::thread::Builder::new()
+            .name(format!("grid-engine-{}", worker.engine.id()))
+            .spawn(move || {
+                while let Ok(sub) = work_rx.recv() {
+                    let result = worker.run(&sub);
+                    if done_tx.send((sub, result)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(ServiceError::Thread)?;
+        Ok((work_tx, interrupter, done_rx))
+    }
+
+    fn run(&mut self, sub: &Submission) -> TaskResult {
+        let namespace = |outcome| TaskResult::immediate(sub.msg_id, outcome);
+        match &sub.work {
+            Work::Task(task) => {
+                if let Err(e) = self.ensure_module(task) {
+                    return TaskResult::immediate(sub.msg_id, Outcome::Err(e));
+                }
+                let mut task = task.clone();
+                task.msg_id = sub.msg_id;
+                self.engine.run(&task)
+            }
+            Work::Push(values) => {
+                let ns = self.engine.namespace_mut();
+                for (name, value) in values {
+                    ns.set(name.clone(), value.clone());
+                }
+                namespace(Outcome::Ok(Value::Null))
+            }
+            Work::Pull(names) => namespace(pull(self.engine.namespace(), names)),
+            Work::Clear => {
+                self.engine.namespace_mut().clear();
+                namespace(Outcome::Ok(Value::Null))
+            }
+        }
+    }
+
+    /// Loads the task's module: from memory, the disk cache, or the blob store.
+    fn ensure_module(&self, task: &Task) -> Result<(), TaskError> {
+        let runtime = self.engine.runtime();
+        if runtime.is_loaded(&task.module) || runtime.load_cached(&task.module) {
+            return Ok(());
+        }
+        let blob = self
+            .handle
+            .block_on(self.bus.get_blob(&BlobHash(task.module.0)))
+            .map_err(|e| {
+                TaskError::Internal(format!("cannot fetch module {}: {e}", task.module.short()))
+            })?
+            .ok_or(TaskError::ModuleNotFound(task.module))?;
+        let loaded = runtime.load(&blob)?;
+        if loaded != task.module {
+            return Err(TaskError::ModuleInvalid {
+                reason: format!(
+                    "the blob stored as {} hashes to {}",
+                    task.module.short(),
+                    loaded.short()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn pull(ns: &crate::Namespace, names: &[String]) -> Outcome {
+    let mut values = Vec::with_capacity(names.len());
+    for name in names {
+        match ns.get(name) {
+            Some(v) => values.push(v.clone()),
+            None => {
+                return Outcome::Err(TaskError::BadArguments {
+                    function: "pull".into(),
+                    message: format!("`{name}` is not in this engine's namespace"),
+                });
+            }
+        }
+    }
+    Outcome::Ok(Value::Array(values))
+}

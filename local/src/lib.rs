@@ -1,0 +1,101 @@
+//! `grid-local`: a whole cluster inside this process.
+//!
+//! [`LocalCluster::start`] creates a [`LocalBus`], starts a controller on it
+//! and `n` engine slots sharing one wasmtime runtime, and returns once every
+//! slot is registered and listening, so work sent from then on is served.
+//! Everything talks through the bus with the same messages as over NATS:
+//! this crate only wires the pieces together. Dropping the cluster stops it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use grid_bus::{Bus, LocalBus};
+use grid_controller::{ControllerConfig, ControllerHandle};
+use grid_host::{EngineConfig, EngineSlot, Runtime};
+use grid_proto::{EngineId, Subjects};
+
+/// Why a local cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Runtime(#[from] grid_host::RuntimeError),
+    #[error(transparent)]
+    Controller(#[from] grid_controller::ControllerError),
+    #[error(transparent)]
+    Engine(#[from] grid_host::ServiceError),
+}
+
+/// A controller and engines on an in-process bus.
+pub struct LocalCluster {
+    bus: LocalBus,
+    subjects: Subjects,
+    controller: Option<ControllerHandle>,
+    engines: Vec<EngineSlot>,
+}
+
+impl LocalCluster {
+    /// Starts a cluster of `engines` slots. Must run inside a tokio runtime.
+    pub async fn start(engines: usize, config: EngineConfig) -> Result<LocalCluster, LocalError> {
+        let bus = LocalBus::new();
+        let subjects = Subjects::default();
+        let shared: Arc<dyn Bus> = Arc::new(bus.clone());
+        let controller = grid_controller::start(
+            shared.clone(),
+            subjects.clone(),
+            ControllerConfig::default(),
+        )
+        .await?;
+        let runtime = Runtime::new(config)?;
+        let mut slots = Vec::with_capacity(engines);
+        for _ in 0..engines {
+            slots.push(
+                EngineSlot::start(
+                    shared.clone(),
+                    subjects.clone(),
+                    runtime.clone(),
+                    "localhost".into(),
+                    Duration::from_secs(10),
+                )
+                .await?,
+            );
+        }
+        Ok(LocalCluster {
+            bus,
+            subjects,
+            controller: Some(controller),
+            engines: slots,
+        })
+    }
+
+    /// The bus, for clients.
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        Arc::new(self.bus.clone())
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// The engines' ids.
+    pub fn ids(&self) -> Vec<EngineId> {
+        self.engines.iter().map(EngineSlot::id).collect()
+    }
+
+    /// Stops the engines and the controller.
+    pub async fn stop(mut self) {
+        for slot in &self.engines {
+            slot.kill();
+        }
+        if let Some(c) = self.controller.take() {
+            let _ = c.stop().await;
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for slot in &self.engines {
+            slot.kill();
+        }
+    }
+}
