@@ -1,6 +1,7 @@
 //! The controller's async shell: bus in, [`Hub`] in the middle, bus out.
 //!
-//! One tokio task subscribes to the controller's subjects, decodes each
+//! One tokio task subscribes to the controller's subjects (`hub.>`,
+//! `sched.submit`, `engine.*.task`, `result.*`, `heartbeat.*`), decodes each
 //! message, feeds it to the hub with `Instant::now()`, and publishes what the
 //! hub asks for; a timer wakes it at [`Hub::poll_timeout`]. Every decision is
 //! the hub's: this file only moves bytes. A malformed message is logged and

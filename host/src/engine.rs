@@ -106,6 +106,8 @@ impl Engine {
         let ran = {
             let _ticking = runtime.ticker.running();
             match self.runtime.module(&task.module) {
+                // Aborted before it began: do not start it at all.
+                _ if self.interrupter.check(None).is_err() => Ran::failed(TaskError::Aborted),
                 Err(e) => Ran::failed(e),
                 Ok(module) => self.execute(task, limits, &module),
             }

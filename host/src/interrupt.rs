@@ -26,11 +26,14 @@ struct Inner {
     abort: AtomicBool,
 }
 
+/// Early aborts remembered (tasks aborted just before they begin).
+const PENDING: usize = 64;
+
 #[derive(Default)]
 struct Slot {
     running: Option<MsgId>,
-    /// An abort for a task handed to the slot but not begun yet.
-    pending: Option<MsgId>,
+    /// Aborts of tasks not begun yet, most recent last.
+    pending: std::collections::VecDeque<MsgId>,
 }
 
 impl Interrupter {
@@ -43,7 +46,10 @@ impl Interrupter {
             self.inner.abort.store(true, Ordering::Release);
             true
         } else {
-            slot.pending = Some(msg_id);
+            if slot.pending.len() == PENDING {
+                slot.pending.pop_front();
+            }
+            slot.pending.push_back(msg_id);
             false
         }
     }
@@ -66,7 +72,10 @@ impl Interrupter {
     pub(crate) fn begin(&self, msg_id: MsgId) {
         let mut slot = self.slot();
         slot.running = Some(msg_id);
-        let early = slot.pending.take() == Some(msg_id);
+        let early = match slot.pending.iter().position(|id| *id == msg_id) {
+            Some(i) => slot.pending.remove(i).is_some(),
+            None => false,
+        };
         self.inner.abort.store(early, Ordering::Release);
     }
 

@@ -91,6 +91,7 @@ impl TaskQueue {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn running(&self) -> Option<MsgId> {
         self.running
     }

@@ -3,11 +3,14 @@
 //! [`EngineSlot::start`] registers with the controller (`hub.register`, which
 //! assigns the slot's id), subscribes to `engine.<id>.task` and
 //! `engine.<id>.control`, then announces itself with a first heartbeat, which
-//! is what makes it schedulable (so no work is sent before it listens). Work
-//! goes through the [`TaskQueue`](crate::queue) state machine; wasm runs on a
-//! dedicated worker thread (it is CPU-bound and synchronous) that fetches
-//! modules from the blob store when this process has not loaded them yet.
-//! Results go to `result.<client>`. Malformed messages are logged and skipped.
+//! is what makes it schedulable (so no work is sent before it listens). The
+//! async shell only decodes messages and hands them to the slot's worker
+//! thread, which owns the [`TaskQueue`](crate::queue) state machine, runs wasm
+//! (CPU-bound and synchronous) task after task without waking anyone, fetches
+//! modules from the blob store when this process has not loaded them yet, and
+//! publishes each result to `result.<client>` itself. Aborts are also applied
+//! by the shell directly through the [`Interrupter`], since the worker is busy
+//! while a task runs. Malformed messages are logged and skipped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,7 @@ use grid_proto::{
     BlobHash, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply, HubRequest, Outcome,
     Reply, Subjects, Submission, Task, TaskError, TaskResult, Value, Work,
 };
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::task::JoinHandle;
 
 use crate::queue::{QueueAction, QueueEvent, TaskQueue};
@@ -59,18 +62,29 @@ impl EngineSlot {
         let engine = EngineRef { id, uuid };
         let tasks = bus.subscribe(&subjects.engine_task(id)).await?;
         let control = bus.subscribe(&subjects.engine_control(id)).await?;
-        let (worker, interrupter, finished) =
-            Worker::spawn(runtime.engine_with(id, uuid), bus.clone())?;
+        let slot = runtime.engine_with(id, uuid);
+        let interrupter = slot.interrupter();
+        let counters = Arc::new(Counters::default());
+        let (events, queue) = std::sync::mpsc::channel();
+        Worker {
+            engine: slot,
+            me: engine,
+            bus: bus.clone(),
+            subjects: subjects.clone(),
+            handle: tokio::runtime::Handle::current(),
+            counters: counters.clone(),
+        }
+        .spawn(queue)?;
         let shell = Shell {
             bus,
             subjects,
             engine,
-            queue: TaskQueue::default(),
-            worker,
+            worker: events,
             interrupter,
+            counters,
         };
         shell.heartbeat().await?;
-        let task = tokio::spawn(shell.serve(tasks, control, finished));
+        let task = tokio::spawn(shell.serve(tasks, control));
         Ok(EngineSlot { engine, task })
     }
 
@@ -137,22 +151,25 @@ async fn register(
     }
 }
 
+/// Counters the worker keeps for heartbeats.
+#[derive(Default)]
+struct Counters {
+    queued: AtomicU64,
+    done: AtomicU64,
+}
+
+/// The async side: reads the slot's subjects and heartbeats.
 struct Shell {
     bus: Arc<dyn Bus>,
     subjects: Subjects,
     engine: EngineRef,
-    queue: TaskQueue,
-    worker: std::sync::mpsc::Sender<Submission>,
+    worker: std::sync::mpsc::Sender<QueueEvent>,
     interrupter: Interrupter,
+    counters: Arc<Counters>,
 }
 
 impl Shell {
-    async fn serve(
-        mut self,
-        mut tasks: Subscription,
-        mut control: Subscription,
-        mut finished: mpsc::UnboundedReceiver<(Submission, TaskResult)>,
-    ) {
+    async fn serve(self, mut tasks: Subscription, mut control: Subscription) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         heartbeat.tick().await;
         loop {
@@ -165,7 +182,13 @@ impl Shell {
                     }
                 },
                 Some(msg) = control.next() => match grid_proto::decode::<Control>(&msg.payload) {
-                    Ok(Control::Abort(ids)) => QueueEvent::Abort(ids),
+                    Ok(Control::Abort(ids)) => {
+                        // The worker may be busy running the task: interrupt it from here.
+                        for id in &ids {
+                            self.interrupter.abort(*id);
+                        }
+                        QueueEvent::Abort(ids)
+                    }
                     Ok(Control::Shutdown) => {
                         self.interrupter.abort_current();
                         return;
@@ -175,57 +198,15 @@ impl Shell {
                         continue;
                     }
                 },
-                Some((sub, result)) = finished.recv() => {
-                    let id = sub.msg_id;
-                    self.reply(&sub, result).await;
-                    QueueEvent::Finished(id)
-                }
                 _ = heartbeat.tick() => {
                     let _ = self.heartbeat().await;
                     continue;
                 }
                 else => return,
             };
-            for action in self.queue.handle(event) {
-                match action {
-                    QueueAction::Start(sub) => {
-                        if self.worker.send(sub).is_err() {
-                            tracing::error!(engine = %self.engine.id, "worker thread is gone");
-                            return;
-                        }
-                    }
-                    QueueAction::Aborted(sub) => {
-                        let result =
-                            TaskResult::immediate(sub.msg_id, Outcome::Err(TaskError::Aborted));
-                        self.reply(&sub, result).await;
-                    }
-                    QueueAction::Interrupt(id) => {
-                        self.interrupter.abort(id);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn reply(&self, sub: &Submission, result: TaskResult) {
-        let reply = Reply {
-            client: sub.client,
-            submitted: sub.submitted,
-            engine: Some(self.engine),
-            result,
-        };
-        match grid_proto::encode(&reply) {
-            Ok(bytes) => {
-                if let Err(e) = self
-                    .bus
-                    .publish(&self.subjects.result(sub.client), Bytes::from(bytes))
-                    .await
-                {
-                    tracing::warn!(engine = %self.engine.id, error = %e, "cannot publish a result");
-                }
-            }
-            Err(e) => {
-                tracing::error!(engine = %self.engine.id, error = %e, "cannot encode a result")
+            if self.worker.send(event).is_err() {
+                tracing::error!(engine = %self.engine.id, "worker thread is gone");
+                return;
             }
         }
     }
@@ -233,9 +214,9 @@ impl Shell {
     async fn heartbeat(&self) -> Result<(), BusError> {
         let beat = Heartbeat {
             engine: self.engine,
-            running: self.queue.running(),
-            queued: self.queue.queued(),
-            done: self.queue.done(),
+            running: self.interrupter.current(),
+            queued: self.counters.queued.load(Ordering::Relaxed),
+            done: self.counters.done.load(Ordering::Relaxed),
         };
         let bytes = grid_proto::encode(&beat).map_err(|e| BusError::Other(e.to_string()))?;
         self.bus
@@ -244,48 +225,90 @@ impl Shell {
     }
 }
 
-/// The thread that runs wasm for one slot.
+/// The thread that owns the slot's queue and runs its wasm. It runs queued
+/// work back to back without waking anyone, and publishes each result itself.
 struct Worker {
     engine: Engine,
+    me: EngineRef,
     bus: Arc<dyn Bus>,
+    subjects: Subjects,
     handle: tokio::runtime::Handle,
+    counters: Arc<Counters>,
 }
 
 impl Worker {
-    #[allow(clippy::type_complexity)]
-    fn spawn(
-        engine: Engine,
-        bus: Arc<dyn Bus>,
-    ) -> Result<
-        (
-            std::sync::mpsc::Sender<Submission>,
-            Interrupter,
-            mpsc::UnboundedReceiver<(Submission, TaskResult)>,
-        ),
-        ServiceError,
-    > {
-        let (work_tx, work_rx) = std::sync::mpsc::channel::<Submission>();
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let interrupter = engine.interrupter();
-        let mut worker = Worker {
-            engine,
-            bus,
-            handle: tokio::runtime::Handle::current(),
-        };
+    fn spawn(mut self, events: std::sync::mpsc::Receiver<QueueEvent>) -> Result<(), ServiceError> {
         std::thread::Builder::new()
-            .name(format!("grid-engine-{}", worker.engine.id()))
-            .spawn(move || {
-                while let Ok(sub) = work_rx.recv() {
-                    let result = worker.run(&sub);
-                    if done_tx.send((sub, result)).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(ServiceError::Thread)?;
-        Ok((work_tx, interrupter, done_rx))
+            .name(format!("grid-engine-{}", self.me.id))
+            .spawn(move || self.serve(events))
+            .map(|_| ())
+            .map_err(ServiceError::Thread)
     }
 
+    fn serve(&mut self, events: std::sync::mpsc::Receiver<QueueEvent>) {
+        use std::sync::mpsc::TryRecvError;
+        let mut queue = TaskQueue::default();
+        let mut actions = Vec::new();
+        loop {
+            // Take in everything that arrived, then act; block only when idle.
+            loop {
+                match events.try_recv() {
+                    Ok(event) => actions.extend(queue.handle(event)),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            let mut start = None;
+            for action in actions.drain(..) {
+                match action {
+                    QueueAction::Start(sub) => start = Some(sub),
+                    QueueAction::Aborted(sub) => {
+                        let result =
+                            TaskResult::immediate(sub.msg_id, Outcome::Err(TaskError::Aborted));
+                        self.reply(&sub, result);
+                    }
+                    QueueAction::Interrupt(id) => {
+                        self.engine.interrupter().abort(id);
+                    }
+                }
+            }
+            self.counters
+                .queued
+                .store(queue.queued(), Ordering::Relaxed);
+            match start {
+                Some(sub) => {
+                    let result = self.run(&sub);
+                    self.reply(&sub, result);
+                    actions.extend(queue.handle(QueueEvent::Finished(sub.msg_id)));
+                    self.counters.done.store(queue.done(), Ordering::Relaxed);
+                }
+                None => match events.recv() {
+                    Ok(event) => actions.extend(queue.handle(event)),
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
+    fn reply(&self, sub: &Submission, result: TaskResult) {
+        let reply = Reply {
+            client: sub.client,
+            submitted: sub.submitted,
+            engine: Some(self.me),
+            result,
+        };
+        let bytes = match grid_proto::encode(&reply) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                tracing::error!(engine = %self.me.id, error = %e, "cannot encode a result");
+                return;
+            }
+        };
+        let subject = self.subjects.result(sub.client);
+        if let Err(e) = self.handle.block_on(self.bus.publish(&subject, bytes)) {
+            tracing::warn!(engine = %self.me.id, error = %e, "cannot publish a result");
+        }
+    }
     fn run(&mut self, sub: &Submission) -> TaskResult {
         let namespace = |outcome| TaskResult::immediate(sub.msg_id, outcome);
         match &sub.work {

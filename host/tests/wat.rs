@@ -548,3 +548,16 @@ fn wall_time_applies_to_each_item_of_a_chunk() {
     assert_eq!(r.items, vec![limit.clone(), limit]);
     still_serves(&mut e);
 }
+
+#[test]
+fn a_task_aborted_before_it_begins_does_not_run() {
+    let rt = runtime(EngineConfig::default());
+    let m = rt.load(WASI.as_bytes()).unwrap();
+    let mut e = rt.engine(EngineId(0));
+    let task = Task::call(m, "hello", vec![]);
+    assert!(!e.interrupter().abort(task.msg_id), "not running yet");
+    let r = e.run(&task);
+    assert_eq!(err(&r), &TaskError::Aborted);
+    assert!(r.stdout.is_empty(), "it never ran");
+    still_serves(&mut e);
+}

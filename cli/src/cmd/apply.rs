@@ -1,0 +1,90 @@
+//! `grid apply MODULE FUNC [ARG...]`: one call, on whichever engine the
+//! scheduler picks, its result printed as JSON.
+//!
+//! Each ARG is one JSON argument (never spread, unlike `map`'s items). A
+//! failed call prints one line saying which engine and why, and exits 1; an
+//! invalid module or a missing export is a usage error, exit 2.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use grid_client::Error;
+
+use crate::cluster::{self, ClusterArgs};
+use crate::failure::{self, FAILED};
+use crate::items;
+use crate::limits::LimitArgs;
+
+const ABOUT: &str = "Call a function once and print its result as JSON";
+
+const LONG_ABOUT: &str = "\
+Call a function once and print its result as JSON.
+
+Calls FUNC of MODULE with the ARGs, each one JSON value (a string is written \
+with its quotes: '\"text\"'), on an engine of a local cluster that the \
+scheduler picks, and writes the result as one line of JSON on stdout.
+
+A failed call prints `error: [engine E] FUNC: cause` on stderr and exits 1. An \
+invalid module or a FUNC the module does not export is reported with the \
+module's exports and exits 2.";
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success; 1 the call failed, or the cluster did; 2 usage error \
+(bad option, unreadable or invalid module, FUNC not exported, ARG not JSON).
+
+Examples:
+  grid apply examples/guests/wat/square.wat square 12
+  grid apply examples/guests/wat/square.wat hypot 3 4
+  grid apply examples/guests/wat/square.wat square -- -5";
+
+/// The arguments of `grid apply`.
+#[derive(Args, Debug)]
+#[command(
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    allow_negative_numbers = true
+)]
+pub struct ApplyArgs {
+    /// The module: a .wasm binary or a .wat text file
+    pub module: PathBuf,
+
+    /// The exported function to call
+    pub func: String,
+
+    /// The arguments, each a JSON value
+    #[arg(value_name = "ARG")]
+    pub args: Vec<String>,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let call_args = items::arguments(&args.args)?;
+    let client = args.cluster.connect()?;
+    let func = cluster::load_module(&client, &args.module)?.func(&args.func);
+    let view = client.load_balanced_view().limits(args.limits.limits());
+    let result = view
+        .apply_async(&func, call_args)
+        .context("cannot submit the call")?;
+    match result.get(None) {
+        Ok(value) => {
+            println!("{value}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Error::Remote(e)) if failure::is_fatal(&e) => {
+            Err(failure::fatal(&args.module.display().to_string(), &e))
+        }
+        Err(Error::Remote(e)) => {
+            eprintln!("error: {}", failure::describe(&e));
+            Ok(ExitCode::from(FAILED))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
