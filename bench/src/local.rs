@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use grid_client::{Client, EngineId, Value};
 
 fn main() -> Result<(), grid_client::Error> {
+    // `local-bench WORD` runs only the figures whose name contains WORD.
+    let only = std::env::args().nth(1).unwrap_or_default();
+    let wanted = |name: &str| name.contains(&only);
     let client = Client::local(2)?;
     let square = client
         .load_module(grid_examples::wat_square())?
@@ -20,17 +23,32 @@ fn main() -> Result<(), grid_client::Error> {
 
     let lb = client.load_balanced_view();
     let direct = client.view_one(EngineId(0));
-    round_trip("apply_sync round trip, load-balanced", || {
-        lb.apply_sync(&square, [Value::from(3)])
-    })?;
-    round_trip("apply_sync round trip, direct", || {
-        direct.apply_sync(&square, [Value::from(3)])
-    })?;
+    if wanted("round trip") {
+        round_trip("apply_sync round trip, load-balanced", || {
+            lb.apply_sync(&square, [Value::from(3)])
+        })?;
+        round_trip("apply_sync round trip, direct", || {
+            direct.apply_sync(&square, [Value::from(3)])
+        })?;
+    }
 
+    if wanted("unchunked") {
+        unchunked(&lb, &square)?;
+    }
+    if wanted("chunked") {
+        chunked(&lb, &square)?;
+    }
+    Ok(())
+}
+
+fn unchunked(
+    lb: &grid_client::LoadBalancedView,
+    square: &grid_client::Function,
+) -> Result<(), grid_client::Error> {
     let items: Vec<Value> = (0..10_000).map(Value::from).collect();
-    lb.map_sync(&square, vec![items.clone()])?;
+    lb.map_sync(square, vec![items.clone()])?;
     let t = Instant::now();
-    let out = lb.map_sync(&square, vec![items])?;
+    let out = lb.map_sync(square, vec![items])?;
     let rate = out.len() as f64 / t.elapsed().as_secs_f64();
     println!(
         "{:<44} {rate:>10.0} tasks/s  (target >= 50,000: {})",
@@ -38,10 +56,17 @@ fn main() -> Result<(), grid_client::Error> {
         verdict(rate >= 50_000.0)
     );
 
+    Ok(())
+}
+
+fn chunked(
+    lb: &grid_client::LoadBalancedView,
+    square: &grid_client::Function,
+) -> Result<(), grid_client::Error> {
     let items: Vec<Value> = (0..1_000_000).map(Value::from).collect();
     let chunked = lb.clone().chunksize(10_000);
     let t = Instant::now();
-    let out = chunked.map_sync(&square, vec![items])?;
+    let out = chunked.map_sync(square, vec![items])?;
     let rate = out.len() as f64 / t.elapsed().as_secs_f64();
     println!(
         "{:<44} {rate:>10.0} items/s  (target >= 1,000,000: {})",

@@ -47,10 +47,9 @@ pub fn load_module(client: &Client, path: &Path) -> anyhow::Result<Module> {
     let bytes =
         std::fs::read(path).map_err(|e| usage(format!("cannot read module {shown}: {e}")))?;
     client.module_from_bytes(&bytes).map_err(|e| match e {
-        Error::Module { reason, .. } => usage(format!(
-            "{shown} is not a valid module: {}",
-            wat_reason(&reason)
-        )),
+        Error::Module { reason, .. } => {
+            usage(format!("{shown}: invalid module: {}", wat_reason(&reason)))
+        }
         other => anyhow::Error::new(other).context(format!("cannot upload module {shown}")),
     })
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use grid_bus::Bus;
 use grid_proto::{
-    BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, ModuleHash, MsgId, QueueStatus,
-    Reply, Subjects, Submission,
+    BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, ModuleHash, MsgId, Outcome,
+    QueueStatus, Reply, Subjects, Submission, TaskError, TaskResult,
 };
 use tokio::sync::mpsc;
 
@@ -104,9 +104,13 @@ impl Client {
                         let slot = dispatch
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .remove(&reply.result.msg_id);
+                            .remove(&reply.msg_id);
                         if let Some((set, index)) = slot {
-                            set.arrive(index, reply);
+                            let result = reply.result.decode().unwrap_or_else(|e| {
+                                let why = TaskError::Internal(format!("malformed result: {e}"));
+                                TaskResult::immediate(reply.msg_id, Outcome::Err(why))
+                            });
+                            set.arrive(index, reply, result);
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "skipping a malformed reply"),

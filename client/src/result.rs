@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use grid_proto::{
-    EngineId, EngineUuid, MsgId, Outcome, Reply, Status, TaskError, Timestamp, Value,
+    EngineId, EngineUuid, MsgId, Outcome, Reply, Status, TaskError, TaskResult, Timestamp, Value,
 };
 
 use crate::Client;
@@ -33,6 +33,7 @@ pub(crate) struct TaskInfo {
 
 struct Arrived {
     reply: Reply,
+    result: TaskResult,
     received: Timestamp,
 }
 
@@ -70,11 +71,12 @@ impl ResultSet {
     }
 
     /// Records the reply of task `index` (the first one wins).
-    pub(crate) fn arrive(&self, index: usize, reply: Reply) {
+    pub(crate) fn arrive(&self, index: usize, reply: Reply, result: TaskResult) {
         let mut s = self.lock();
         if s.replies[index].is_none() {
             s.replies[index] = Some(Arrived {
                 reply,
+                result,
                 received: Timestamp::now(),
             });
             s.done += 1;
@@ -133,7 +135,7 @@ impl ResultSet {
         let Some(arrived) = &s.replies[index] else {
             return Vec::new();
         };
-        let result = &arrived.reply.result;
+        let result = &arrived.result;
         if info.chunk && result.items.len() == info.items {
             result.items.clone()
         } else if info.chunk {
@@ -325,7 +327,7 @@ impl AsyncResult {
                     fuel_used: None,
                 };
                 if let Some(a) = arrived {
-                    let r = &a.reply.result;
+                    let r = &a.result;
                     m.started = Some(r.started);
                     m.completed = Some(r.completed);
                     m.received = Some(a.received);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use grid_proto::{
-    Arg, Call, EngineId, Limits, MsgId, SchedFlags, Submission, Task, Timestamp, Value, Work,
+    Arg, Body, Call, EngineId, Limits, MsgId, SchedFlags, Submission, Task, Timestamp, Value, Work,
 };
 
 use crate::Client;
@@ -53,14 +53,19 @@ fn task(f: &Function, msg_id: MsgId, call: Call, limits: Limits) -> Task {
     }
 }
 
-fn submission(client: &Client, msg_id: MsgId, work: Work, sched: SchedFlags) -> Submission {
-    Submission {
+fn submission(
+    client: &Client,
+    msg_id: MsgId,
+    work: Work,
+    sched: SchedFlags,
+) -> Result<Submission, Error> {
+    Ok(Submission {
         msg_id,
         client: client.id(),
         submitted: Timestamp::now(),
-        work,
+        work: Body::new(&work).map_err(|e| Error::Usage(e.to_string()))?,
         sched,
-    }
+    })
 }
 
 fn info(msg_id: MsgId, function: &str, first_item: usize, items: usize, chunk: bool) -> TaskInfo {
@@ -141,7 +146,7 @@ impl DirectView {
             let subject = self.client.subjects().engine_task(engine);
             subs.push((
                 subject,
-                submission(&self.client, info.msg_id, work, SchedFlags::default()),
+                submission(&self.client, info.msg_id, work, SchedFlags::default())?,
             ));
             infos.push(info);
         }
@@ -425,7 +430,7 @@ impl LoadBalancedView {
         for (work, info) in works {
             subs.push((
                 subject.clone(),
-                submission(&self.client, info.msg_id, work, flags.clone()),
+                submission(&self.client, info.msg_id, work, flags.clone())?,
             ));
             infos.push(info);
         }

@@ -185,7 +185,7 @@ impl Hub {
             }
             HubEvent::Observed { engine, submission } => self.observe(engine, submission, &mut out),
             HubEvent::Replied(reply) => {
-                let msg_id = reply.result.msg_id;
+                let msg_id = reply.msg_id;
                 if self.record_reply(reply) {
                     self.schedule(SchedEvent::Finished { msg_id }, now, &mut out);
                 }
@@ -494,12 +494,14 @@ impl Hub {
             }),
             _ => None,
         };
-        let reply = Box::new(Reply {
-            client,
-            submitted,
-            engine,
-            result: TaskResult::immediate(msg_id, Outcome::Err(error)),
-        });
+        let result = TaskResult::immediate(msg_id, Outcome::Err(error));
+        let reply = match Reply::new(client, submitted, engine, &result) {
+            Ok(reply) => Box::new(reply),
+            Err(e) => {
+                tracing::error!(%msg_id, error = %e, "cannot encode a failure reply");
+                return;
+            }
+        };
         if self.record_reply(reply.clone()) {
             out.push(HubAction::Deliver(reply));
         }
@@ -507,7 +509,7 @@ impl Hub {
 
     /// Records a task's result; `false` if it already had one (which wins).
     fn record_reply(&mut self, reply: Box<Reply>) -> bool {
-        let msg_id = reply.result.msg_id;
+        let msg_id = reply.msg_id;
         let engine = match self.tasks.get(&msg_id).map(|t| &t.state) {
             Some(TaskState::Done(_)) => return false,
             Some(TaskState::Assigned(engine)) => Some(*engine),
@@ -561,19 +563,15 @@ mod tests {
             msg_id: MsgId::new(),
             client: ClientId::new(),
             submitted: Timestamp(1),
-            work: Work::Clear,
+            work: grid_proto::Body::new(&Work::Clear).unwrap(),
             sched: SchedFlags::default(),
         }
     }
 
     /// A reply from `engine` for `s`.
     fn reply(s: &Submission, engine: EngineRef) -> Reply {
-        Reply {
-            client: s.client,
-            submitted: s.submitted,
-            engine: Some(engine),
-            result: TaskResult::immediate(s.msg_id, Outcome::Ok(Value::Null)),
-        }
+        let result = TaskResult::immediate(s.msg_id, Outcome::Ok(Value::Null));
+        Reply::new(s.client, s.submitted, Some(engine), &result).unwrap()
     }
 
     /// A hub, a hand-driven clock, and the engines registered through it.
@@ -688,8 +686,8 @@ mod tests {
             .collect()
     }
 
-    fn error_of(reply: &Reply) -> &TaskError {
-        match &reply.result.outcome {
+    fn error_of(reply: &Reply) -> TaskError {
+        match reply.result.decode().unwrap().outcome {
             Outcome::Err(error) => error,
             Outcome::Ok(v) => panic!("not an error: {v:?}"),
         }
@@ -866,8 +864,8 @@ mod tests {
         assert_eq!(b.engine_queue(0).running + b.engine_queue(0).queue, 1);
         // Two results: the first wins and counts once.
         let first = reply(&t, b.engine(0));
-        let mut second = first.clone();
-        second.result.outcome = Outcome::Err(TaskError::Aborted);
+        let aborted = TaskResult::immediate(t.msg_id, Outcome::Err(TaskError::Aborted));
+        let second = Reply::new(t.client, t.submitted, Some(b.engine(0)), &aborted).unwrap();
         assert_eq!(b.on(HubEvent::Replied(Box::new(first.clone()))), vec![]);
         assert_eq!(b.on(HubEvent::Replied(Box::new(second))), vec![]);
         assert_eq!(b.get_result(vec![t.msg_id]), vec![first]);
@@ -916,8 +914,8 @@ mod tests {
         assert_eq!(answer, HubReply::Ok);
         let replies = delivered(&actions);
         assert_eq!(replies.len(), 1);
-        assert_eq!(replies[0].result.msg_id, waiting.msg_id);
-        assert_eq!(replies[0].result.status(), Status::Aborted);
+        assert_eq!(replies[0].msg_id, waiting.msg_id);
+        assert_eq!(replies[0].status, Status::Aborted);
         assert_eq!(replies[0].engine, None);
         let controls: Vec<&HubAction> = actions
             .iter()
@@ -958,10 +956,10 @@ mod tests {
 
         let (_, actions) = b.ask(HubRequest::Unregister { id: e(0) });
         let replies = delivered(&actions);
-        let failed: Vec<MsgId> = replies.iter().map(|r| r.result.msg_id).collect();
+        let failed: Vec<MsgId> = replies.iter().map(|r| r.msg_id).collect();
         assert_eq!(failed, vec![balanced.msg_id, direct.msg_id]);
         for r in &replies {
-            assert_eq!(error_of(r), &TaskError::EngineDied(e(0)));
+            assert_eq!(error_of(r), TaskError::EngineDied(e(0)));
             assert_eq!(r.engine, Some(b.engine(0)));
         }
         assert_eq!(dispatches(&actions), vec![], "engine 1 is still full");
@@ -976,7 +974,7 @@ mod tests {
         });
         assert_eq!(
             error_of(&delivered(&actions)[0]),
-            &TaskError::EngineDied(e(0))
+            TaskError::EngineDied(e(0))
         );
         let actions = b.on(HubEvent::Observed {
             engine: e(42),
@@ -1051,7 +1049,7 @@ mod tests {
         b.on(HubEvent::Submitted(Box::new(waiting.clone())));
         let actions = b.on(HubEvent::Request(HubRequest::Shutdown));
         assert_eq!(actions[0], HubAction::Respond(HubReply::Ok));
-        assert_eq!(delivered(&actions)[0].result.msg_id, waiting.msg_id);
+        assert_eq!(delivered(&actions)[0].msg_id, waiting.msg_id);
         let n = actions.len();
         assert_eq!(
             actions[n - 3..],

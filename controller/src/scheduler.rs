@@ -601,7 +601,7 @@ mod tests {
             msg_id: MsgId::new(),
             client: ClientId::new(),
             submitted: Timestamp(1),
-            work: Work::Clear,
+            work: grid_proto::Body::new(&Work::Clear).unwrap(),
             sched: SchedFlags::default(),
         }
     }

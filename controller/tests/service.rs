@@ -122,7 +122,7 @@ fn submission(client: ClientId) -> Submission {
         msg_id: MsgId::new(),
         client,
         submitted: Timestamp::now(),
-        work: Work::Clear,
+        work: grid_proto::Body::new(&Work::Clear).unwrap(),
         sched: SchedFlags::default(),
     }
 }
@@ -151,12 +151,8 @@ async fn balances_work_answers_queries_and_shuts_down() {
     for engine in &mut engines {
         for _ in 0..2 {
             let work: Submission = next_as(&mut engine.tasks).await;
-            let reply = Reply {
-                client: work.client,
-                submitted: work.submitted,
-                engine: Some(engine.me),
-                result: TaskResult::immediate(work.msg_id, Outcome::Ok(Value::Null)),
-            };
+            let result = TaskResult::immediate(work.msg_id, Outcome::Ok(Value::Null));
+            let reply = Reply::new(work.client, work.submitted, Some(engine.me), &result).unwrap();
             cluster
                 .publish(&cluster.subjects.result(work.client), &reply)
                 .await;
@@ -164,7 +160,7 @@ async fn balances_work_answers_queries_and_shuts_down() {
     }
     for _ in 0..4 {
         let reply: Reply = next_as(&mut results).await;
-        assert!(tasks.iter().any(|t| t.msg_id == reply.result.msg_id));
+        assert!(tasks.iter().any(|t| t.msg_id == reply.msg_id));
     }
     let ids: Vec<MsgId> = tasks.iter().map(|t| t.msg_id).collect();
     cluster.until_completed(&ids).await;
@@ -201,10 +197,10 @@ async fn a_task_nobody_can_take_times_out_on_the_timer() {
     t.sched.timeout_ms = Some(20);
     cluster.publish(&cluster.subjects.sched_submit(), &t).await;
     let reply: Reply = next_as(&mut results).await;
-    assert_eq!(reply.result.msg_id, t.msg_id);
+    assert_eq!(reply.msg_id, t.msg_id);
     assert_eq!(reply.engine, None);
     assert!(matches!(
-        reply.result.outcome,
+        reply.result.decode().unwrap().outcome,
         Outcome::Err(TaskError::Unschedulable(ref why)) if why.contains("no engines are registered")
     ));
     cluster.controller.stop().await.unwrap();

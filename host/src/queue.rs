@@ -115,7 +115,7 @@ mod tests {
             msg_id: MsgId::new(),
             client: ClientId::new(),
             submitted: Timestamp::now(),
-            work: Work::Clear,
+            work: grid_proto::Body::new(&Work::Clear).unwrap(),
             sched: Default::default(),
         }
     }

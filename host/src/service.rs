@@ -291,13 +291,9 @@ impl Worker {
     }
 
     fn reply(&self, sub: &Submission, result: TaskResult) {
-        let reply = Reply {
-            client: sub.client,
-            submitted: sub.submitted,
-            engine: Some(self.me),
-            result,
-        };
-        let bytes = match grid_proto::encode(&reply) {
+        let encoded = Reply::new(sub.client, sub.submitted, Some(self.me), &result)
+            .and_then(|reply| grid_proto::encode(&reply));
+        let bytes = match encoded {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
                 tracing::error!(engine = %self.me.id, error = %e, "cannot encode a result");
@@ -309,25 +305,34 @@ impl Worker {
             tracing::warn!(engine = %self.me.id, error = %e, "cannot publish a result");
         }
     }
+
     fn run(&mut self, sub: &Submission) -> TaskResult {
         let namespace = |outcome| TaskResult::immediate(sub.msg_id, outcome);
-        match &sub.work {
-            Work::Task(task) => {
-                if let Err(e) = self.ensure_module(task) {
-                    return TaskResult::immediate(sub.msg_id, Outcome::Err(e));
+        let work = match sub.work.decode() {
+            Ok(work) => work,
+            Err(e) => {
+                return namespace(Outcome::Err(TaskError::BadArguments {
+                    function: "?".into(),
+                    message: format!("the submission's work does not decode: {e}"),
+                }));
+            }
+        };
+        match work {
+            Work::Task(mut task) => {
+                if let Err(e) = self.ensure_module(&task) {
+                    return namespace(Outcome::Err(e));
                 }
-                let mut task = task.clone();
                 task.msg_id = sub.msg_id;
                 self.engine.run(&task)
             }
             Work::Push(values) => {
                 let ns = self.engine.namespace_mut();
                 for (name, value) in values {
-                    ns.set(name.clone(), value.clone());
+                    ns.set(name, value);
                 }
                 namespace(Outcome::Ok(Value::Null))
             }
-            Work::Pull(names) => namespace(pull(self.engine.namespace(), names)),
+            Work::Pull(names) => namespace(pull(self.engine.namespace(), &names)),
             Work::Clear => {
                 self.engine.namespace_mut().clear();
                 namespace(Outcome::Ok(Value::Null))

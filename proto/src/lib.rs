@@ -8,6 +8,7 @@
 //! performs no I/O and knows nothing of wasm or of any bus: it is what crosses
 //! the wire, so that the engine, the controller and the client agree on it.
 
+mod body;
 mod codec;
 mod ids;
 mod result;
@@ -16,6 +17,7 @@ mod task;
 mod value;
 mod wire;
 
+pub use body::Body;
 pub use codec::{CodecError, decode, encode};
 pub use ids::{
     ArgsHash, BlobHash, EngineId, EngineUuid, ModuleHash, MsgId, ParseHashError, Timestamp,

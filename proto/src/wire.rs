@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EngineId, EngineUuid, MsgId, Task, TaskResult, Timestamp, Value};
+use crate::{
+    Body, CodecError, EngineId, EngineUuid, MsgId, Status, Task, TaskResult, Timestamp, Value,
+};
 
 /// Identifies a client (its results subject is derived from it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,7 +40,8 @@ pub struct Submission {
     pub msg_id: MsgId,
     pub client: ClientId,
     pub submitted: Timestamp,
-    pub work: Work,
+    /// Decoded by the engine only (see [`Body`]).
+    pub work: Body<Work>,
     /// Scheduling constraints; only the scheduler reads them.
     #[serde(default)]
     pub sched: SchedFlags,
@@ -71,12 +74,35 @@ pub struct SchedFlags {
 /// The result of a submission, on `result.<client>`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
+    pub msg_id: MsgId,
+    /// How it ended (the result's status, readable without decoding it).
+    pub status: Status,
     pub client: ClientId,
     pub submitted: Timestamp,
-    /// The engine that ran it; `None` when it never reached one (the
-    /// scheduler failed it, e.g. no engine within the timeout).
+    /// The engine that ran it, or held it when it died; `None` when it never
+    /// reached one (the scheduler failed it, e.g. no engine within the timeout).
     pub engine: Option<EngineRef>,
-    pub result: TaskResult,
+    /// Decoded by the client only (see [`Body`]).
+    pub result: Body<TaskResult>,
+}
+
+impl Reply {
+    /// The reply carrying `result`.
+    pub fn new(
+        client: ClientId,
+        submitted: Timestamp,
+        engine: Option<EngineRef>,
+        result: &TaskResult,
+    ) -> Result<Reply, CodecError> {
+        Ok(Reply {
+            msg_id: result.msg_id,
+            status: result.status(),
+            client,
+            submitted,
+            engine,
+            result: Body::new(result)?,
+        })
+    }
 }
 
 /// An engine's two ids.

@@ -81,7 +81,9 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         Err(Error::Remote(e)) if failure::is_fatal(&e) => {
             Err(failure::fatal(&args.module.display().to_string(), &e))
         }
-        Err(Error::Remote(e)) => {
+        Err(Error::Remote(mut e)) => {
+            // The client numbers the call as item 0 of one; a lone call has no items.
+            e.item = None;
             eprintln!("error: {}", failure::describe(&e));
             Ok(ExitCode::from(FAILED))
         }
