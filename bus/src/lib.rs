@@ -94,6 +94,14 @@ pub trait Bus: Send + Sync + 'static {
         payload: Bytes,
     ) -> Result<(), BusError>;
 
+    /// Publishes at once, without awaiting, when this bus can (an in-process
+    /// bus can); `None` means "not supported here, use `publish`". It lets a
+    /// caller on a plain thread skip a hop through an async task.
+    fn publish_now(&self, subject: &str, payload: &Bytes) -> Option<Result<(), BusError>> {
+        let _ = (subject, payload);
+        None
+    }
+
     /// Subscribes to `subject` (wildcards allowed): every matching message.
     async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError>;
 

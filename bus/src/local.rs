@@ -416,6 +416,10 @@ impl Bus for LocalBus {
         self.publish_message(subject, None, payload)
     }
 
+    fn publish_now(&self, subject: &str, payload: &Bytes) -> Option<Result<(), BusError>> {
+        Some(self.publish_message(subject, None, payload.clone()))
+    }
+
     async fn publish_with_reply(
         &self,
         subject: &str,

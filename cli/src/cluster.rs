@@ -3,12 +3,12 @@
 //!
 //! `--engines N` starts a controller and N engine slots on an in-process bus
 //! (`Client::local_with`); the CLI then talks to them only through the
-//! client library, as it would to a remote cluster. Loading a module reads
-//! the file here, so that a missing file and a file that is not wasm get
-//! their own one-line messages.
+//! client library, as it would to a remote cluster. A module file is read
+//! before the cluster starts, so that a missing file fails fast, and a
+//! missing file and a file that is not wasm get their own one-line messages.
 
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -41,17 +41,41 @@ impl ClusterArgs {
     }
 }
 
-/// Reads the module at `path` (`.wasm`, or `.wat` text) and uploads it.
-pub fn load_module(client: &Client, path: &Path) -> anyhow::Result<Module> {
-    let shown = path.display();
-    let bytes =
-        std::fs::read(path).map_err(|e| usage(format!("cannot read module {shown}: {e}")))?;
-    client.module_from_bytes(&bytes).map_err(|e| match e {
-        Error::Module { reason, .. } => {
-            usage(format!("{shown}: invalid module: {}", wat_reason(&reason)))
-        }
-        other => anyhow::Error::new(other).context(format!("cannot upload module {shown}")),
-    })
+/// A module file read from disk, not yet uploaded.
+pub struct ModuleFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl ModuleFile {
+    /// Reads the module at `path` (`.wasm`, or `.wat` text).
+    pub fn read(path: &Path) -> anyhow::Result<ModuleFile> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| usage(format!("cannot read module {}: {e}", path.display())))?;
+        Ok(ModuleFile {
+            path: path.to_path_buf(),
+            bytes,
+        })
+    }
+
+    /// The path, for messages.
+    pub fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Uploads the module to the cluster (text is turned into wasm first).
+    pub fn upload(&self, client: &Client) -> anyhow::Result<Module> {
+        client.module_from_bytes(&self.bytes).map_err(|e| match e {
+            Error::Module { reason, .. } => usage(format!(
+                "{}: invalid module: {}",
+                self.name(),
+                wat_reason(&reason)
+            )),
+            other => {
+                anyhow::Error::new(other).context(format!("cannot upload module {}", self.name()))
+            }
+        })
+    }
 }
 
 /// The client's reason for rejecting a module, on one line: the WAT parser's

@@ -19,13 +19,18 @@ const TICK: Duration = Duration::from_millis(100);
 /// A progress bar, or nothing when stderr is not a terminal.
 pub struct Progress {
     shown: Option<(ProgressBar, JoinHandle<()>)>,
+    /// Whether stdout is a terminal too, likely the bar's.
+    stdout_terminal: bool,
 }
 
 impl Progress {
     /// Starts a bar for `result` if stderr is a terminal.
     pub fn start(result: &AsyncMapResult) -> Progress {
         if !std::io::stderr().is_terminal() {
-            return Progress { shown: None };
+            return Progress {
+                shown: None,
+                stdout_terminal: false,
+            };
         }
         let bar = ProgressBar::new(result.len() as u64);
         bar.set_style(
@@ -44,14 +49,25 @@ impl Progress {
         };
         Progress {
             shown: Some((bar, ticker)),
+            stdout_terminal: std::io::stdout().is_terminal(),
         }
     }
 
-    /// Runs `print` with the bar hidden.
+    /// Runs `print`, which writes to stderr, with the bar hidden.
     pub fn suspend<T>(&self, print: impl FnOnce() -> T) -> T {
         match &self.shown {
             Some((bar, _)) => bar.suspend(print),
             None => print(),
+        }
+    }
+
+    /// Runs `print`, which writes to stdout, with the bar hidden if stdout is
+    /// a terminal too (redirected, it cannot garble the bar).
+    pub fn suspend_for_stdout<T>(&self, print: impl FnOnce() -> T) -> T {
+        if self.stdout_terminal {
+            self.suspend(print)
+        } else {
+            print()
         }
     }
 

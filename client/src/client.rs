@@ -1,9 +1,10 @@
 //! The client: a connection to one cluster through a bus.
 //!
 //! It owns the subscription to `result.<client>` and a dispatcher that files
-//! each reply into the [`ResultSet`] waiting for it, and an outbox task that
-//! publishes submissions in order, so submitting never blocks and works from
-//! sync and async code alike. Hub queries are request-reply to the
+//! each reply into the [`ResultSet`] waiting for it. Submitting never blocks
+//! and works from sync and async code alike: on a bus that can publish at once
+//! (the LocalBus) the calling thread publishes, else an outbox task does, in
+//! order. Hub queries are request-reply to the
 //! controller; each has an async form and a blocking form. A client made by a
 //! blocking constructor owns its tokio runtime (and, for a local cluster, the
 //! cluster itself), which stop when the last clone of the client drops.
@@ -11,6 +12,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) id: ClientId,
     pending: Arc<Pending>,
     outbox: mpsc::UnboundedSender<(String, Bytes)>,
+    /// Messages in the outbox not yet published.
+    queued: Arc<AtomicUsize>,
     handle: tokio::runtime::Handle,
     /// Things to keep alive with the client (a local cluster), dropped before the runtime.
     keep: Mutex<Vec<Box<dyn Any + Send>>>,
@@ -119,11 +123,14 @@ impl Client {
         });
         let (outbox, mut queue) = mpsc::unbounded_channel::<(String, Bytes)>();
         let publisher = bus.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let in_outbox = queued.clone();
         tokio::spawn(async move {
             while let Some((subject, payload)) = queue.recv().await {
                 if let Err(e) = publisher.publish(&subject, payload).await {
                     tracing::warn!(%subject, error = %e, "cannot publish a submission");
                 }
+                in_outbox.fetch_sub(1, Ordering::AcqRel);
             }
         });
         Ok(Client {
@@ -133,6 +140,7 @@ impl Client {
                 id,
                 pending,
                 outbox,
+                queued,
                 handle: tokio::runtime::Handle::current(),
                 keep: Mutex::new(Vec::new()),
                 runtime: Mutex::new(None),
@@ -186,10 +194,19 @@ impl Client {
                 pending.insert(sub.msg_id, (set.clone(), index));
             }
         }
-        for message in encoded {
+        for (subject, payload) in encoded {
+            // Publish from this thread when the bus can and nothing queued
+            // would be overtaken; else through the outbox task, in order.
+            if self.inner.queued.load(Ordering::Acquire) == 0
+                && let Some(done) = self.inner.bus.publish_now(&subject, &payload)
+            {
+                done?;
+                continue;
+            }
+            self.inner.queued.fetch_add(1, Ordering::AcqRel);
             self.inner
                 .outbox
-                .send(message)
+                .send((subject, payload))
                 .map_err(|_| Error::Bus(grid_bus::BusError::Closed))?;
         }
         Ok(set)

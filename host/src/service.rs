@@ -4,13 +4,14 @@
 //! assigns the slot's id), subscribes to `engine.<id>.task` and
 //! `engine.<id>.control`, then announces itself with a first heartbeat, which
 //! is what makes it schedulable (so no work is sent before it listens). The
-//! async shell only decodes messages and hands them to the slot's worker
-//! thread, which owns the [`TaskQueue`](crate::queue) state machine, runs wasm
-//! (CPU-bound and synchronous) task after task without waking anyone, fetches
-//! modules from the blob store when this process has not loaded them yet, and
-//! publishes each result to `result.<client>` itself. Aborts are also applied
-//! by the shell directly through the [`Interrupter`], since the worker is busy
-//! while a task runs. Malformed messages are logged and skipped.
+//! slot's worker thread owns the [`TaskQueue`](crate::queue) state machine and
+//! its task subscription: it decodes submissions, runs wasm (CPU-bound and
+//! synchronous) task after task without waking anyone, fetches modules from
+//! the blob store when this process has not loaded them yet, and publishes
+//! each result to `result.<client>` itself. The async shell handles control
+//! messages (applying aborts directly through the [`Interrupter`], since the
+//! worker is busy while a task runs) and heartbeats. Malformed messages are
+//! logged and skipped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use grid_proto::{
     Reply, Subjects, Submission, Task, TaskError, TaskResult, Value, Work,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::queue::{QueueAction, QueueEvent, TaskQueue};
@@ -65,7 +67,7 @@ impl EngineSlot {
         let slot = runtime.engine_with(id, uuid);
         let interrupter = slot.interrupter();
         let counters = Arc::new(Counters::default());
-        let (events, queue) = std::sync::mpsc::channel();
+        let (events, queue) = mpsc::unbounded_channel();
         Worker {
             engine: slot,
             me: engine,
@@ -74,7 +76,7 @@ impl EngineSlot {
             handle: tokio::runtime::Handle::current(),
             counters: counters.clone(),
         }
-        .spawn(queue)?;
+        .spawn(tasks, queue)?;
         let shell = Shell {
             bus,
             subjects,
@@ -84,7 +86,7 @@ impl EngineSlot {
             counters,
         };
         shell.heartbeat().await?;
-        let task = tokio::spawn(shell.serve(tasks, control));
+        let task = tokio::spawn(shell.serve(control));
         Ok(EngineSlot { engine, task })
     }
 
@@ -158,55 +160,47 @@ struct Counters {
     done: AtomicU64,
 }
 
-/// The async side: reads the slot's subjects and heartbeats.
+/// The async side: control messages and heartbeats.
 struct Shell {
     bus: Arc<dyn Bus>,
     subjects: Subjects,
     engine: EngineRef,
-    worker: std::sync::mpsc::Sender<QueueEvent>,
+    worker: mpsc::UnboundedSender<QueueEvent>,
     interrupter: Interrupter,
     counters: Arc<Counters>,
 }
 
 impl Shell {
-    async fn serve(self, mut tasks: Subscription, mut control: Subscription) {
+    async fn serve(self, mut control: Subscription) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         heartbeat.tick().await;
         loop {
-            let event = tokio::select! {
-                Some(msg) = tasks.next() => match grid_proto::decode::<Submission>(&msg.payload) {
-                    Ok(sub) => QueueEvent::Arrived(sub),
-                    Err(e) => {
-                        tracing::warn!(engine = %self.engine.id, error = %e, "skipping malformed submission");
-                        continue;
-                    }
-                },
-                Some(msg) = control.next() => match grid_proto::decode::<Control>(&msg.payload) {
-                    Ok(Control::Abort(ids)) => {
-                        // The worker may be busy running the task: interrupt it from here.
-                        for id in &ids {
-                            self.interrupter.abort(*id);
+            tokio::select! {
+                msg = control.next() => {
+                    let Some(msg) = msg else { return };
+                    match grid_proto::decode::<Control>(&msg.payload) {
+                        Ok(Control::Abort(ids)) => {
+                            // The worker may be busy running the task: interrupt it from here.
+                            for id in &ids {
+                                self.interrupter.abort(*id);
+                            }
+                            if self.worker.send(QueueEvent::Abort(ids)).is_err() {
+                                return;
+                            }
                         }
-                        QueueEvent::Abort(ids)
+                        Ok(Control::Shutdown) => {
+                            // Dropping the sender stops the worker after its task.
+                            self.interrupter.abort_current();
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(engine = %self.engine.id, error = %e, "skipping malformed control message");
+                        }
                     }
-                    Ok(Control::Shutdown) => {
-                        self.interrupter.abort_current();
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(engine = %self.engine.id, error = %e, "skipping malformed control message");
-                        continue;
-                    }
-                },
+                }
                 _ = heartbeat.tick() => {
                     let _ = self.heartbeat().await;
-                    continue;
                 }
-                else => return,
-            };
-            if self.worker.send(event).is_err() {
-                tracing::error!(engine = %self.engine.id, "worker thread is gone");
-                return;
             }
         }
     }
@@ -225,8 +219,9 @@ impl Shell {
     }
 }
 
-/// The thread that owns the slot's queue and runs its wasm. It runs queued
-/// work back to back without waking anyone, and publishes each result itself.
+/// The thread that owns the slot's queue and runs its wasm. It reads its
+/// task subscription itself (one wake-up per message, none between queued
+/// tasks), takes control events from the shell, and publishes each result.
 struct Worker {
     engine: Engine,
     me: EngineRef,
@@ -236,26 +231,51 @@ struct Worker {
     counters: Arc<Counters>,
 }
 
+/// What woke an idle worker.
+enum Wake {
+    Task(Option<grid_bus::Message>),
+    Control(Option<QueueEvent>),
+}
+
+/// Polls a future once, without waiting.
+fn now_or_never<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
 impl Worker {
-    fn spawn(mut self, events: std::sync::mpsc::Receiver<QueueEvent>) -> Result<(), ServiceError> {
+    fn spawn(
+        mut self,
+        tasks: Subscription,
+        control: mpsc::UnboundedReceiver<QueueEvent>,
+    ) -> Result<(), ServiceError> {
         std::thread::Builder::new()
             .name(format!("grid-engine-{}", self.me.id))
-            .spawn(move || self.serve(events))
+            .spawn(move || self.serve(tasks, control))
             .map(|_| ())
             .map_err(ServiceError::Thread)
     }
 
-    fn serve(&mut self, events: std::sync::mpsc::Receiver<QueueEvent>) {
-        use std::sync::mpsc::TryRecvError;
+    fn serve(&mut self, mut tasks: Subscription, mut control: mpsc::UnboundedReceiver<QueueEvent>) {
         let mut queue = TaskQueue::default();
         let mut actions = Vec::new();
         loop {
             // Take in everything that arrived, then act; block only when idle.
             loop {
-                match events.try_recv() {
+                match control.try_recv() {
                     Ok(event) => actions.extend(queue.handle(event)),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            }
+            while let Some(msg) = now_or_never(tasks.next()) {
+                match msg {
+                    Some(msg) => actions.extend(self.arrived(&mut queue, &msg)),
+                    None => return,
                 }
             }
             let mut start = None;
@@ -275,17 +295,33 @@ impl Worker {
             self.counters
                 .queued
                 .store(queue.queued(), Ordering::Relaxed);
-            match start {
-                Some(sub) => {
-                    let result = self.run(&sub);
-                    self.reply(&sub, result);
-                    actions.extend(queue.handle(QueueEvent::Finished(sub.msg_id)));
-                    self.counters.done.store(queue.done(), Ordering::Relaxed);
+            if let Some(sub) = start {
+                let result = self.run(&sub);
+                self.reply(&sub, result);
+                actions.extend(queue.handle(QueueEvent::Finished(sub.msg_id)));
+                self.counters.done.store(queue.done(), Ordering::Relaxed);
+                continue;
+            }
+            let wake = self.handle.block_on(async {
+                tokio::select! {
+                    msg = tasks.next() => Wake::Task(msg),
+                    event = control.recv() => Wake::Control(event),
                 }
-                None => match events.recv() {
-                    Ok(event) => actions.extend(queue.handle(event)),
-                    Err(_) => return,
-                },
+            });
+            match wake {
+                Wake::Task(Some(msg)) => actions.extend(self.arrived(&mut queue, &msg)),
+                Wake::Control(Some(event)) => actions.extend(queue.handle(event)),
+                Wake::Task(None) | Wake::Control(None) => return,
+            }
+        }
+    }
+
+    fn arrived(&self, queue: &mut TaskQueue, msg: &grid_bus::Message) -> Vec<QueueAction> {
+        match grid_proto::decode::<Submission>(&msg.payload) {
+            Ok(sub) => queue.handle(QueueEvent::Arrived(sub)),
+            Err(e) => {
+                tracing::warn!(engine = %self.me.id, error = %e, "skipping malformed submission");
+                Vec::new()
             }
         }
     }

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use grid_client::Error;
 
-use crate::cluster::{self, ClusterArgs};
+use crate::cluster::{ClusterArgs, ModuleFile};
 use crate::failure::{self, FAILED};
 use crate::items;
 use crate::limits::LimitArgs;
@@ -67,8 +67,9 @@ pub struct ApplyArgs {
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let call_args = items::arguments(&args.args)?;
+    let module = ModuleFile::read(&args.module)?;
     let client = args.cluster.connect()?;
-    let func = cluster::load_module(&client, &args.module)?.func(&args.func);
+    let func = module.upload(&client)?.func(&args.func);
     let view = client.load_balanced_view().limits(args.limits.limits());
     let result = view
         .apply_async(&func, call_args)
@@ -78,9 +79,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             println!("{value}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(Error::Remote(e)) if failure::is_fatal(&e) => {
-            Err(failure::fatal(&args.module.display().to_string(), &e))
-        }
+        Err(Error::Remote(e)) if failure::is_fatal(&e) => Err(failure::fatal(&module.name(), &e)),
         Err(Error::Remote(mut e)) => {
             // The client numbers the call as item 0 of one; a lone call has no items.
             e.item = None;

@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::Args;
 use grid_client::AsyncMapResult;
 
-use crate::cluster::{self, ClusterArgs};
+use crate::cluster::{ClusterArgs, ModuleFile};
 use crate::failure::{self, FAILED};
 use crate::items::{self, CallArgs};
 use crate::limits::LimitArgs;
@@ -120,8 +120,9 @@ impl MapArgs {
 pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     // Input first: a typo in it should not wait for a cluster to start.
     let items = args.items()?;
+    let module = ModuleFile::read(&args.module)?;
     let client = args.cluster.connect()?;
-    let func = cluster::load_module(&client, &args.module)?.func(&args.func);
+    let func = module.upload(&client)?.func(&args.func);
     let view = client
         .load_balanced_view()
         .chunksize(args.chunksize.get())
@@ -137,7 +138,7 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for item in result.iter() {
         match item {
-            Ok(value) => match progress.suspend(|| writeln!(out, "{value}")) {
+            Ok(value) => match progress.suspend_for_stdout(|| writeln!(out, "{value}")) {
                 Ok(()) => {}
                 // The reader has gone (`grid map ... | head`): nothing more to do.
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
@@ -148,7 +149,7 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
             },
             Err(e) if failure::is_fatal(&e) => {
                 let _ = result.abort();
-                return Err(failure::fatal(&args.module.display().to_string(), &e));
+                return Err(failure::fatal(&module.name(), &e));
             }
             Err(e) => {
                 failed += 1;

@@ -1,0 +1,539 @@
+//! The `grid` binary, run for real: map and apply on a local cluster of two
+//! engines, every way of giving items, and every kind of failure with its
+//! exit code and its one-line message.
+//!
+//! Each run gets its own compiled-module cache in a temp dir, and must end
+//! within a generous deadline; its stderr must never hold a panic or a Rust
+//! backtrace (RUST_BACKTRACE is set to make sure none would be hidden).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// Only fires when `grid` hangs.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn square_wat() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/guests/wat/square.wat")
+        .display()
+        .to_string()
+}
+
+/// A module of failing functions: `boom` traps in a named inner function,
+/// `spin` loops forever, `grow` grows memory by its argument in pages.
+const FAILING_WAT: &str = r#"(module
+  (memory 1)
+  (func $inner unreachable)
+  (func (export "boom") (param i64) (result i64) call $inner local.get 0)
+  (func (export "spin") (param i64) (result i64) (loop $l br $l) local.get 0)
+  (func (export "grow") (param i32) (result i32) local.get 0 memory.grow))"#;
+
+/// A temp dir for modules written by a test.
+struct Dir(TempDir);
+
+impl Dir {
+    fn new() -> Dir {
+        Dir(tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> String {
+        let path: PathBuf = self.0.path().join(name);
+        std::fs::write(&path, bytes).expect("write temp file");
+        path.display().to_string()
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    /// Our own errors: every stderr line is `error: ...` (or the stats object).
+    fn assert_error_lines(&self) {
+        for line in self.stderr.lines() {
+            assert!(
+                line.starts_with("error: ") || line.starts_with('{'),
+                "not a one-line error: {line:?} in\n{}",
+                self.stderr
+            );
+        }
+    }
+
+    fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect()
+    }
+}
+
+/// Runs `grid args...` with `stdin` (or none), two engines unless given.
+fn grid(args: &[&str], stdin: Option<&str>) -> Run {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .args(args)
+        .env("GRID_CACHE_DIR", cache.path())
+        .env("RUST_BACKTRACE", "1")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("grid starts");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(DEADLINE) {
+        Ok(output) => output.expect("grid runs"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("grid {args:?} did not finish within {DEADLINE:?}");
+        }
+    };
+    let run = Run {
+        code: output.status.code().expect("grid exits, not killed"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    for bad in [
+        "panicked",
+        "RUST_BACKTRACE",
+        "stack backtrace",
+        "internal error",
+    ] {
+        assert!(
+            !run.stderr.contains(bad),
+            "{bad} in stderr:\n{}",
+            run.stderr
+        );
+    }
+    run
+}
+
+fn squares(range: std::ops::Range<i64>) -> Vec<String> {
+    range.map(|i| (i * i).to_string()).collect()
+}
+
+#[test]
+fn map_items_from_arguments() {
+    let m = square_wat();
+    let run = grid(
+        &["map", &m, "square", "3", "-4", "5", "--engines", "2"],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.lines(), ["9", "16", "25"]);
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn map_a_range() {
+    let m = square_wat();
+    let run = grid(
+        &["map", &m, "square", "--range", "0..10", "--engines", "2"],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.lines(), squares(0..10));
+    let run = grid(
+        &["map", &m, "square", "--range", "-2..1", "--engines", "2"],
+        None,
+    );
+    assert_eq!(run.lines(), ["4", "1", "0"]);
+}
+
+#[test]
+fn map_json_lines_from_stdin() {
+    let m = square_wat();
+    let run = grid(
+        &["map", &m, "square", "--engines", "2"],
+        Some("1\n\n  \n2\n3\n"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.lines(), ["1", "4", "9"]);
+}
+
+#[test]
+fn array_items_are_spread_into_arguments() {
+    let m = square_wat();
+    let run = grid(
+        &["map", &m, "hypot", "[3,4]", "[5,12]", "--engines", "2"],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.lines(), ["5.0", "13.0"]);
+    let run = grid(&["map", &m, "hypot", "--engines", "2"], Some("[8, 15]\n"));
+    assert_eq!(run.lines(), ["17.0"]);
+}
+
+#[test]
+fn unordered_gives_every_result() {
+    let m = square_wat();
+    let run = grid(
+        &[
+            "map",
+            &m,
+            "square",
+            "--range",
+            "0..50",
+            "--unordered",
+            "--engines",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut got: Vec<i64> = run.lines().iter().map(|l| l.parse().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, (0..50i64).map(|i| i * i).collect::<Vec<_>>());
+}
+
+#[test]
+fn chunks_keep_input_order_and_stats_count_tasks() {
+    let m = square_wat();
+    let run = grid(
+        &[
+            "map",
+            &m,
+            "square",
+            "--range",
+            "0..100",
+            "--chunksize",
+            "7",
+            "--stats",
+            "--engines",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.lines(), squares(0..100));
+    let stats: serde_json::Value = serde_json::from_str(run.stderr.trim()).expect("stats JSON");
+    assert_eq!(stats["tasks"], 15);
+    assert_eq!(stats["items"], 100);
+    assert_eq!(stats["engines"], 2);
+    let wall = stats["wall_time"].as_f64().expect("wall_time in seconds");
+    let serial = stats["serial_time"]
+        .as_f64()
+        .expect("serial_time in seconds");
+    assert!(wall > 0.0 && serial > 0.0, "{stats}");
+    let speedup = stats["speedup"].as_f64().expect("speedup");
+    assert!((speedup - serial / wall).abs() < 1e-9, "{stats}");
+}
+
+#[test]
+fn apply_prints_one_result() {
+    let m = square_wat();
+    let run = grid(&["apply", &m, "square", "12", "--engines", "2"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "144\n");
+    let run = grid(&["apply", &m, "hypot", "3", "4", "--engines", "2"], None);
+    assert_eq!(run.stdout, "5.0\n");
+}
+
+#[test]
+fn a_trap_names_item_engine_kind_and_function() {
+    let dir = Dir::new();
+    let m = dir.file("failing.wat", FAILING_WAT.as_bytes());
+    let run = grid(&["map", &m, "boom", "7", "--engines", "2"], None);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stdout, "");
+    run.assert_error_lines();
+    let errors = run.error_lines();
+    assert!(
+        errors[0].starts_with("error: item 0: [engine "),
+        "{errors:?}"
+    );
+    assert!(errors[0].contains("boom: trap (unreachable)"), "{errors:?}");
+    assert!(errors[0].contains("wasm backtrace: inner"), "{errors:?}");
+    assert_eq!(errors[1], "error: 1 of 1 items failed");
+
+    let run = grid(&["apply", &m, "boom", "7", "--engines", "2"], None);
+    assert_eq!(run.code, 1);
+    run.assert_error_lines();
+    assert!(
+        run.stderr.starts_with("error: [engine "),
+        "apply has no item: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("trap (unreachable)"), "{}", run.stderr);
+}
+
+#[test]
+fn a_timeout_is_a_wall_time_limit() {
+    let dir = Dir::new();
+    let m = dir.file("failing.wat", FAILING_WAT.as_bytes());
+    let run = grid(
+        &[
+            "map",
+            &m,
+            "spin",
+            "1",
+            "--timeout",
+            "0.05",
+            "--engines",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1);
+    run.assert_error_lines();
+    assert!(
+        run.stderr.contains("item 0: [engine ")
+            && run
+                .stderr
+                .contains("spin: wall time limit of 50 ms exceeded"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn max_memory_is_a_memory_limit() {
+    let dir = Dir::new();
+    let m = dir.file("failing.wat", FAILING_WAT.as_bytes());
+    // One page (64 KiB) to start; growing by one fits in 1M, by 100 does not.
+    let run = grid(
+        &[
+            "map",
+            &m,
+            "grow",
+            "1",
+            "100",
+            "--max-memory",
+            "1M",
+            "--engines",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(run.lines(), ["1"]);
+    assert!(
+        run.stderr.contains("item 1: [engine ")
+            && run
+                .stderr
+                .contains("memory limit of 1048576 bytes exceeded"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_missing_export_is_reported_once_with_the_exports() {
+    let m = square_wat();
+    let run = grid(
+        &["map", &m, "sqr", "--range", "0..20", "--engines", "2"],
+        None,
+    );
+    assert_eq!(run.code, 2);
+    assert_eq!(run.stdout, "");
+    run.assert_error_lines();
+    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no export `sqr`; the module exports: ")
+            && run.stderr.contains("square")
+            && run.stderr.contains("hypot"),
+        "{}",
+        run.stderr
+    );
+    let run = grid(&["apply", &m, "sqr", "2", "--engines", "2"], None);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("no export `sqr`"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_arguments_fail_the_item() {
+    let m = square_wat();
+    let run = grid(&["map", &m, "square", r#""four""#, "--engines", "2"], None);
+    assert_eq!(run.code, 1);
+    run.assert_error_lines();
+    assert!(
+        run.stderr.contains("item 0: [engine ")
+            && run.stderr.contains("bad arguments for `square`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn items_that_succeed_are_printed_when_one_in_the_middle_fails() {
+    let m = square_wat();
+    let run = grid(
+        &[
+            "map",
+            &m,
+            "square",
+            "1",
+            "2",
+            r#""x""#,
+            "4",
+            "5",
+            "--engines",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(run.lines(), ["1", "4", "16", "25"]);
+    run.assert_error_lines();
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 2, "{}", run.stderr);
+    assert!(
+        errors[0].starts_with("error: item 2: [engine "),
+        "{errors:?}"
+    );
+    assert_eq!(errors[1], "error: 1 of 5 items failed");
+}
+
+#[test]
+fn a_garbage_module_is_one_usage_error() {
+    let dir = Dir::new();
+    let m = dir.file("garbage.wasm", b"this is not wasm\n");
+    let run = grid(&["map", &m, "f", "1", "2", "3", "--engines", "2"], None);
+    assert_eq!(run.code, 2);
+    run.assert_error_lines();
+    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("garbage.wasm: invalid module"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_module_the_engines_reject_is_reported_once() {
+    // A wasm header, then nonsense: only an engine's compiler finds out.
+    let dir = Dir::new();
+    let m = dir.file("broken.wasm", b"\0asm\x01\0\0\0garbage");
+    let run = grid(
+        &["map", &m, "f", "--range", "0..20", "--engines", "2"],
+        None,
+    );
+    assert_eq!(run.code, 2);
+    assert_eq!(run.stdout, "");
+    run.assert_error_lines();
+    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("broken.wasm: invalid module"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_missing_module_file_is_a_usage_error() {
+    let run = grid(
+        &["apply", "no/such/module.wat", "f", "--engines", "2"],
+        None,
+    );
+    assert_eq!(run.code, 2);
+    run.assert_error_lines();
+    assert!(
+        run.stderr
+            .starts_with("error: cannot read module no/such/module.wat: "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn input_that_is_not_json_is_a_usage_error() {
+    let m = square_wat();
+    let run = grid(
+        &["map", &m, "square", "--engines", "2"],
+        Some("1\n2\n{oops\n4\n"),
+    );
+    assert_eq!(run.code, 2);
+    assert_eq!(run.stdout, "");
+    run.assert_error_lines();
+    assert!(
+        run.stderr
+            .starts_with("error: line 3 of stdin: not valid JSON"),
+        "{}",
+        run.stderr
+    );
+    let run = grid(&["map", &m, "square", "1", "two", "--engines", "2"], None);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .starts_with("error: item 1 (`two`): not valid JSON"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_options_are_usage_errors() {
+    let m = square_wat();
+    for args in [
+        vec!["map", m.as_str(), "square", "--range", "5..2"],
+        vec!["map", m.as_str(), "square", "--range", "0..2", "1"],
+        vec!["map", m.as_str(), "square", "1", "--max-memory", "12Q"],
+        vec!["map", m.as_str(), "square", "1", "--timeout", "-1"],
+        vec!["map", m.as_str(), "square", "1", "--chunksize", "0"],
+        vec!["map", &m],
+    ] {
+        let run = grid(&args, None);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("error: "),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn help_describes_everything_with_examples() {
+    let run = grid(&["--help"], None);
+    assert_eq!(run.code, 0);
+    for needle in ["map", "apply", "Exit codes", "Examples:"] {
+        assert!(run.stdout.contains(needle), "{needle} in\n{}", run.stdout);
+    }
+    let run = grid(&["map", "--help"], None);
+    assert_eq!(run.code, 0);
+    for needle in [
+        "--range <A..B>",
+        "--unordered",
+        "--chunksize <K>",
+        "--stats",
+        "--engines <N>",
+        "--timeout <SECS>",
+        "--max-memory <SIZE>",
+        "[3,4]",
+        "stdin",
+        "Exit codes",
+        "grid map examples/guests/wat/square.wat square --range 0..10",
+    ] {
+        assert!(run.stdout.contains(needle), "{needle} in\n{}", run.stdout);
+    }
+    let run = grid(&["apply", "--help"], None);
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stdout
+            .contains("grid apply examples/guests/wat/square.wat square 12"),
+        "{}",
+        run.stdout
+    );
+}
