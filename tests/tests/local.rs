@@ -184,3 +184,111 @@ fn abort_queued_and_running_tasks() {
         Value::from(36)
     );
 }
+
+#[test]
+fn async_result_members_timeouts_and_streams() {
+    let (client, square) = cluster();
+    let spin = client
+        .module_from_bytes(SPIN.as_bytes())
+        .unwrap()
+        .func("spin");
+    let e1 = client.view_one(EngineId(1));
+    let slow = e1.apply_async(&spin, Vec::<Value>::new()).unwrap();
+    assert!(!slow.ready());
+    assert_eq!(slow.successful(), None);
+    assert!(!slow.wait(Some(Duration::from_millis(20))));
+    assert!(matches!(
+        slow.get(Some(Duration::from_millis(20))),
+        Err(Error::Timeout(_))
+    ));
+    assert_eq!(slow.progress(), 0);
+    assert_eq!(slow.msg_ids().len(), 1);
+    let (completed, pending) = client.result_status(slow.msg_ids()).unwrap();
+    assert!(completed.is_empty());
+    assert_eq!(pending, slow.msg_ids());
+    slow.abort().unwrap();
+    assert!(slow.wait(T));
+    assert!(slow.elapsed() >= Duration::from_millis(20));
+
+    // Results recorded by the controller can be fetched by msg_id.
+    let r = client
+        .load_balanced_view()
+        .apply_async(&square, [Value::from(11)])
+        .unwrap();
+    assert_eq!(r.get(T).unwrap(), Value::from(121));
+    let recorded = client.get_result(r.msg_ids()).unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].msg_id, r.msg_ids()[0]);
+
+    // The async Stream gives the same items as the blocking iterator.
+    let lb = client.load_balanced_view().chunksize(3);
+    let m = lb
+        .map(&square, vec![(0..20).map(Value::from).collect()])
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let streamed: Vec<Value> = rt.block_on(async {
+        use futures_util::StreamExt;
+        m.stream().map(|r| r.unwrap()).collect().await
+    });
+    assert_eq!(
+        streamed,
+        (0..20i64).map(|i| Value::from(i * i)).collect::<Vec<_>>()
+    );
+    assert_eq!(m.items(), 20);
+    assert_eq!(m.len(), 7, "20 items in chunks of 3");
+    m.wait_interactive();
+    assert!(m.serial_time() > Duration::ZERO);
+}
+
+const FAILING: &str = r#"(module
+  (func $boom (export "boom") unreachable)
+  (func (export "spin") (loop br 0))
+  (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
+  (memory 1))"#;
+
+#[test]
+fn remote_errors_name_engine_function_and_kind() {
+    let (client, square) = cluster();
+    let m = client.module_from_bytes(FAILING.as_bytes()).unwrap();
+    let e0 = client.view_one(EngineId(0));
+    let err = |r: Result<Value, Error>| match r {
+        Err(Error::Remote(e)) => e,
+        other => panic!("expected a remote error, got {other:?}"),
+    };
+    let trap = err(e0.apply_sync(&m.func("boom"), Vec::<Value>::new()));
+    assert_eq!(
+        (trap.kind(), trap.engine_id, trap.function.as_str()),
+        ("trap", Some(EngineId(0)), "boom")
+    );
+    assert!(trap.to_string().contains("unreachable"), "{trap}");
+    let limited = e0.clone().limits(grid_client::Limits {
+        wall_time_ms: Some(30),
+        ..Default::default()
+    });
+    let limit = err(limited.apply_sync(&m.func("spin"), Vec::<Value>::new()));
+    assert_eq!(limit.kind(), "limit");
+    assert!(
+        limit.to_string().contains("wall time limit of 30 ms"),
+        "{limit}"
+    );
+    let missing = err(e0.apply_sync(&m.func("nope"), Vec::<Value>::new()));
+    assert_eq!(missing.kind(), "export_missing");
+    assert!(
+        missing.to_string().contains("boom, grow, spin"),
+        "{missing}"
+    );
+    let bad = err(e0.apply_sync(&square, [Value::from("x")]));
+    assert_eq!(bad.kind(), "bad_arguments");
+    let invalid = client.module_from_bytes(b"\0asm\x01\0\0\0garbage").unwrap();
+    let invalid = err(e0.apply_sync(&invalid.func("f"), Vec::<Value>::new()));
+    assert_eq!(invalid.kind(), "module_invalid");
+    // After all that, both engines still serve.
+    let all = client.view_all().unwrap();
+    assert_eq!(
+        all.apply_sync(&square, [Value::from(4)]).unwrap(),
+        Value::from(vec![16, 16])
+    );
+}
