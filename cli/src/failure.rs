@@ -55,38 +55,7 @@ pub fn is_fatal(e: &RemoteError) -> bool {
 
 /// A fatal failure (see [`is_fatal`]) of the module at `module`, as a usage error.
 pub fn fatal(module: &str, e: &RemoteError) -> anyhow::Error {
-    usage(format!("{module}: {}", cause(&e.error)))
-}
-
-/// One line saying which item failed, on which engine, in which function, and why.
-pub fn describe(e: &RemoteError) -> String {
-    let item = e.item.map(|i| format!("item {i}: ")).unwrap_or_default();
-    let engine = match e.engine_id {
-        Some(id) => format!("engine {id}"),
-        None => "no engine".to_string(),
-    };
-    format!("{item}[{engine}] {}: {}", e.function, cause(&e.error))
-}
-
-/// What went wrong in a task, on one line (a wasm backtrace joined by `<-`).
-pub fn cause(error: &TaskError) -> String {
-    let (head, backtrace) = match error {
-        TaskError::Trap {
-            kind,
-            message,
-            backtrace,
-        } => (format!("trap ({kind}): {message}"), backtrace),
-        TaskError::Panic { message, backtrace } => {
-            (format!("guest panicked: {message}"), backtrace)
-        }
-        other => return one_line(&other.to_string()),
-    };
-    let head = one_line(&head);
-    if backtrace.is_empty() {
-        return head;
-    }
-    let frames: Vec<String> = backtrace.iter().map(ToString::to_string).collect();
-    format!("{head} (wasm backtrace: {})", frames.join(" <- "))
+    usage(format!("{module}: {}", e.error.summary()))
 }
 
 /// `text` with its lines trimmed and joined by spaces.
@@ -152,7 +121,7 @@ mod tests {
             ],
         });
         assert_eq!(
-            describe(&e),
+            e.summary(),
             "item 3: [engine 1] boom: trap (unreachable): wasm trap: unreachable \
              (wasm backtrace: boom @ 0x2a <- <function 0>)"
         );
@@ -165,7 +134,7 @@ mod tests {
             value: 50,
         });
         assert_eq!(
-            describe(&e),
+            e.summary(),
             "item 3: [engine 1] boom: wall time limit of 50 ms exceeded"
         );
         let e = RemoteError {
@@ -173,7 +142,7 @@ mod tests {
             engine_id: None,
             ..remote(TaskError::Aborted)
         };
-        assert_eq!(describe(&e), "[no engine] boom: aborted");
+        assert_eq!(e.summary(), "[no engine] boom: aborted");
     }
 
     #[test]

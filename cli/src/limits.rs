@@ -43,7 +43,7 @@ impl LimitArgs {
 pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     let bad = || format!("`{text}` is not a positive number of seconds (e.g. 30 or 0.05)");
     let secs: f64 = text.trim().parse().map_err(|_| bad())?;
-    if !(secs > 0.0) {
+    if secs.is_nan() || secs <= 0.0 {
         return Err(bad());
     }
     Duration::try_from_secs_f64(secs).map_err(|_| bad())

@@ -10,6 +10,7 @@ mod cmd;
 mod failure;
 mod items;
 mod limits;
+mod output;
 mod progress;
 
 use std::process::ExitCode;

@@ -379,31 +379,34 @@ fn bad_arguments_fail_the_item() {
 #[test]
 fn items_that_succeed_are_printed_when_one_in_the_middle_fails() {
     let m = square_wat();
-    let run = grid(
-        &[
+    // One task per item; then the failing item in the middle of a chunk.
+    for chunksize in ["1", "2"] {
+        let args = [
             "map",
-            &m,
+            m.as_str(),
             "square",
             "1",
             "2",
             r#""x""#,
             "4",
             "5",
+            "--chunksize",
+            chunksize,
             "--engines",
             "2",
-        ],
-        None,
-    );
-    assert_eq!(run.code, 1);
-    assert_eq!(run.lines(), ["1", "4", "16", "25"]);
-    run.assert_error_lines();
-    let errors = run.error_lines();
-    assert_eq!(errors.len(), 2, "{}", run.stderr);
-    assert!(
-        errors[0].starts_with("error: item 2: [engine "),
-        "{errors:?}"
-    );
-    assert_eq!(errors[1], "error: 1 of 5 items failed");
+        ];
+        let run = grid(&args, None);
+        assert_eq!(run.code, 1);
+        assert_eq!(run.lines(), ["1", "4", "16", "25"]);
+        run.assert_error_lines();
+        let errors = run.error_lines();
+        assert_eq!(errors.len(), 2, "{}", run.stderr);
+        assert!(
+            errors[0].starts_with("error: item 2: [engine "),
+            "{errors:?}"
+        );
+        assert_eq!(errors[1], "error: 1 of 5 items failed");
+    }
 }
 
 #[test]

@@ -161,16 +161,14 @@ impl Client {
     pub(crate) fn block<T: Send + 'static>(
         &self,
         fut: impl std::future::Future<Output = T> + Send + 'static,
-    ) -> T {
+    ) -> Result<T, Error> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.inner.handle.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        match rx.recv() {
-            Ok(v) => v,
-            // The runtime is shutting down: nothing will ever answer.
-            Err(_) => panic!("the client's runtime stopped"),
-        }
+        // No answer means the runtime is shutting down.
+        rx.recv()
+            .map_err(|_| Error::Bus(grid_bus::BusError::Closed))
     }
 
     /// Registers the tasks, then publishes each submission on its subject.
@@ -230,7 +228,7 @@ impl Client {
 
     fn hub_blocking(&self, request: HubRequest) -> Result<HubReply, Error> {
         let client = self.clone();
-        self.block(async move { client.hub(request).await })
+        self.block(async move { client.hub(request).await })?
     }
 
     /// The registered engines.
@@ -246,7 +244,7 @@ impl Client {
 
     pub fn engines(&self) -> Result<Vec<EngineInfo>, Error> {
         let client = self.clone();
-        self.block(async move { client.engines_async().await })
+        self.block(async move { client.engines_async().await })?
     }
 
     /// The ids of the registered engines, ascending.
@@ -289,7 +287,7 @@ impl Client {
         let bytes = module::read_module(path)?;
         let client = self.clone();
         let name = path.display().to_string();
-        self.block(async move { client.upload(bytes, name).await })
+        self.block(async move { client.upload(bytes, name).await })?
     }
 
     /// [`load_module`](Self::load_module), async.
@@ -303,7 +301,7 @@ impl Client {
     pub fn module_from_bytes(&self, bytes: &[u8]) -> Result<Module, Error> {
         let client = self.clone();
         let bytes = bytes.to_vec();
-        self.block(async move { client.module_from_bytes_async(&bytes).await })
+        self.block(async move { client.module_from_bytes_async(&bytes).await })?
     }
 
     /// [`module_from_bytes`](Self::module_from_bytes), async.

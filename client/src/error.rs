@@ -29,6 +29,22 @@ impl RemoteError {
     }
 }
 
+impl RemoteError {
+    /// One line: `item N: [engine E] function: cause` (see [`TaskError::summary`]).
+    pub fn summary(&self) -> String {
+        let item = self.item.map(|i| format!("item {i}: ")).unwrap_or_default();
+        let engine = match self.engine_id {
+            Some(id) => format!("engine {id}"),
+            None => "no engine".to_string(),
+        };
+        format!(
+            "{item}[{engine}] {}: {}",
+            self.function,
+            self.error.summary()
+        )
+    }
+}
+
 impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(item) = self.item {
@@ -65,8 +81,9 @@ impl std::error::Error for CompositeError {}
 /// Everything the client can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Boxed: it is large, and most results are not errors.
     #[error(transparent)]
-    Remote(#[from] RemoteError),
+    Remote(Box<RemoteError>),
     #[error(transparent)]
     Composite(#[from] CompositeError),
     #[error("timed out after {0:?} waiting for results")]
@@ -85,12 +102,18 @@ pub enum Error {
     Runtime(std::io::Error),
 }
 
+impl From<RemoteError> for Error {
+    fn from(e: RemoteError) -> Error {
+        Error::Remote(Box::new(e))
+    }
+}
+
 impl Error {
     /// Builds the error of a set of failures: one as itself, several composite.
     pub(crate) fn from_failures(mut errors: Vec<RemoteError>) -> Option<Error> {
         match errors.len() {
             0 => None,
-            1 => errors.pop().map(Error::Remote),
+            1 => errors.pop().map(Error::from),
             _ => Some(Error::Composite(CompositeError { errors })),
         }
     }

@@ -23,7 +23,7 @@ pub(crate) struct TaskInfo {
     pub msg_id: MsgId,
     pub function: String,
     /// For maps: index of the task's first item in the whole input.
-    pub first_item: usize,
+    pub first_item: Option<usize>,
     /// Items in the task (1 unless it is a chunk).
     pub items: usize,
     /// Whether the task is a chunk (`Call::Map`), whose values are per item.
@@ -181,7 +181,7 @@ impl ResultSet {
             out.push(match outcome {
                 Outcome::Ok(v) => Ok(v),
                 Outcome::Err(e) => {
-                    let item = self.tasks[index].chunk.then_some(first + k).or(Some(first));
+                    let item = first.map(|first| first + k);
                     Err(self.remote_error(s, index, item, e))
                 }
             });

@@ -68,7 +68,13 @@ fn submission(
     })
 }
 
-fn info(msg_id: MsgId, function: &str, first_item: usize, items: usize, chunk: bool) -> TaskInfo {
+fn info(
+    msg_id: MsgId,
+    function: &str,
+    first_item: Option<usize>,
+    items: usize,
+    chunk: bool,
+) -> TaskInfo {
     TaskInfo {
         msg_id,
         function: function.to_string(),
@@ -169,7 +175,7 @@ impl DirectView {
             .iter()
             .map(|&engine| {
                 let id = MsgId::new();
-                (engine, work(id), info(id, f, 0, 1, false))
+                (engine, work(id), info(id, f, None, 1, false))
             })
             .collect();
         self.send(works, self.single)
@@ -226,7 +232,7 @@ impl DirectView {
                 continue;
             }
             let id = MsgId::new();
-            let chunk: Vec<Vec<Arg>> = items.by_ref().take(range.len()).map(|i| args(i)).collect();
+            let chunk: Vec<Vec<Arg>> = items.by_ref().take(range.len()).map(args).collect();
             let call = Call::Map {
                 name: f.name.clone(),
                 items: chunk,
@@ -234,7 +240,7 @@ impl DirectView {
             works.push((
                 engine,
                 Work::Task(task(f, id, call, self.limits)),
-                info(id, &f.name, range.start, range.len(), true),
+                info(id, &f.name, Some(range.start), range.len(), true),
             ));
         }
         if works.is_empty() && n == 0 {
@@ -323,7 +329,11 @@ impl DirectView {
                 let mut values = BTreeMap::new();
                 values.insert(name.to_string(), value);
                 let id = MsgId::new();
-                (engine, Work::Push(values), info(id, "scatter", 0, 1, false))
+                (
+                    engine,
+                    Work::Push(values),
+                    info(id, "scatter", None, 1, false),
+                )
             })
             .collect();
         self.send(works, false)
@@ -460,7 +470,7 @@ impl LoadBalancedView {
         };
         self.send(vec![(
             Work::Task(task(f, id, call, self.limits)),
-            info(id, &f.name, 0, 1, false),
+            info(id, &f.name, None, 1, false),
         )])
     }
 
@@ -504,7 +514,7 @@ impl LoadBalancedView {
                     false,
                 )
             } else {
-                let chunk = items.by_ref().take(size).map(|a| args(a)).collect();
+                let chunk = items.by_ref().take(size).map(args).collect();
                 (
                     Call::Map {
                         name: f.name.clone(),
@@ -515,7 +525,7 @@ impl LoadBalancedView {
             };
             works.push((
                 Work::Task(task(f, id, call, self.limits)),
-                info(id, &f.name, start, size, chunk),
+                info(id, &f.name, Some(start), size, chunk),
             ));
             start += size;
         }

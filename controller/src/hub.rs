@@ -183,7 +183,9 @@ impl Hub {
                     self.schedule(SchedEvent::Submit(submission), now, &mut out);
                 }
             }
-            HubEvent::Observed { engine, submission } => self.observe(engine, submission, &mut out),
+            HubEvent::Observed { engine, submission } => {
+                self.observe(engine, &submission, &mut out)
+            }
             HubEvent::Replied(reply) => {
                 let msg_id = reply.msg_id;
                 if self.record_reply(reply) {
@@ -355,7 +357,7 @@ impl Hub {
         }
     }
 
-    fn observe(&mut self, engine: EngineId, submission: Box<Submission>, out: &mut Vec<HubAction>) {
+    fn observe(&mut self, engine: EngineId, submission: &Submission, out: &mut Vec<HubAction>) {
         let msg_id = submission.msg_id;
         if self.tasks.contains_key(&msg_id) {
             return;

@@ -31,15 +31,21 @@ pub(crate) struct Sandbox<'a> {
     module: &'a LoadedModule,
     call: &'a Call,
     limits: Limits,
-    interrupter: Interrupter,
+    watch: Watch,
     store: Store<TaskState>,
     instance: Option<Instance>,
     stdout: Capture,
     stderr: Capture,
-    deadline: Arc<Mutex<Option<Instant>>>,
-    interrupted: Arc<Mutex<Option<Interrupted>>>,
     /// Fuel burnt by stores this sandbox already replaced.
     fuel_spent: u64,
+}
+
+/// What the epoch callback watches: aborts, the deadline, and why it stopped the guest.
+#[derive(Clone)]
+struct Watch {
+    interrupter: Interrupter,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    interrupted: Arc<Mutex<Option<Interrupted>>>,
 }
 
 /// What is left when a sandbox closes.
@@ -65,29 +71,29 @@ impl<'a> Sandbox<'a> {
     ) -> Sandbox<'a> {
         let stdout = Capture::new(limits.stdout_bytes.unwrap_or(u64::MAX));
         let stderr = Capture::new(limits.stderr_bytes.unwrap_or(u64::MAX));
-        let deadline = Arc::new(Mutex::new(None));
-        let interrupted = Arc::new(Mutex::new(None));
+        let watch = Watch {
+            interrupter,
+            deadline: Arc::new(Mutex::new(None)),
+            interrupted: Arc::new(Mutex::new(None)),
+        };
         let store = new_store(
             &runtime,
             call,
             &limits,
             namespace,
             (&stdout, &stderr),
-            &interrupter,
-            (&deadline, &interrupted),
+            &watch,
         );
         let mut sandbox = Sandbox {
             runtime,
             module,
             call,
             limits,
-            interrupter,
+            watch,
             store,
             instance: None,
             stdout,
             stderr,
-            deadline,
-            interrupted,
             fuel_spent: 0,
         };
         sandbox.restart_clock();
@@ -101,7 +107,7 @@ impl<'a> Sandbox<'a> {
 
     /// Restarts the wall-time deadline (for the next item of a chunk).
     pub(crate) fn restart_clock(&mut self) {
-        *lock(&self.deadline) = self
+        *lock(&self.watch.deadline) = self
             .limits
             .wall_time_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));
@@ -156,7 +162,7 @@ impl<'a> Sandbox<'a> {
         };
         let seen = Seen {
             state: self.store.data(),
-            interrupted: *lock(&self.interrupted),
+            interrupted: *lock(&self.watch.interrupted),
             stdout: &self.stdout,
             stderr: &self.stderr,
             limits: &self.limits,
@@ -180,15 +186,14 @@ impl<'a> Sandbox<'a> {
     fn renew(&mut self) {
         self.fuel_spent += self.store_fuel_used();
         let namespace = std::mem::take(&mut self.store.data_mut().namespace);
-        *lock(&self.interrupted) = None;
+        *lock(&self.watch.interrupted) = None;
         self.store = new_store(
             &self.runtime,
             self.call,
             &self.limits,
             namespace,
             (&self.stdout, &self.stderr),
-            &self.interrupter,
-            (&self.deadline, &self.interrupted),
+            &self.watch,
         );
         self.instance = None;
     }
@@ -220,11 +225,7 @@ fn new_store(
     limits: &Limits,
     namespace: Namespace,
     (stdout, stderr): (&Capture, &Capture),
-    interrupter: &Interrupter,
-    (deadline, interrupted): (
-        &Arc<Mutex<Option<Instant>>>,
-        &Arc<Mutex<Option<Interrupted>>>,
-    ),
+    watch: &Watch,
 ) -> Store<TaskState> {
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(stdout.clone()).stderr(stderr.clone());
@@ -245,16 +246,14 @@ fn new_store(
         // Cannot fail: metering is on.
         let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
     }
-    let interrupter = interrupter.clone();
-    let deadline = deadline.clone();
-    let interrupted = interrupted.clone();
+    let watch = watch.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        let due = *lock(&deadline);
-        match interrupter.check(due) {
+        let due = *lock(&watch.deadline);
+        match watch.interrupter.check(due) {
             Ok(()) => Ok(UpdateDeadline::Continue(1)),
             Err(why) => {
-                *lock(&interrupted) = Some(why);
+                *lock(&watch.interrupted) = Some(why);
                 Err(wasmtime::Error::new(why))
             }
         }

@@ -161,6 +161,28 @@ pub enum TaskError {
 }
 
 impl TaskError {
+    /// The error on one line, for logs and command lines: a wasm backtrace
+    /// becomes `(wasm backtrace: inner <- outer)`.
+    pub fn summary(&self) -> String {
+        let (head, backtrace) = match self {
+            TaskError::Trap {
+                kind,
+                message,
+                backtrace,
+            } => (format!("trap ({kind}): {message}"), backtrace),
+            TaskError::Panic { message, backtrace } => {
+                (format!("guest panicked: {message}"), backtrace)
+            }
+            other => return one_line(&other.to_string()),
+        };
+        let head = one_line(&head);
+        if backtrace.is_empty() {
+            return head;
+        }
+        let frames: Vec<String> = backtrace.iter().map(ToString::to_string).collect();
+        format!("{head} (wasm backtrace: {})", frames.join(" <- "))
+    }
+
     /// A short name of the kind of failure: `trap`, `limit`, `bad_arguments`, ...
     pub fn kind(&self) -> &'static str {
         match self {
@@ -179,6 +201,15 @@ impl TaskError {
             TaskError::Internal(_) => "internal",
         }
     }
+}
+
+/// `text` with its lines trimmed and joined by spaces.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn missing_export(name: &str, exports: &[String]) -> String {
@@ -348,5 +379,9 @@ mod tests {
         let text = e.to_string();
         assert!(text.starts_with("trap (unreachable): wasm trap: unreachable"));
         assert!(text.contains("0: boom @ 0x2a"), "{text}");
+        assert_eq!(
+            e.summary(),
+            "trap (unreachable): wasm trap: unreachable (wasm backtrace: boom @ 0x2a)"
+        );
     }
 }

@@ -216,7 +216,16 @@ fn async_result_members_timeouts_and_streams() {
         .apply_async(&square, [Value::from(11)])
         .unwrap();
     assert_eq!(r.get(T).unwrap(), Value::from(121));
-    let recorded = client.get_result(r.msg_ids()).unwrap();
+    // The controller records the reply on its own schedule: wait until it has.
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    let recorded = loop {
+        let recorded = client.get_result(r.msg_ids()).unwrap();
+        if !recorded.is_empty() {
+            break recorded;
+        }
+        assert!(std::time::Instant::now() < give_up, "never recorded");
+        std::thread::yield_now();
+    };
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].msg_id, r.msg_ids()[0]);
 

@@ -16,6 +16,7 @@ use crate::cluster::{ClusterArgs, ModuleFile};
 use crate::failure::{self, FAILED};
 use crate::items;
 use crate::limits::LimitArgs;
+use crate::output::write_value;
 
 const ABOUT: &str = "Call a function once and print its result as JSON";
 
@@ -37,7 +38,7 @@ Exit codes: 0 success; 1 the call failed, or the cluster did; 2 usage error \
 Examples:
   grid apply examples/guests/wat/square.wat square 12
   grid apply examples/guests/wat/square.wat hypot 3 4
-  grid apply examples/guests/wat/square.wat square -- -5";
+  grid apply examples/guests/wat/square.wat square -5 --timeout 0.5";
 
 /// The arguments of `grid apply`.
 #[derive(Args, Debug)]
@@ -54,7 +55,7 @@ pub struct ApplyArgs {
     /// The exported function to call
     pub func: String,
 
-    /// The arguments, each a JSON value
+    /// The arguments, each one JSON value (a string with its quotes: '"text"')
     #[arg(value_name = "ARG")]
     pub args: Vec<String>,
 
@@ -76,14 +77,12 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         .context("cannot submit the call")?;
     match result.get(None) {
         Ok(value) => {
-            println!("{value}");
+            write_value(&mut std::io::stdout(), &value)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(Error::Remote(e)) if failure::is_fatal(&e) => Err(failure::fatal(&module.name(), &e)),
-        Err(Error::Remote(mut e)) => {
-            // The client numbers the call as item 0 of one; a lone call has no items.
-            e.item = None;
-            eprintln!("error: {}", failure::describe(&e));
+        Err(Error::Remote(e)) => {
+            eprintln!("error: {}", e.summary());
             Ok(ExitCode::from(FAILED))
         }
         Err(other) => Err(other.into()),

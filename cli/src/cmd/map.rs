@@ -22,6 +22,7 @@ use crate::cluster::{ClusterArgs, ModuleFile};
 use crate::failure::{self, FAILED};
 use crate::items::{self, CallArgs};
 use crate::limits::LimitArgs;
+use crate::output::{Written, write_value};
 use crate::progress::Progress;
 
 const ABOUT: &str = "Map a function over items, in parallel, printing one JSON result per line";
@@ -39,7 +40,7 @@ spread into arguments: [3,4] calls FUNC(3, 4); wrap an array to pass it as one \
 argument: [[1,2]]. Any other item is the one argument.
 
 A failed item writes nothing on stdout and one line on stderr: `error: item N: \
-[engine E] FUNC: cause`; the other items go on, and at the end `N of M items \
+[engine E] FUNC: cause` (items count from 0, in input order); the other items go on, and at the end `N of M items \
 failed` and exit code 1. An invalid module or a FUNC the module does not export \
 stops the map with one error (listing the module's exports) and exit code 2.";
 
@@ -138,22 +139,20 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for item in result.iter() {
         match item {
-            Ok(value) => match progress.suspend_for_stdout(|| writeln!(out, "{value}")) {
-                Ok(()) => {}
-                // The reader has gone (`grid map ... | head`): nothing more to do.
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            Ok(value) => {
+                let written = progress.suspend_for_stdout(|| write_value(&mut out, &value))?;
+                if written == Written::ReaderGone {
                     let _ = result.abort();
                     return Ok(ExitCode::SUCCESS);
                 }
-                Err(e) => return Err(e).context("cannot write to stdout"),
-            },
+            }
             Err(e) if failure::is_fatal(&e) => {
                 let _ = result.abort();
                 return Err(failure::fatal(&module.name(), &e));
             }
             Err(e) => {
                 failed += 1;
-                progress.suspend(|| eprintln!("error: {}", failure::describe(&e)));
+                progress.suspend(|| eprintln!("error: {}", e.summary()));
             }
         }
     }
