@@ -262,9 +262,18 @@ impl DirectView {
         })
     }
 
+    /// [`map`](Self::map) without blocking, whatever the view's `block` flag.
+    pub fn map_async(
+        &self,
+        f: &Function,
+        sequences: Vec<Vec<Value>>,
+    ) -> Result<AsyncMapResult, Error> {
+        self.clone().block(false).map(f, sequences)
+    }
+
     /// [`map`](Self::map) and wait for the values.
     pub fn map_sync(&self, f: &Function, sequences: Vec<Vec<Value>>) -> Result<Vec<Value>, Error> {
-        self.clone().block(false).map(f, sequences)?.get(None)
+        self.map_async(f, sequences)?.get(None)
     }
 
     /// Stores `values` in every target's namespace.

@@ -30,7 +30,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use grid_proto::{
     ClientId, ClusterEvent, Control, EngineId, EngineInfo, EngineQueue, EngineRef, EngineUuid,
@@ -53,10 +53,28 @@ pub enum Readiness {
 }
 
 /// How the controller behaves.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ControllerConfig {
     pub scheduler: SchedulerConfig,
     pub readiness: Readiness,
+    /// A live engine not heard from (on `heartbeat.<id>`) for this long is
+    /// declared dead: its tasks fail with `EngineDied`. Engines beat every
+    /// second, so the default, 3 s, tolerates two lost beats. `None` never
+    /// declares an engine dead (engines in the controller's own process).
+    pub heartbeat_timeout: Option<Duration>,
+}
+
+/// The default [`ControllerConfig::heartbeat_timeout`].
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            scheduler: SchedulerConfig::default(),
+            readiness: Readiness::default(),
+            heartbeat_timeout: Some(DEFAULT_HEARTBEAT_TIMEOUT),
+        }
+    }
 }
 
 /// What the controller saw on the bus (or the clock).
@@ -104,6 +122,7 @@ pub enum HubAction {
 #[derive(Debug)]
 pub struct Hub {
     readiness: Readiness,
+    heartbeat_timeout: Option<Duration>,
     scheduler: Scheduler,
     /// Indexed by engine id: every engine that ever registered.
     engines: Vec<EngineRecord>,
@@ -119,6 +138,8 @@ struct EngineRecord {
     outstanding: HashSet<MsgId>,
     /// Results seen from this engine (any status).
     completed: u64,
+    /// The last heartbeat; engines that never beat (fakes in tests) are not watched.
+    last_heard: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +172,7 @@ impl Hub {
     pub fn new(config: ControllerConfig) -> Hub {
         Hub {
             readiness: config.readiness,
+            heartbeat_timeout: config.heartbeat_timeout,
             scheduler: Scheduler::new(config.scheduler),
             engines: Vec::new(),
             by_uuid: HashMap::new(),
@@ -163,9 +185,21 @@ impl Hub {
         &self.scheduler
     }
 
-    /// When the hub next needs a [`HubEvent::Tick`].
+    /// When the hub next needs a [`HubEvent::Tick`]: a scheduling deadline,
+    /// or the moment the quietest live engine would be declared dead.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.scheduler.poll_timeout()
+        let silence = self.heartbeat_timeout.and_then(|timeout| {
+            self.engines
+                .iter()
+                .filter(|r| r.state == EngineState::Live)
+                .filter_map(|r| r.last_heard)
+                .min()
+                .and_then(|heard| heard.checked_add(timeout))
+        });
+        match (self.scheduler.poll_timeout(), silence) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Feeds one event at time `now`; returns what to do, in order.
@@ -195,14 +229,21 @@ impl Hub {
             HubEvent::Heartbeat(engine) => {
                 // Only from the uuid that holds the id: a slot of an earlier
                 // registration (or a stranger) does not make the id live.
-                let joining = self
-                    .record(engine.id)
-                    .is_some_and(|r| r.state == EngineState::Joining && r.info.uuid == engine.uuid);
-                if joining {
+                let Some(record) = self.record_mut(engine.id) else {
+                    return out;
+                };
+                if record.info.uuid != engine.uuid || record.state == EngineState::Gone {
+                    return out;
+                }
+                record.last_heard = Some(now);
+                if record.state == EngineState::Joining {
                     self.bring_up(engine.id, now, &mut out);
                 }
             }
-            HubEvent::Tick => self.schedule(SchedEvent::Tick, now, &mut out),
+            HubEvent::Tick => {
+                self.bury_the_silent(now, &mut out);
+                self.schedule(SchedEvent::Tick, now, &mut out);
+            }
         }
         out
     }
@@ -294,6 +335,7 @@ impl Hub {
                     state: EngineState::Gone,
                     outstanding: HashSet::new(),
                     completed: 0,
+                    last_heard: None,
                 });
                 self.by_uuid.insert(uuid, id);
                 id
@@ -323,6 +365,26 @@ impl Hub {
         let info = record.info.clone();
         out.push(HubAction::Announce(ClusterEvent::EngineRegistered(info)));
         self.schedule(SchedEvent::EngineUp(id), now, out);
+    }
+
+    /// Declares dead every live engine silent for longer than the heartbeat timeout.
+    fn bury_the_silent(&mut self, now: Instant, out: &mut Vec<HubAction>) {
+        let Some(timeout) = self.heartbeat_timeout else {
+            return;
+        };
+        let silent: Vec<EngineId> = self
+            .engines
+            .iter()
+            .filter(|r| r.state == EngineState::Live)
+            .filter(|r| {
+                r.last_heard
+                    .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
+            })
+            .map(|r| r.info.id)
+            .collect();
+        for id in silent {
+            self.take_down(id, ClusterEvent::EngineDied(id), now, out);
+        }
     }
 
     /// An engine leaves: announced (if it was), and every task it holds fails.
@@ -591,6 +653,7 @@ mod tests {
                     hwm,
                 },
                 readiness,
+                ..ControllerConfig::default()
             };
             Bench {
                 hub: Hub::new(config),
@@ -1040,6 +1103,32 @@ mod tests {
             TaskError::Unschedulable(m) if m.contains("no engines are registered")
         ));
         assert_eq!(b.result_status(vec![t.msg_id]).0, vec![t.msg_id]);
+    }
+
+    #[test]
+    fn a_silent_engine_is_declared_dead_and_its_tasks_fail() {
+        let mut b = Bench::new(Readiness::FirstHeartbeat, 64);
+        let (id, _) = b.register(EngineUuid::new());
+        let me = b.engine(id.0);
+        b.on(HubEvent::Heartbeat(me));
+        let t = task();
+        let actions = b.on(HubEvent::Submitted(Box::new(t.clone())));
+        assert_eq!(dispatches(&actions), vec![(id, t.msg_id)]);
+        // Beats keep it alive...
+        b.now += Duration::from_secs(2);
+        b.on(HubEvent::Heartbeat(me));
+        b.now += Duration::from_secs(2);
+        assert!(b.on(HubEvent::Tick).is_empty());
+        // ...silence kills it, and its task fails naming it.
+        assert_eq!(b.hub.poll_timeout(), Some(b.now + Duration::from_secs(1)));
+        b.now += Duration::from_secs(1);
+        let actions = b.on(HubEvent::Tick);
+        assert!(actions.contains(&HubAction::Announce(ClusterEvent::EngineDied(id))));
+        let failed = delivered(&actions);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(error_of(&failed[0]), TaskError::EngineDied(id));
+        // A late heartbeat does not bring it back; registering again does.
+        assert!(b.on(HubEvent::Heartbeat(me)).is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod hub;
 mod scheduler;
 mod service;
 
-pub use hub::{ControllerConfig, Hub, HubAction, HubEvent, Readiness};
+pub use hub::{ControllerConfig, DEFAULT_HEARTBEAT_TIMEOUT, Hub, HubAction, HubEvent, Readiness};
 pub use scheduler::{
     DEFAULT_HWM, Placement, SchedAction, SchedEvent, Scheduler, SchedulerConfig, Scheme,
     UnknownScheme,

@@ -39,12 +39,13 @@ impl LocalCluster {
         let bus = LocalBus::new();
         let subjects = Subjects::default();
         let shared: Arc<dyn Bus> = Arc::new(bus.clone());
-        let controller = grid_controller::start(
-            shared.clone(),
-            subjects.clone(),
-            ControllerConfig::default(),
-        )
-        .await?;
+        // Engines in this process cannot die on their own: no liveness checks.
+        let controller_config = ControllerConfig {
+            heartbeat_timeout: None,
+            ..ControllerConfig::default()
+        };
+        let controller =
+            grid_controller::start(shared.clone(), subjects.clone(), controller_config).await?;
         let runtime = Runtime::new(config)?;
         let mut slots = Vec::with_capacity(engines);
         for _ in 0..engines {
