@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use grid_bus::Bus;
+use grid_bus::{Bus, SPILL_THRESHOLD, load_body, spill_body};
 use grid_proto::{
     BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, ModuleHash, MsgId, Outcome,
     QueueStatus, Reply, Subjects, Submission, TaskError, TaskResult,
@@ -28,6 +28,24 @@ use crate::error::Error;
 use crate::module::{self, Module};
 use crate::result::{ResultSet, TaskInfo};
 use crate::view::{DirectView, LoadBalancedView};
+
+/// A submission on its way out.
+enum Outgoing {
+    /// Encoded, ready to publish.
+    Ready(String, Bytes),
+    /// Its work must go to the blob store first.
+    Spill(String, Box<Submission>),
+}
+
+async fn spill_and_publish(
+    bus: &dyn Bus,
+    subject: &str,
+    mut sub: Submission,
+) -> Result<(), grid_bus::BusError> {
+    sub.work = spill_body(bus, sub.work, SPILL_THRESHOLD).await?;
+    let bytes = grid_proto::encode(&sub).map_err(|e| grid_bus::BusError::Other(e.to_string()))?;
+    bus.publish(subject, Bytes::from(bytes)).await
+}
 
 /// How long hub queries wait for the controller.
 const HUB_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,7 +63,7 @@ pub(crate) struct Inner {
     pub(crate) subjects: Subjects,
     pub(crate) id: ClientId,
     pending: Arc<Pending>,
-    outbox: mpsc::UnboundedSender<(String, Bytes)>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
     /// Messages in the outbox not yet published.
     queued: Arc<AtomicUsize>,
     handle: tokio::runtime::Handle,
@@ -101,6 +119,7 @@ impl Client {
         let mut results = bus.subscribe(&subjects.result(id)).await?;
         let pending: Arc<Pending> = Arc::default();
         let dispatch = pending.clone();
+        let fetcher = bus.clone();
         tokio::spawn(async move {
             while let Some(msg) = results.next().await {
                 match grid_proto::decode::<Reply>(&msg.payload) {
@@ -110,10 +129,16 @@ impl Client {
                             .unwrap_or_else(|p| p.into_inner())
                             .remove(&reply.msg_id);
                         if let Some((set, index)) = slot {
-                            let result = reply.result.decode().unwrap_or_else(|e| {
-                                let why = TaskError::Internal(format!("malformed result: {e}"));
-                                TaskResult::immediate(reply.msg_id, Outcome::Err(why))
-                            });
+                            // A large result comes from the blob store.
+                            let result =
+                                load_body(&*fetcher, &reply.result)
+                                    .await
+                                    .unwrap_or_else(|e| {
+                                        let why = TaskError::Internal(format!(
+                                            "cannot read the result: {e}"
+                                        ));
+                                        TaskResult::immediate(reply.msg_id, Outcome::Err(why))
+                                    });
                             set.arrive(index, reply, result);
                         }
                     }
@@ -121,13 +146,23 @@ impl Client {
                 }
             }
         });
-        let (outbox, mut queue) = mpsc::unbounded_channel::<(String, Bytes)>();
+        let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
         let publisher = bus.clone();
         let queued = Arc::new(AtomicUsize::new(0));
         let in_outbox = queued.clone();
         tokio::spawn(async move {
-            while let Some((subject, payload)) = queue.recv().await {
-                if let Err(e) = publisher.publish(&subject, payload).await {
+            while let Some(outgoing) = queue.recv().await {
+                let (subject, sent) = match outgoing {
+                    Outgoing::Ready(subject, payload) => {
+                        let sent = publisher.publish(&subject, payload).await;
+                        (subject, sent)
+                    }
+                    Outgoing::Spill(subject, sub) => {
+                        let sent = spill_and_publish(&*publisher, &subject, *sub).await;
+                        (subject, sent)
+                    }
+                };
+                if let Err(e) = sent {
                     tracing::warn!(%subject, error = %e, "cannot publish a submission");
                 }
                 in_outbox.fetch_sub(1, Ordering::AcqRel);
@@ -177,11 +212,15 @@ impl Client {
         subs: Vec<(String, Submission)>,
         tasks: Vec<TaskInfo>,
     ) -> Result<Arc<ResultSet>, Error> {
-        let encoded = subs
+        // Large work goes to the blob store first, which takes the outbox task.
+        let outgoing = subs
             .iter()
             .map(|(subject, sub)| {
+                if sub.work.len() > SPILL_THRESHOLD {
+                    return Ok(Outgoing::Spill(subject.clone(), Box::new(sub.clone())));
+                }
                 grid_proto::encode(sub)
-                    .map(|bytes| (subject.clone(), Bytes::from(bytes)))
+                    .map(|bytes| Outgoing::Ready(subject.clone(), Bytes::from(bytes)))
                     .map_err(|e| Error::Usage(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -192,11 +231,12 @@ impl Client {
                 pending.insert(sub.msg_id, (set.clone(), index));
             }
         }
-        for (subject, payload) in encoded {
+        for message in outgoing {
             // Publish from this thread when the bus can and nothing queued
             // would be overtaken; else through the outbox task, in order.
-            if self.inner.queued.load(Ordering::Acquire) == 0
-                && let Some(done) = self.inner.bus.publish_now(&subject, &payload)
+            if let Outgoing::Ready(subject, payload) = &message
+                && self.inner.queued.load(Ordering::Acquire) == 0
+                && let Some(done) = self.inner.bus.publish_now(subject, payload)
             {
                 done?;
                 continue;
@@ -204,7 +244,7 @@ impl Client {
             self.inner.queued.fetch_add(1, Ordering::AcqRel);
             self.inner
                 .outbox
-                .send((subject, payload))
+                .send(message)
                 .map_err(|_| Error::Bus(grid_bus::BusError::Closed))?;
         }
         Ok(set)

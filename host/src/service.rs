@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use grid_bus::{Bus, BusError, Subscription};
+use grid_bus::{Bus, BusError, SPILL_THRESHOLD, Subscription, load_body, spill_body};
 use grid_proto::{
     BlobHash, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply, HubRequest, Outcome,
     Reply, Subjects, Submission, Task, TaskError, TaskResult, Value, Work,
@@ -327,29 +327,28 @@ impl Worker {
     }
 
     fn reply(&self, sub: &Submission, result: TaskResult) {
-        let encoded = Reply::new(sub.client, sub.submitted, Some(self.me), &result)
-            .and_then(|reply| grid_proto::encode(&reply));
-        let bytes = match encoded {
-            Ok(bytes) => Bytes::from(bytes),
-            Err(e) => {
-                tracing::error!(engine = %self.me.id, error = %e, "cannot encode a result");
-                return;
-            }
-        };
         let subject = self.subjects.result(sub.client);
-        if let Err(e) = self.handle.block_on(self.bus.publish(&subject, bytes)) {
+        let published = self.handle.block_on(async {
+            let mut reply = Reply::new(sub.client, sub.submitted, Some(self.me), &result)
+                .map_err(|e| BusError::Other(e.to_string()))?;
+            // A large result goes to the blob store; the message carries its hash.
+            reply.result = spill_body(&*self.bus, reply.result, SPILL_THRESHOLD).await?;
+            let bytes = grid_proto::encode(&reply).map_err(|e| BusError::Other(e.to_string()))?;
+            self.bus.publish(&subject, Bytes::from(bytes)).await
+        });
+        if let Err(e) = published {
             tracing::warn!(engine = %self.me.id, error = %e, "cannot publish a result");
         }
     }
 
     fn run(&mut self, sub: &Submission) -> TaskResult {
         let namespace = |outcome| TaskResult::immediate(sub.msg_id, outcome);
-        let work = match sub.work.decode() {
+        let work = match self.handle.block_on(load_body(&*self.bus, &sub.work)) {
             Ok(work) => work,
             Err(e) => {
                 return namespace(Outcome::Err(TaskError::BadArguments {
                     function: "?".into(),
-                    message: format!("the submission's work does not decode: {e}"),
+                    message: format!("cannot read the submission's work: {e}"),
                 }));
             }
         };

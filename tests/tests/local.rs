@@ -301,3 +301,12 @@ fn remote_errors_name_engine_function_and_kind() {
         Value::from(vec![16, 16])
     );
 }
+
+#[test]
+fn ten_megabyte_values_travel_through_the_blob_store() {
+    let (client, _) = cluster();
+    let e0 = client.view_one(EngineId(0));
+    let big = Value::Bytes((0..10 << 20).map(|i| (i % 251) as u8).collect());
+    e0.set("big", big.clone()).unwrap();
+    assert_eq!(e0.get("big").unwrap(), big);
+}
