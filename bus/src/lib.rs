@@ -5,13 +5,19 @@
 //! wildcards, plain and queue-group subscriptions, request-reply with a
 //! timeout, and a content-addressed blob store for modules and large values.
 //! [`LocalBus`] implements it in process (same semantics, no server), so a
-//! whole cluster runs inside one program; the NATS implementation comes with
-//! the NATS issue. Payloads are bytes; what they mean is `grid-proto`'s
-//! business, not this crate's.
+//! whole cluster runs inside one program; [`NatsBus`] implements it on a NATS
+//! server, with the blob store in JetStream, so a cluster spans machines.
+//! Payloads are bytes; what they mean is `grid-proto`'s business, not this
+//! crate's. With the `testing` feature, `grid_bus::testing` starts throwaway
+//! NATS servers for tests.
 
 mod blob;
+mod body;
 mod local;
+mod nats;
 mod subject;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -22,7 +28,9 @@ use futures_core::Stream;
 use grid_proto::BlobHash;
 
 pub use blob::MemoryBlobStore;
+pub use body::{SPILL_THRESHOLD, load_body, spill_body};
 pub use local::LocalBus;
+pub use nats::{BLOB_BUCKET, BusEvent, NatsBus, NatsOptions};
 pub use subject::{Pattern, validate_subject};
 
 /// A message as delivered to a subscriber.
@@ -45,6 +53,23 @@ pub enum BusError {
     Timeout { subject: String, timeout: Duration },
     #[error("the bus is closed")]
     Closed,
+    /// No server at `url` (or it refused us): connecting fails at once
+    /// rather than retrying in the background.
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    /// An operation made no progress for `timeout`: in practice, the
+    /// connection to the server is down and did not come back in time.
+    #[error("{operation} made no progress within {timeout:?} (is the server reachable?)")]
+    Stalled {
+        operation: String,
+        timeout: Duration,
+    },
+    /// What the blob store returned for `expected` hashes to `actual`.
+    #[error("blob {expected} read back as {actual}: the store returned corrupt data")]
+    BlobMismatch {
+        expected: BlobHash,
+        actual: BlobHash,
+    },
     #[error("bus error: {0}")]
     Other(String),
 }

@@ -35,6 +35,7 @@ use futures_core::Stream;
 use grid_proto::BlobHash;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender, error::SendError};
 
+use crate::subject::validate_queue;
 use crate::{Bus, BusError, MemoryBlobStore, Message, Pattern, Subscription, validate_subject};
 
 /// Hash maps on the publish path: subjects are short strings that our own
@@ -328,7 +329,10 @@ impl LocalBus {
     fn register(&self, subject: &str, queue: Option<&str>) -> Result<LocalSubscription, BusError> {
         let pattern = Pattern::parse(subject)?;
         let queue = match queue {
-            Some(queue) => Some(validate_queue(queue)?),
+            Some(queue) => {
+                validate_queue(queue)?;
+                Some(Arc::from(queue))
+            }
             None => None,
         };
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -349,16 +353,6 @@ impl LocalBus {
         let table = self.shared.read();
         (table.subscription_count(), table.routes.len())
     }
-}
-
-/// Queue group names follow NATS: non-empty, no whitespace.
-fn validate_queue(queue: &str) -> Result<Arc<str>, BusError> {
-    if queue.is_empty() || queue.chars().any(char::is_whitespace) {
-        return Err(BusError::Other(format!(
-            "invalid queue group name {queue:?}"
-        )));
-    }
-    Ok(Arc::from(queue))
 }
 
 impl Default for LocalBus {

@@ -45,6 +45,16 @@ pub fn validate_subject(subject: &str, allow_wildcards: bool) -> Result<(), BusE
     Ok(())
 }
 
+/// Checks a queue group name: NATS wants it non-empty, without whitespace.
+pub(crate) fn validate_queue(queue: &str) -> Result<(), BusError> {
+    if queue.is_empty() || queue.chars().any(char::is_whitespace) {
+        return Err(BusError::Other(format!(
+            "invalid queue group name {queue:?}"
+        )));
+    }
+    Ok(())
+}
+
 fn invalid(subject: &str) -> BusError {
     BusError::InvalidSubject(subject.to_string())
 }

@@ -98,7 +98,6 @@ impl Client {
 
     /// Keeps `runtime` (and then `keep`, e.g. a local cluster) alive as long
     /// as the client; they stop when its last clone drops.
-    #[allow(dead_code)] // used by the `local` feature
     pub(crate) fn own(&self, runtime: tokio::runtime::Runtime, keep: Box<dyn Any + Send>) {
         self.keep(keep);
         *self.inner.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some(runtime);

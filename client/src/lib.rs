@@ -1,8 +1,9 @@
 //! `grid-client`: use a Grid cluster from Rust, the way ipyparallel users use
 //! theirs.
 //!
-//! A [`Client`] connects to a cluster (with the `local` feature,
-//! [`Client::local`] starts one in this process); [`Client::view`] gives a
+//! A [`Client`] connects to a cluster on a NATS server ([`Client::connect`])
+//! or, with the `local` feature, starts one in this process
+//! ([`Client::local`]); [`Client::view`] gives a
 //! [`DirectView`] on chosen engines and [`Client::load_balanced_view`] a
 //! [`LoadBalancedView`]. Applying or mapping a [`Function`] of a [`Module`]
 //! returns an [`AsyncResult`] or [`AsyncMapResult`]: wait, get, iterate,
@@ -25,6 +26,7 @@
 //! engine, on the LocalBus or on NATS alike.
 
 mod client;
+mod connect;
 mod error;
 #[cfg(feature = "local")]
 mod local;

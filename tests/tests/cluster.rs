@@ -1,16 +1,29 @@
-//! The client library against a local cluster (controller + engines on the
-//! LocalBus): apply and map, direct and load-balanced, AsyncResult members,
-//! namespace data movement, failures, abort.
+//! The client library against whole clusters, each test once on the
+//! LocalBus and once on a real nats-server (`local::` and `nats::`): apply
+//! and map, direct and load-balanced, AsyncResult members, namespace data
+//! movement, large values, failures, abort.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use grid_client::{Client, EngineId, Error, Function, Status, Value, reference};
+use grid_client::{EngineId, Error, Function, Status, Value, reference};
+use grid_tests::{Backend, Cluster, on_both_buses};
 
 const T: Option<Duration> = Some(Duration::from_secs(60));
 
-fn cluster() -> (Client, Function) {
-    let client = Client::local(2).expect("local cluster starts");
+on_both_buses!(
+    apply_direct_and_load_balanced,
+    map_ten_thousand_items_every_way,
+    failures_in_the_middle_of_a_map,
+    push_pull_scatter_gather_and_references,
+    abort_queued_and_running_tasks,
+    async_result_members_timeouts_and_streams,
+    remote_errors_name_engine_function_and_kind,
+    ten_megabyte_values_travel_through_the_blob_store,
+);
+
+fn cluster(backend: Backend) -> (Cluster, Function) {
+    let client = grid_tests::cluster(backend, 2);
     let square = client
         .load_module(grid_examples::wat_square())
         .expect("module uploads")
@@ -18,9 +31,8 @@ fn cluster() -> (Client, Function) {
     (client, square)
 }
 
-#[test]
-fn apply_direct_and_load_balanced() {
-    let (client, square) = cluster();
+fn apply_direct_and_load_balanced(backend: Backend) {
+    let (client, square) = cluster(backend);
     assert_eq!(client.ids().unwrap(), vec![EngineId(0), EngineId(1)]);
     let lb = client.load_balanced_view();
     assert_eq!(
@@ -52,9 +64,8 @@ fn apply_direct_and_load_balanced() {
     assert!(r.wall_time() >= r.serial_time() / 2);
 }
 
-#[test]
-fn map_ten_thousand_items_every_way() {
-    let (client, square) = cluster();
+fn map_ten_thousand_items_every_way(backend: Backend) {
+    let (client, square) = cluster(backend);
     let input: Vec<Value> = (0..10_000).map(Value::from).collect();
     let expected: Vec<Value> = (0..10_000i64).map(|i| Value::from(i * i)).collect();
     for chunksize in [1, 100] {
@@ -81,9 +92,8 @@ fn map_ten_thousand_items_every_way() {
     assert_eq!(ordered, expected);
 }
 
-#[test]
-fn failures_in_the_middle_of_a_map() {
-    let (client, square) = cluster();
+fn failures_in_the_middle_of_a_map(backend: Backend) {
+    let (client, square) = cluster(backend);
     let mut input: Vec<Value> = (0..100).map(Value::from).collect();
     input[42] = Value::from("forty-two");
     let lb = client.load_balanced_view().chunksize(10);
@@ -107,9 +117,8 @@ fn failures_in_the_middle_of_a_map() {
     );
 }
 
-#[test]
-fn push_pull_scatter_gather_and_references() {
-    let (client, square) = cluster();
+fn push_pull_scatter_gather_and_references(backend: Backend) {
+    let (client, square) = cluster(backend);
     let all = client.view_all().unwrap();
     let mut values = BTreeMap::new();
     values.insert("a".to_string(), Value::from(5));
@@ -150,9 +159,8 @@ fn push_pull_scatter_gather_and_references() {
 
 const SPIN: &str = r#"(module (func (export "spin") (loop br 0)))"#;
 
-#[test]
-fn abort_queued_and_running_tasks() {
-    let (client, square) = cluster();
+fn abort_queued_and_running_tasks(backend: Backend) {
+    let (client, square) = cluster(backend);
     let spin = client
         .module_from_bytes(SPIN.as_bytes())
         .unwrap()
@@ -185,9 +193,8 @@ fn abort_queued_and_running_tasks() {
     );
 }
 
-#[test]
-fn async_result_members_timeouts_and_streams() {
-    let (client, square) = cluster();
+fn async_result_members_timeouts_and_streams(backend: Backend) {
+    let (client, square) = cluster(backend);
     let spin = client
         .module_from_bytes(SPIN.as_bytes())
         .unwrap()
@@ -258,9 +265,8 @@ const FAILING: &str = r#"(module
   (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
   (memory 1))"#;
 
-#[test]
-fn remote_errors_name_engine_function_and_kind() {
-    let (client, square) = cluster();
+fn remote_errors_name_engine_function_and_kind(backend: Backend) {
+    let (client, square) = cluster(backend);
     let m = client.module_from_bytes(FAILING.as_bytes()).unwrap();
     let e0 = client.view_one(EngineId(0));
     let err = |r: Result<Value, Error>| match r {
@@ -302,9 +308,8 @@ fn remote_errors_name_engine_function_and_kind() {
     );
 }
 
-#[test]
-fn ten_megabyte_values_travel_through_the_blob_store() {
-    let (client, _) = cluster();
+fn ten_megabyte_values_travel_through_the_blob_store(backend: Backend) {
+    let (client, _) = cluster(backend);
     let e0 = client.view_one(EngineId(0));
     let big = Value::Bytes((0..10 << 20).map(|i| (i % 251) as u8).collect());
     e0.set("big", big.clone()).unwrap();

@@ -1,0 +1,651 @@
+//! [`NatsBus`]: the [`Bus`] on a NATS server, with the blob store in JetStream.
+//!
+//! A distributed cluster talks over NATS exactly as a local one talks over the
+//! [`LocalBus`](crate::LocalBus): same subjects, wildcards, queue groups and
+//! request-reply. This file maps the [`Bus`] calls onto one async-nats
+//! connection and adds what async-nats leaves to the caller:
+//!
+//! - **Registration is observable.** NATS handles a connection's protocol in
+//!   order, but async-nats's `flush` only waits for the socket write, not for
+//!   the server: a publish from another connection right after `subscribe`
+//!   could find no subscriber. So `subscribe` ends with a round trip through
+//!   the server on the same connection (a message to a fresh inbox that we
+//!   subscribe to ourselves, see [`NatsBus::round_trip`]); when it comes back,
+//!   the server has processed the SUB that went before it.
+//! - **Nothing waits forever.** async-nats reconnects by itself and, while
+//!   disconnected, keeps commands in a bounded queue (2,048). Requests end
+//!   with their timeout; publishes, flushes, subscribes and blob transfers
+//!   wait at most [`NatsOptions::stall_timeout`] without progress, then fail
+//!   with [`BusError::Stalled`].
+//! - **Connection events** ([`BusEvent`]) are broadcast to whoever asks
+//!   ([`NatsBus::events`]). After a reconnect, `Connected` is only sent once
+//!   the subscriptions that async-nats re-sends have been registered again.
+//! - **Blobs** live in the JetStream object store bucket `grid-blobs` (created
+//!   when missing), named by the hex sha256 of their content; NATS splits
+//!   them into chunks, so a blob may be far larger than a message (1 MiB).
+//!
+//! Where it differs from the `LocalBus`: a subscriber that falls 65,536
+//! messages behind loses messages (NATS's slow consumer, reported as
+//! [`BusEvent::SlowConsumer`]) instead of buffering without bound; payloads
+//! are limited to the server's `max_payload` (1 MiB by default); dropping a
+//! subscription unsubscribes asynchronously, so messages already on their way
+//! from other connections are discarded (a queue group can lose such a
+//! message); and messages published while the connection is down and not yet
+//! queued client side are lost, as NATS core never stores them. With several
+//! NATS servers in a cluster, interest travels between servers asynchronously,
+//! so the registration guarantee holds for publishers on the same server.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, object_store::ObjectStore};
+use async_nats::{Client, ConnectErrorKind, RequestErrorKind};
+use bytes::Bytes;
+use futures_core::Stream;
+use grid_proto::BlobHash;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::sync::{OnceCell, broadcast};
+
+use crate::subject::validate_queue;
+use crate::{Bus, BusError, Message, Subscription, validate_subject};
+
+/// The JetStream object store bucket that holds Grid's blobs.
+pub const BLOB_BUCKET: &str = "grid-blobs";
+
+/// Events kept for a slow [`NatsBus::events`] receiver before it lags.
+const EVENT_CAPACITY: usize = 64;
+
+/// How often the client pings an idle server. Two unanswered pings end the
+/// connection, so a server that vanished without closing the socket (a
+/// pulled cable, a frozen VM) is noticed within about three intervals.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// At most this much is reserved up front for a blob being read: the size
+/// comes from the server, so a bogus one must not allocate gigabytes.
+const BLOB_PREALLOCATE_LIMIT: usize = 64 << 20;
+
+/// What can happen to a [`NatsBus`]'s connection, from [`NatsBus::events`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BusEvent {
+    /// Connected to the server. After a reconnect, it is sent once every live
+    /// subscription is registered again, so a publish from anywhere reaches
+    /// them. One may also be seen for the first connection.
+    Connected,
+    /// The connection is lost. async-nats reconnects by itself (with backoff,
+    /// up to 4 s between attempts); meanwhile requests time out and publishes
+    /// are queued (see [`NatsBus`]).
+    Disconnected,
+    /// The server is shutting down gracefully: expect a disconnect.
+    LameDuckMode,
+    /// A subscription fell too far behind: messages to it were dropped.
+    SlowConsumer,
+    /// The server reported an error on this connection.
+    ServerError(String),
+    /// The client failed in some way (for example, a reconnect attempt).
+    ClientError(String),
+    /// The connection is closed for good: nothing more will work.
+    Closed,
+}
+
+impl BusEvent {
+    /// The event as Grid sees it; `None` for those it does not care about.
+    fn from_nats(event: async_nats::Event) -> Option<BusEvent> {
+        Some(match event {
+            async_nats::Event::Connected => BusEvent::Connected,
+            async_nats::Event::Disconnected => BusEvent::Disconnected,
+            async_nats::Event::LameDuckMode => BusEvent::LameDuckMode,
+            async_nats::Event::SlowConsumer(_) => BusEvent::SlowConsumer,
+            async_nats::Event::ServerError(error) => BusEvent::ServerError(error.to_string()),
+            async_nats::Event::ClientError(error) => BusEvent::ClientError(error.to_string()),
+            async_nats::Event::Closed => BusEvent::Closed,
+            // Only our own `drain` on drop causes it.
+            async_nats::Event::Draining => return None,
+        })
+    }
+}
+
+/// How a [`NatsBus`] connects.
+#[derive(Clone, Debug)]
+pub struct NatsOptions {
+    /// The connection's name, shown in the server's monitoring (`/connz`).
+    pub name: Option<String>,
+    /// How long a publish, flush, subscribe or blob transfer may go without
+    /// progress before it fails with [`BusError::Stalled`]: in practice, how
+    /// long to wait for a lost server to come back. Requests have their own
+    /// timeout instead.
+    pub stall_timeout: Duration,
+}
+
+impl Default for NatsOptions {
+    fn default() -> NatsOptions {
+        NatsOptions {
+            name: None,
+            stall_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The bus on a NATS server: one connection, shared by all clones (cheap to
+/// clone). When the last clone is dropped, the connection is drained: what
+/// was published is sent, and every subscription ends.
+///
+/// Needs a tokio runtime with the time and I/O drivers (`enable_all`).
+///
+/// While the connection is down, publishes are queued client side (up to
+/// 2,048 commands) and sent after the reconnect; when the queue is full, a
+/// publish waits up to [`NatsOptions::stall_timeout`] and then fails with
+/// [`BusError::Stalled`] (it was not sent). A request fails with
+/// [`BusError::Timeout`] after its timeout.
+#[derive(Clone)]
+pub struct NatsBus {
+    inner: Arc<Inner>,
+}
+
+/// What the clones of a bus share.
+struct Inner {
+    client: Client,
+    jetstream: jetstream::Context,
+    /// Opened (or created) on first use: a bus that never touches blobs
+    /// works on a server without JetStream.
+    blobs: OnceCell<ObjectStore>,
+    events: broadcast::Sender<BusEvent>,
+    url: String,
+    stall: Duration,
+}
+
+impl NatsBus {
+    /// Connects to the NATS server at `url` (`nats://host:port` or
+    /// `host:port`) with default options. Fails at once, with
+    /// [`BusError::Connect`], when no server answers there.
+    pub async fn connect(url: &str) -> Result<NatsBus, BusError> {
+        NatsBus::connect_with(url, NatsOptions::default()).await
+    }
+
+    /// Connects with `options`; see [`NatsBus::connect`].
+    pub async fn connect_with(url: &str, options: NatsOptions) -> Result<NatsBus, BusError> {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        // The event callback needs the bus (to confirm re-subscriptions), and
+        // the bus needs the client that the callback is given to: the slot is
+        // filled once both exist. Weak, or the connection would keep itself
+        // alive.
+        let slot: Arc<OnceLock<Weak<Inner>>> = Arc::default();
+        let callback = {
+            let events = events.clone();
+            let slot = Arc::clone(&slot);
+            move |event| {
+                let events = events.clone();
+                let bus = slot.get().and_then(Weak::upgrade);
+                async move { forward_event(event, bus, events).await }
+            }
+        };
+        let mut connect = async_nats::ConnectOptions::new()
+            .event_callback(callback)
+            .ping_interval(PING_INTERVAL);
+        if let Some(name) = options.name {
+            connect = connect.name(name);
+        }
+        let client = connect.connect(url).await.map_err(|error| {
+            let reason = match (error.kind(), std::error::Error::source(&error)) {
+                // "IO error: Connection refused": the I/O error says it all.
+                (ConnectErrorKind::Io, Some(source)) => source.to_string(),
+                _ => error.to_string(),
+            };
+            BusError::Connect {
+                url: url.to_string(),
+                reason,
+            }
+        })?;
+        let inner = Arc::new(Inner {
+            jetstream: jetstream::new(client.clone()),
+            client,
+            blobs: OnceCell::new(),
+            events,
+            url: url.to_string(),
+            stall: options.stall_timeout,
+        });
+        // Only this function sets the slot, once.
+        let _ = slot.set(Arc::downgrade(&inner));
+        Ok(NatsBus { inner })
+    }
+
+    /// The connection's events from now on. A receiver that falls more than
+    /// 64 events behind gets `Lagged` and then the newest events.
+    pub fn events(&self) -> broadcast::Receiver<BusEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The URL this bus was connected to.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Whether the connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.inner.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+impl Inner {
+    /// Proves that the server has processed everything this connection sent
+    /// before: subscribes to a fresh inbox, publishes to it and waits for the
+    /// message to come back. NATS handles a connection's protocol in order,
+    /// so the echo comes after the server has handled every earlier SUB.
+    /// (async-nats's `flush` only waits for the socket write.) A fresh inbox
+    /// rather than a request to nobody: a `>` subscriber elsewhere, such as
+    /// `nats sub '>'` while debugging, would swallow a "no responders" reply.
+    async fn round_trip(&self, operation: impl FnOnce() -> String) -> Result<(), BusError> {
+        let probe = self.client.new_inbox();
+        let echo = async {
+            let mut echo = self
+                .client
+                .subscribe(probe.clone())
+                .await
+                .map_err(|error| BusError::Other(format!("subscribing to {probe}: {error}")))?;
+            self.client
+                .publish(probe.clone(), Bytes::new())
+                .await
+                .map_err(|error| publish_error(&probe, error))?;
+            match next_nats(&mut echo).await {
+                Some(_) => Ok(()),
+                None => Err(BusError::Closed),
+            }
+            // `echo` drops here and unsubscribes.
+        };
+        self.within(echo, operation).await?
+    }
+
+    /// Runs `work`, giving up after the stall timeout.
+    async fn within<T>(
+        &self,
+        work: impl Future<Output = T>,
+        operation: impl FnOnce() -> String,
+    ) -> Result<T, BusError> {
+        tokio::time::timeout(self.stall, work)
+            .await
+            .map_err(|_elapsed| BusError::Stalled {
+                operation: operation(),
+                timeout: self.stall,
+            })
+    }
+
+    /// Runs `work`, giving up when `progress` has not moved for a whole stall
+    /// timeout: a 10 MB transfer may take long, but not stand still.
+    async fn watched<T>(
+        &self,
+        work: impl Future<Output = T>,
+        progress: &AtomicU64,
+        operation: impl FnOnce() -> String,
+    ) -> Result<T, BusError> {
+        let mut work = std::pin::pin!(work);
+        let mut seen = progress.load(Ordering::Relaxed);
+        loop {
+            match tokio::time::timeout(self.stall, work.as_mut()).await {
+                Ok(done) => return Ok(done),
+                Err(_elapsed) => {
+                    let now = progress.load(Ordering::Relaxed);
+                    if now == seen {
+                        return Err(BusError::Stalled {
+                            operation: operation(),
+                            timeout: self.stall,
+                        });
+                    }
+                    seen = now;
+                }
+            }
+        }
+    }
+
+    /// The blob bucket, opened or created on first use.
+    async fn blob_store(&self) -> Result<&ObjectStore, BusError> {
+        self.blobs
+            .get_or_try_init(|| async {
+                let open = async {
+                    if let Ok(store) = self.jetstream.get_object_store(BLOB_BUCKET).await {
+                        return Ok(store);
+                    }
+                    let config = jetstream::object_store::Config {
+                        bucket: BLOB_BUCKET.to_string(),
+                        description: Some("Grid's blobs, named by the sha256 of their content".into()),
+                        ..Default::default()
+                    };
+                    match self.jetstream.create_object_store(config).await {
+                        Ok(store) => Ok(store),
+                        // Another process may have created it meanwhile.
+                        Err(create) => self
+                            .jetstream
+                            .get_object_store(BLOB_BUCKET)
+                            .await
+                            .map_err(|_| {
+                                BusError::Other(format!(
+                                    "cannot open the blob bucket {BLOB_BUCKET} (does the server at {} run JetStream, `-js`?): {create}",
+                                    self.url
+                                ))
+                            }),
+                    }
+                };
+                self.within(open, || format!("opening the blob bucket {BLOB_BUCKET}"))
+                    .await?
+            })
+            .await
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Close the connection now rather than when the last subscription
+        // goes, so that subscriptions end as they do on a LocalBus. Draining
+        // sends what was published first. Without a runtime (dropped during
+        // teardown) the connection closes once nothing uses it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = self.client.clone();
+            runtime.spawn(async move {
+                let _ = client.drain().await;
+            });
+        }
+    }
+}
+
+/// Hands one async-nats event to the bus's listeners. A `Connected` after a
+/// reconnect waits for a round trip first: async-nats queues the re-sent
+/// subscriptions before anything else on the new connection, so once the
+/// round trip is back, they are registered.
+async fn forward_event(
+    event: async_nats::Event,
+    bus: Option<Arc<Inner>>,
+    events: broadcast::Sender<BusEvent>,
+) {
+    let Some(event) = BusEvent::from_nats(event) else {
+        return;
+    };
+    if let (BusEvent::Connected, Some(bus)) = (&event, bus) {
+        // In a task of its own: async-nats wants the callback's future to be
+        // `Sync`, which the client's futures are not; a join handle is.
+        let confirm = tokio::spawn(async move {
+            // On failure the connection went down again, and a
+            // `Disconnected` follows this `Connected`.
+            let _ = bus
+                .round_trip(|| "confirming subscriptions after a reconnect".into())
+                .await;
+        });
+        let _ = confirm.await;
+    }
+    // An error only means that no one is listening.
+    let _ = events.send(event);
+}
+
+/// The next message of an async-nats subscription.
+async fn next_nats(subscriber: &mut async_nats::Subscriber) -> Option<async_nats::Message> {
+    std::future::poll_fn(|cx| Pin::new(&mut *subscriber).poll_next(cx)).await
+}
+
+fn publish_error(subject: &str, error: async_nats::PublishError) -> BusError {
+    match error.kind() {
+        async_nats::client::PublishErrorKind::InvalidSubject => {
+            BusError::InvalidSubject(subject.to_string())
+        }
+        async_nats::client::PublishErrorKind::MaxPayloadExceeded => {
+            BusError::Other(format!("publishing on {subject}: {error}"))
+        }
+        // The connection task is gone: drained or given up for good.
+        async_nats::client::PublishErrorKind::Send => BusError::Closed,
+    }
+}
+
+fn subscribe_error(subject: &str, error: async_nats::SubscribeError) -> BusError {
+    match error.kind() {
+        async_nats::client::SubscribeErrorKind::InvalidSubject => {
+            BusError::InvalidSubject(subject.to_string())
+        }
+        _ => BusError::Other(format!("subscribing to {subject}: {error}")),
+    }
+}
+
+/// A message as the [`Bus`] hands it out.
+fn to_message(message: async_nats::Message) -> Message {
+    Message {
+        subject: message.subject.as_str().to_owned(),
+        reply: message.reply.map(|reply| reply.as_str().to_owned()),
+        payload: message.payload,
+    }
+}
+
+/// The stream behind a [`Subscription`] on a [`NatsBus`]. Dropping it
+/// unsubscribes (async-nats sends the UNSUB).
+struct NatsSubscription {
+    subscriber: async_nats::Subscriber,
+}
+
+impl Stream for NatsSubscription {
+    type Item = Message;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        let subscriber = &mut self.get_mut().subscriber;
+        loop {
+            match Pin::new(&mut *subscriber).poll_next(cx) {
+                // Status messages are protocol, not Bus messages: the server
+                // answers "no responders" to a hand-made request (a publish
+                // with a reply subject) that no one listens to, and the
+                // LocalBus delivers nothing then.
+                Poll::Ready(Some(message)) if message.status.is_some() => continue,
+                Poll::Ready(message) => return Poll::Ready(message.map(to_message)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Reads a blob for the object store's `put`, counting reads: the store
+/// reads the next chunk once the previous one is acknowledged, so the count
+/// tells a slow upload from a stalled one.
+struct CountingReader<'a> {
+    rest: &'a [u8],
+    reads: &'a AtomicU64,
+}
+
+impl AsyncRead for CountingReader<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let len = this.rest.len().min(buf.remaining());
+        let (now, later) = this.rest.split_at(len);
+        buf.put_slice(now);
+        this.rest = later;
+        this.reads.fetch_add(1, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
+        validate_subject(subject, false)?;
+        let inner = &self.inner;
+        inner
+            .within(inner.client.publish(subject.to_string(), payload), || {
+                format!("publishing on {subject}")
+            })
+            .await?
+            .map_err(|error| publish_error(subject, error))
+    }
+
+    async fn publish_with_reply(
+        &self,
+        subject: &str,
+        reply: &str,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        validate_subject(subject, false)?;
+        validate_subject(reply, false)?;
+        let inner = &self.inner;
+        let publish =
+            inner
+                .client
+                .publish_with_reply(subject.to_string(), reply.to_string(), payload);
+        inner
+            .within(publish, || format!("publishing on {subject}"))
+            .await?
+            .map_err(|error| publish_error(subject, error))
+    }
+
+    async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError> {
+        validate_subject(subject, true)?;
+        let inner = &self.inner;
+        let subscriber = inner
+            .within(inner.client.subscribe(subject.to_string()), || {
+                format!("subscribing to {subject}")
+            })
+            .await?
+            .map_err(|error| subscribe_error(subject, error))?;
+        // On failure `subscriber` drops and unsubscribes.
+        inner
+            .round_trip(|| format!("registering the subscription to {subject}"))
+            .await?;
+        Ok(Subscription::new(NatsSubscription { subscriber }))
+    }
+
+    async fn queue_subscribe(&self, subject: &str, queue: &str) -> Result<Subscription, BusError> {
+        validate_subject(subject, true)?;
+        validate_queue(queue)?;
+        let inner = &self.inner;
+        let subscribe = inner
+            .client
+            .queue_subscribe(subject.to_string(), queue.to_string());
+        let subscriber = inner
+            .within(subscribe, || format!("subscribing to {subject} in {queue}"))
+            .await?
+            .map_err(|error| subscribe_error(subject, error))?;
+        inner
+            .round_trip(|| format!("registering the subscription to {subject} in {queue}"))
+            .await?;
+        Ok(Subscription::new(NatsSubscription { subscriber }))
+    }
+
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
+        validate_subject(subject, false)?;
+        let timed_out = || BusError::Timeout {
+            subject: subject.to_string(),
+            timeout,
+        };
+        let request = async_nats::Request::new()
+            .payload(payload)
+            .timeout(Some(timeout));
+        // The outer timeout also covers queueing the request, which waits
+        // while the connection is down and the command queue is full.
+        let sent = self.inner.client.send_request(subject.to_string(), request);
+        match tokio::time::timeout(timeout, sent).await {
+            Err(_elapsed) => Err(timed_out()),
+            Ok(Ok(reply)) => Ok(to_message(reply)),
+            Ok(Err(error)) => Err(match error.kind() {
+                RequestErrorKind::TimedOut => timed_out(),
+                RequestErrorKind::NoResponders => BusError::NoResponders(subject.to_string()),
+                RequestErrorKind::InvalidSubject => BusError::InvalidSubject(subject.to_string()),
+                RequestErrorKind::MaxPayloadExceeded | RequestErrorKind::Other => {
+                    BusError::Other(format!("request on {subject}: {error}"))
+                }
+            }),
+        }
+    }
+
+    fn new_inbox(&self) -> String {
+        self.inner.client.new_inbox()
+    }
+
+    async fn flush(&self) -> Result<(), BusError> {
+        let inner = &self.inner;
+        inner
+            .within(inner.client.flush(), || "flushing".to_string())
+            .await?
+            .map_err(|error| BusError::Other(format!("flushing: {error}")))
+    }
+
+    async fn put_blob(&self, bytes: Bytes) -> Result<BlobHash, BusError> {
+        let hash = BlobHash::of(&bytes);
+        let name = hash.to_hex();
+        let inner = &self.inner;
+        let store = inner.blob_store().await?;
+        let describe = || format!("storing blob {}", hash.short());
+        // Content addressing: if it is there, it is these bytes.
+        if let Ok(Ok(info)) = inner.within(store.info(&name), describe).await
+            && !info.deleted
+            && info.size == bytes.len()
+        {
+            return Ok(hash);
+        }
+        let reads = AtomicU64::new(0);
+        let mut reader = CountingReader {
+            rest: &bytes,
+            reads: &reads,
+        };
+        inner
+            .watched(store.put(name.as_str(), &mut reader), &reads, describe)
+            .await?
+            .map_err(|error| BusError::Other(format!("storing blob {}: {error}", hash.short())))?;
+        Ok(hash)
+    }
+
+    async fn get_blob(&self, hash: &BlobHash) -> Result<Option<Bytes>, BusError> {
+        let name = hash.to_hex();
+        let inner = &self.inner;
+        let store = inner.blob_store().await?;
+        let failed = |error: &dyn fmt::Display| {
+            BusError::Other(format!("fetching blob {}: {error}", hash.short()))
+        };
+        let reads = AtomicU64::new(0);
+        let fetch = async {
+            let mut object = match store.get(&name).await {
+                Ok(object) => object,
+                Err(error) if error.kind() == jetstream::object_store::GetErrorKind::NotFound => {
+                    return Ok(None);
+                }
+                Err(error) => return Err(failed(&error)),
+            };
+            let mut bytes = Vec::with_capacity(object.info().size.min(BLOB_PREALLOCATE_LIMIT));
+            while object
+                .read_buf(&mut bytes)
+                .await
+                .map_err(|error| failed(&error))?
+                > 0
+            {
+                reads.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Some(bytes))
+        };
+        let Some(bytes) = inner
+            .watched(fetch, &reads, || format!("fetching blob {}", hash.short()))
+            .await??
+        else {
+            return Ok(None);
+        };
+        let actual = BlobHash::of(&bytes);
+        if actual != *hash {
+            return Err(BusError::BlobMismatch {
+                expected: *hash,
+                actual,
+            });
+        }
+        Ok(Some(Bytes::from(bytes)))
+    }
+}
+
+impl fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("url", &self.inner.url)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
