@@ -1,43 +1,130 @@
-//! Where the work runs: a local cluster in this process, and the module
-//! uploaded to it.
+//! Where the work runs: a local cluster in this process, or a cluster on a
+//! NATS server; and the module uploaded to it.
 //!
-//! `--engines N` starts a controller and N engine slots on an in-process bus
-//! (`Client::local_with`); the CLI then talks to them only through the
-//! client library, as it would to a remote cluster. A module file is read
-//! before the cluster starts, so that a missing file fails fast, and a
-//! missing file and a file that is not wasm get their own one-line messages.
+//! Without `--url`, `--engines N` starts a controller and N engine slots on
+//! an in-process bus (`Client::local_with`). With `--url` (or `GRID_URL`) the
+//! client connects to cluster `--cluster` on that NATS server, and checks at
+//! once that a controller answers and has engines: a map sent to a cluster
+//! without them would wait forever, so that is an error, not a hang. Either
+//! way the CLI then talks to the cluster only through the client library. A
+//! module file is read before connecting, so that a missing file fails fast,
+//! and a missing file and a file that is not wasm get their own one-line
+//! messages.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use clap::Args;
+use grid_bus::BusError;
 use grid_client::{Client, Error, Module};
 use grid_host::EngineConfig;
+use grid_proto::{DEFAULT_CLUSTER, Subjects};
 
 use crate::failure::{one_line, usage};
 
-/// The `--engines` option.
+/// The `--engines`, `--url` and `--cluster` options of the client commands.
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
-    /// Engines to start in the local cluster [default: the number of cores]
+    /// Engines to start in the local cluster [default: the number of cores].
+    /// Ignored with --url: the remote cluster has the engines it has
     #[arg(long, value_name = "N")]
     pub engines: Option<NonZeroUsize>,
+
+    /// Use the cluster on this NATS server (nats://HOST:PORT) instead of
+    /// starting a local one
+    #[arg(long, value_name = "URL", env = "GRID_URL", hide_env_values = true)]
+    pub url: Option<String>,
+
+    #[command(flatten)]
+    pub name: ClusterName,
+}
+
+/// `--cluster NAME`: one NATS server carries several clusters by name.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterName {
+    /// The cluster's name on the NATS server (letters, digits, - and _)
+    #[arg(
+        long = "cluster",
+        value_name = "NAME",
+        env = "GRID_CLUSTER",
+        hide_env_values = true,
+        default_value = DEFAULT_CLUSTER,
+        value_parser = parse_cluster_name
+    )]
+    pub cluster: String,
+}
+
+/// A cluster name is one subject token.
+pub fn parse_cluster_name(text: &str) -> Result<String, String> {
+    Subjects::new(text)
+        .map(|_| text.to_string())
+        .map_err(|_| format!("`{text}` is not a cluster name: use letters, digits, - and _"))
+}
+
+/// A connected client and how many engines its cluster has.
+pub struct Connected {
+    pub client: Client,
+    pub engines: usize,
+}
+
+/// `engines` if given, else the number of cores: the default of every
+/// `--engines`.
+pub fn engines_or_cores(engines: Option<NonZeroUsize>) -> usize {
+    engines
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get)
 }
 
 impl ClusterArgs {
-    /// The number of engines to start.
-    pub fn engines(&self) -> usize {
-        self.engines
-            .or_else(|| std::thread::available_parallelism().ok())
-            .map_or(1, NonZeroUsize::get)
+    /// Connects to the remote cluster, or starts the local one.
+    pub fn connect(&self) -> anyhow::Result<Connected> {
+        if let Some(url) = &self.url {
+            let client = connect(url, &self.name.cluster)?;
+            let engines = engines_of(&client, url, &self.name.cluster)?;
+            return Ok(Connected { client, engines });
+        }
+        let engines = engines_or_cores(self.engines);
+        let client = Client::local_with(engines, EngineConfig::default())
+            .with_context(|| format!("cannot start a local cluster of {engines} engines"))?;
+        Ok(Connected { client, engines })
     }
+}
 
-    /// Starts the local cluster and connects to it.
-    pub fn connect(&self) -> anyhow::Result<Client> {
-        let engines = self.engines();
-        Client::local_with(engines, EngineConfig::default())
-            .with_context(|| format!("cannot start a local cluster of {engines} engines"))
+/// Connects to cluster `cluster` on the NATS server at `url`: `cannot
+/// connect to URL: why` when no server is there.
+pub fn connect(url: &str, cluster: &str) -> anyhow::Result<Client> {
+    Client::connect(url, cluster).map_err(|e| match e {
+        Error::Bus(e @ BusError::Connect { .. }) => anyhow!(e),
+        other => anyhow::Error::new(other)
+            .context(format!("cannot connect to cluster `{cluster}` at {url}")),
+    })
+}
+
+/// How many engines the cluster has; an error if no controller answers or
+/// it has no engine.
+fn engines_of(client: &Client, url: &str, cluster: &str) -> anyhow::Result<usize> {
+    let engines = client
+        .engines()
+        .map_err(|e| no_controller(e, url, cluster))?;
+    if engines.is_empty() {
+        return Err(anyhow!(
+            "cluster `{cluster}` at {url} has no engines: start some with \
+             `grid engine --url {url} --cluster {cluster}`"
+        ));
+    }
+    Ok(engines.len())
+}
+
+/// The error of a hub query: a missing controller gets its own message.
+pub fn no_controller(e: Error, url: &str, cluster: &str) -> anyhow::Error {
+    match e {
+        Error::Bus(BusError::NoResponders(_) | BusError::Timeout { .. }) => anyhow!(
+            "no controller of cluster `{cluster}` answers at {url}: start one with \
+             `grid controller --url {url} --cluster {cluster}`, or a whole cluster \
+             with `grid cluster start`"
+        ),
+        other => anyhow::Error::new(other).context(format!("cluster `{cluster}` at {url}")),
     }
 }
 
@@ -98,6 +185,14 @@ fn wat_reason(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_names_are_one_subject_token() {
+        assert_eq!(parse_cluster_name("a-1_b"), Ok("a-1_b".to_string()));
+        for bad in ["", "a.b", "a b", "*", ">"] {
+            assert!(parse_cluster_name(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn wat_errors_keep_message_and_position() {

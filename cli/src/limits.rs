@@ -39,6 +39,20 @@ impl LimitArgs {
     }
 }
 
+impl LimitArgs {
+    /// The options again, as arguments for another `grid` process.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(t) = self.timeout {
+            args.extend(["--timeout".to_string(), t.as_secs_f64().to_string()]);
+        }
+        if let Some(m) = self.max_memory {
+            args.extend(["--max-memory".to_string(), m.to_string()]);
+        }
+        args
+    }
+}
+
 /// Parses a positive number of seconds, possibly fractional.
 pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     let bad = || format!("`{text}` is not a positive number of seconds (e.g. 30 or 0.05)");
@@ -136,5 +150,17 @@ mod tests {
             max_memory: None,
         };
         assert_eq!(args.limits().wall_time_ms, Some(50));
+    }
+
+    #[test]
+    fn options_survive_the_trip_to_another_process() {
+        let args = LimitArgs {
+            timeout: Some(Duration::from_millis(1500)),
+            max_memory: Some(64 << 20),
+        };
+        let text = args.to_args();
+        assert_eq!(text, ["--timeout", "1.5", "--max-memory", "67108864"]);
+        assert_eq!(parse_seconds(&text[1]), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_size(&text[3]), Ok(64 << 20));
     }
 }

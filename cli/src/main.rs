@@ -1,7 +1,9 @@
 //! `grid`: run Wasm functions on a Grid cluster from the shell.
 //!
 //! This file only parses the command line and dispatches to one file per
-//! subcommand in `cmd/`; those call `grid-client`, which does the work.
+//! subcommand in `cmd/`; those call `grid-client`, which does the work, or,
+//! for the cluster's own processes (`grid controller`, `grid engine`),
+//! `grid-controller` and `grid-host`.
 //! Every failure ends as one `error: ...` line on stderr and an exit code
 //! (see `failure`), never a panic message or a backtrace.
 
@@ -11,7 +13,10 @@ mod failure;
 mod items;
 mod limits;
 mod output;
+mod process;
 mod progress;
+mod service;
+mod state;
 
 use std::process::ExitCode;
 
@@ -20,11 +25,14 @@ use clap::{Parser, Subcommand};
 const LONG_ABOUT: &str = "\
 Run WebAssembly functions in parallel, sandboxed, on a Grid cluster.
 
-Each command starts a local cluster in this process (a controller and \
---engines engines, one per core by default) and runs a function exported by a \
-module (.wasm or .wat) on it: `map` calls it on many items, `apply` once. \
-Values go in and come out as JSON. Errors are one `error: ...` line each on \
-stderr.
+`map` calls a function exported by a module (.wasm or .wat) on many items, \
+`apply` once. Values go in and come out as JSON. By default each command \
+starts a local cluster in its own process (a controller and --engines engines, \
+one per core by default). With --url nats://HOST:PORT (or GRID_URL) it uses a \
+running cluster instead: one started by `grid cluster start` on this machine, \
+or by `grid controller` and `grid engine` processes anywhere that reach the \
+same NATS server. `grid status` shows a running cluster's engines. Errors are \
+one `error: ...` line each on stderr.
 
 Exit codes: 0 success; 1 some item or call failed, or the cluster did; 2 usage \
 error (bad option, unreadable or invalid module, function not exported, input \
@@ -36,6 +44,17 @@ Examples:
   seq 0 99 | grid map examples/guests/wat/square.wat square --unordered
   grid map examples/guests/wat/square.wat hypot '[3,4]' '[5,12]'
   grid apply examples/guests/wat/square.wat square 12
+
+A cluster in the background, used by several commands:
+  export GRID_URL=$(grid cluster start -n 4)
+  grid map examples/guests/wat/square.wat square --range 0..1000
+  grid status
+  grid cluster stop
+
+A cluster across machines, on a NATS server at 10.0.0.5:
+  grid controller --url nats://10.0.0.5:4222            (on one machine)
+  grid engine --url nats://10.0.0.5:4222 -n 16          (on each worker)
+  grid map --url nats://10.0.0.5:4222 module.wasm f < inputs.jsonl
 
 Run `grid help <COMMAND>` for the options of each command.";
 
@@ -57,6 +76,10 @@ struct Cli {
 enum Command {
     Map(cmd::map::MapArgs),
     Apply(cmd::apply::ApplyArgs),
+    Status(cmd::status::StatusArgs),
+    Cluster(cmd::cluster::ClusterCommandArgs),
+    Controller(cmd::controller::ControllerArgs),
+    Engine(cmd::engine::EngineArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +88,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Map(args) => cmd::map::run(args),
         Command::Apply(args) => cmd::apply::run(args),
+        Command::Status(args) => cmd::status::run(args),
+        Command::Cluster(args) => cmd::cluster::run(args),
+        Command::Controller(args) => cmd::controller::run(args),
+        Command::Engine(args) => cmd::engine::run(args),
     };
     result.unwrap_or_else(|e| failure::report(&e))
 }

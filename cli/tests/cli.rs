@@ -4,18 +4,15 @@
 //!
 //! Each run gets its own compiled-module cache in a temp dir, and must end
 //! within a generous deadline; its stderr must never hold a panic or a Rust
-//! backtrace (RUST_BACKTRACE is set to make sure none would be hidden).
+//! backtrace (see `common`). Clusters on NATS servers are tested in
+//! `remote.rs`.
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
+use common::Run;
 use tempfile::TempDir;
-
-/// Only fires when `grid` hangs.
-const DEADLINE: Duration = Duration::from_secs(120);
 
 fn square_wat() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,86 +45,10 @@ impl Dir {
     }
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-
-    /// Our own errors: every stderr line is `error: ...` (or the stats object).
-    fn assert_error_lines(&self) {
-        for line in self.stderr.lines() {
-            assert!(
-                line.starts_with("error: ") || line.starts_with('{'),
-                "not a one-line error: {line:?} in\n{}",
-                self.stderr
-            );
-        }
-    }
-
-    fn error_lines(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|l| l.starts_with("error: "))
-            .collect()
-    }
-}
-
-/// Runs `grid args...` with `stdin` (or none), two engines unless given.
+/// Runs `grid args...` with `stdin` (or none) on a local cluster.
 fn grid(args: &[&str], stdin: Option<&str>) -> Run {
     let cache = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_grid"))
-        .args(args)
-        .env("GRID_CACHE_DIR", cache.path())
-        .env("RUST_BACKTRACE", "1")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("grid starts");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(text.as_bytes()).expect("write stdin");
-    }
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = match rx.recv_timeout(DEADLINE) {
-        Ok(output) => output.expect("grid runs"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("grid {args:?} did not finish within {DEADLINE:?}");
-        }
-    };
-    let run = Run {
-        code: output.status.code().expect("grid exits, not killed"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    for bad in [
-        "panicked",
-        "RUST_BACKTRACE",
-        "stack backtrace",
-        "internal error",
-    ] {
-        assert!(
-            !run.stderr.contains(bad),
-            "{bad} in stderr:\n{}",
-            run.stderr
-        );
-    }
-    run
+    common::run(common::grid_command(args, cache.path()), stdin)
 }
 
 fn squares(range: std::ops::Range<i64>) -> Vec<String> {
@@ -496,6 +417,10 @@ fn bad_options_are_usage_errors() {
         vec!["map", m.as_str(), "square", "1", "--timeout", "-1"],
         vec!["map", m.as_str(), "square", "1", "--chunksize", "0"],
         vec!["map", &m],
+        vec!["map", m.as_str(), "square", "1", "--cluster", "a.b"],
+        vec!["controller"],
+        vec!["engine", "--url", "nats://127.0.0.1:1", "-n", "0"],
+        vec!["cluster", "start", "--cluster", "no way"],
     ] {
         let run = grid(&args, None);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
@@ -511,7 +436,17 @@ fn bad_options_are_usage_errors() {
 fn help_describes_everything_with_examples() {
     let run = grid(&["--help"], None);
     assert_eq!(run.code, 0);
-    for needle in ["map", "apply", "Exit codes", "Examples:"] {
+    for needle in [
+        "map",
+        "apply",
+        "status",
+        "cluster",
+        "controller",
+        "engine",
+        "--url",
+        "Exit codes",
+        "Examples:",
+    ] {
         assert!(run.stdout.contains(needle), "{needle} in\n{}", run.stdout);
     }
     let run = grid(&["map", "--help"], None);
@@ -524,6 +459,11 @@ fn help_describes_everything_with_examples() {
         "--engines <N>",
         "--timeout <SECS>",
         "--max-memory <SIZE>",
+        "--url <URL>",
+        "--cluster <NAME>",
+        "GRID_URL",
+        "GRID_CLUSTER",
+        "Ignored with --url",
         "[3,4]",
         "stdin",
         "Exit codes",
@@ -539,4 +479,62 @@ fn help_describes_everything_with_examples() {
         "{}",
         run.stdout
     );
+    for (command, needles) in [
+        (
+            vec!["cluster", "start", "--help"],
+            vec![
+                "-n, --engines <N>",
+                "--url <URL>",
+                "--cluster <NAME>",
+                "nats-server",
+                "GRID_STATE_DIR",
+                "Examples:",
+                "grid cluster start -n 4",
+            ],
+        ),
+        (
+            vec!["cluster", "stop", "--help"],
+            vec!["SIGTERM", "Examples:", "grid cluster stop"],
+        ),
+        (
+            vec!["cluster", "status", "--help"],
+            vec!["--json", "Examples:"],
+        ),
+        (
+            vec!["engine", "--help"],
+            vec![
+                "-n, --engines <N>",
+                "--max-memory <SIZE>",
+                "--timeout <SECS>",
+                "--fuel",
+                "SIGTERM",
+                "Examples:",
+                "grid engine --url nats://127.0.0.1:4222",
+            ],
+        ),
+        (
+            vec!["controller", "--help"],
+            vec![
+                "--url <URL>",
+                "--cluster <NAME>",
+                "Examples:",
+                "grid controller --url",
+            ],
+        ),
+        (
+            vec!["status", "--help"],
+            vec!["--json", "--url <URL>", "Examples:", "grid status --url"],
+        ),
+    ] {
+        let run = grid(&command, None);
+        assert_eq!(run.code, 0, "{command:?}: {}", run.stderr);
+        for needle in needles {
+            assert!(
+                run.stdout.contains(needle),
+                "{needle} in `grid {}`:\n{}",
+                command.join(" "),
+                run.stdout
+            );
+        }
+    }
 }

@@ -24,8 +24,9 @@ const LONG_ABOUT: &str = "\
 Call a function once and print its result as JSON.
 
 Calls FUNC of MODULE with the ARGs, each one JSON value (a string is written \
-with its quotes: '\"text\"'), on an engine of a local cluster that the \
-scheduler picks, and writes the result as one line of JSON on stdout.
+with its quotes: '\"text\"'), on an engine that the scheduler picks, of a \
+local cluster or, with --url, of a running one, and writes the result as one \
+line of JSON on stdout.
 
 A failed call prints `error: [engine E] FUNC: cause` on stderr and exits 1. An \
 invalid module or a FUNC the module does not export is reported with the \
@@ -38,7 +39,8 @@ Exit codes: 0 success; 1 the call failed, or the cluster did; 2 usage error \
 Examples:
   grid apply examples/guests/wat/square.wat square 12
   grid apply examples/guests/wat/square.wat hypot 3 4
-  grid apply examples/guests/wat/square.wat square -5 --timeout 0.5";
+  grid apply examples/guests/wat/square.wat square -5 --timeout 0.5
+  grid apply --url nats://127.0.0.1:4222 --cluster a examples/guests/wat/square.wat square 12";
 
 /// The arguments of `grid apply`.
 #[derive(Args, Debug)]
@@ -69,7 +71,7 @@ pub struct ApplyArgs {
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let call_args = items::arguments(&args.args)?;
     let module = ModuleFile::read(&args.module)?;
-    let client = args.cluster.connect()?;
+    let client = args.cluster.connect()?.client;
     let func = module.upload(&client)?.func(&args.func);
     let view = client.load_balanced_view().limits(args.limits.limits());
     let result = view

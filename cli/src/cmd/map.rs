@@ -30,9 +30,9 @@ const ABOUT: &str = "Map a function over items, in parallel, printing one JSON r
 const LONG_ABOUT: &str = "\
 Map a function over items, in parallel, printing one JSON result per line.
 
-Calls FUNC of MODULE once per item on the engines of a local cluster and writes \
-each result as one line of JSON on stdout, in input order (completion order with \
---unordered), as results arrive.
+Calls FUNC of MODULE once per item on the engines of a local cluster (or, with \
+--url, of a running cluster) and writes each result as one line of JSON on \
+stdout, in input order (completion order with --unordered), as results arrive.
 
 Items are the ITEM arguments, or the integers of --range A..B, or else JSON \
 lines read from stdin (blank lines are skipped). An item that is a JSON array is \
@@ -40,9 +40,10 @@ spread into arguments: [3,4] calls FUNC(3, 4); wrap an array to pass it as one \
 argument: [[1,2]]. Any other item is the one argument.
 
 A failed item writes nothing on stdout and one line on stderr: `error: item N: \
-[engine E] FUNC: cause` (items count from 0, in input order); the other items go on, and at the end `N of M items \
-failed` and exit code 1. An invalid module or a FUNC the module does not export \
-stops the map with one error (listing the module's exports) and exit code 2.";
+[engine E] FUNC: cause` (items count from 0, in input order); the other items \
+go on, and at the end `N of M items failed` and exit code 1. An invalid module \
+or a FUNC the module does not export stops the map with one error (listing the \
+module's exports) and exit code 2.";
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 every item succeeded; 1 some item failed, or the cluster did; \
@@ -53,7 +54,8 @@ Examples:
   grid map examples/guests/wat/square.wat square --range 0..10
   grid map examples/guests/wat/square.wat square 1 2 3
   grid map examples/guests/wat/square.wat hypot '[3,4]' '[5,12]'
-  seq 0 999 | grid map examples/guests/wat/square.wat square --chunksize 50 --stats";
+  seq 0 999 | grid map examples/guests/wat/square.wat square --chunksize 50 --stats
+  grid map --url nats://127.0.0.1:4222 examples/guests/wat/square.wat square --range 0..100";
 
 /// The arguments of `grid map`.
 #[derive(Args, Debug)]
@@ -122,9 +124,10 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     // Input first: a typo in it should not wait for a cluster to start.
     let items = args.items()?;
     let module = ModuleFile::read(&args.module)?;
-    let client = args.cluster.connect()?;
-    let func = module.upload(&client)?.func(&args.func);
-    let view = client
+    let cluster = args.cluster.connect()?;
+    let func = module.upload(&cluster.client)?.func(&args.func);
+    let view = cluster
+        .client
         .load_balanced_view()
         .chunksize(args.chunksize.get())
         .ordered(!args.unordered)
@@ -160,7 +163,7 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     out.flush().context("cannot write to stdout")?;
 
     if args.stats {
-        eprintln!("{}", stats(&result, args.cluster.engines()));
+        eprintln!("{}", stats(&result, cluster.engines));
     }
     if failed > 0 {
         eprintln!("error: {failed} of {total} items failed");

@@ -1,0 +1,89 @@
+//! `grid controller --url URL`: the controller of a cluster on a NATS
+//! server, in the foreground.
+//!
+//! It registers engines, watches their heartbeats, schedules load-balanced
+//! tasks and records results (all of it `grid-controller`'s work) until a
+//! client asks it to shut down (`hub.shutdown`, which also stops the
+//! engines) or it gets SIGINT or SIGTERM (which stops only the controller).
+//! A cluster has one controller: if one already answers for this cluster
+//! name, this one refuses to start rather than race it.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::Args;
+use grid_client::Client;
+use grid_controller::ControllerConfig;
+
+use crate::service::{self, ServiceArgs, StopSignals};
+
+const ABOUT: &str = "Run the controller of a cluster on a NATS server, in the foreground";
+
+const LONG_ABOUT: &str = "\
+Run the controller of a cluster on a NATS server, in the foreground.
+
+The controller registers engines (`grid engine`), watches their heartbeats \
+(an engine silent for 3 s is declared dead and its tasks fail), schedules \
+load-balanced tasks and records every result. Clients (`grid map --url`, \
+`grid status --url`, the client library) talk to it through the NATS server.
+
+It runs until a client asks the cluster to shut down, which stops its engines \
+too, or until SIGINT (Ctrl-C) or SIGTERM, which stops only the controller. It \
+logs to stderr; RUST_LOG sets the level (default: info).
+
+One NATS server can carry several clusters, each with its own controller and \
+engines, told apart by --cluster. Starting a second controller for a cluster \
+that has one is an error.";
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 shut down on request or by a signal; 1 no NATS server at URL, \
+or a controller already runs for this cluster; 2 usage error.
+
+Examples:
+  nats-server -js &
+  grid controller --url nats://127.0.0.1:4222
+  grid controller --url nats://10.0.0.5:4222 --cluster team-a
+  GRID_URL=nats://127.0.0.1:4222 RUST_LOG=debug grid controller";
+
+/// The arguments of `grid controller`.
+#[derive(Args, Debug)]
+#[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    service::init_logging();
+    let subjects = args.service.subjects()?;
+    let (url, cluster) = (args.service.url.as_str(), args.service.cluster());
+    service::block_on(async {
+        let mut signals = StopSignals::install()?;
+        let bus = args.service.connect("controller").await?;
+
+        let probe = Client::connect_bus(bus.clone(), subjects.clone())
+            .await
+            .context("cannot query the cluster")?;
+        if probe.engines_async().await.is_ok() {
+            return Err(anyhow!(
+                "a controller of cluster `{cluster}` already runs at {url}: stop it \
+                 first, or give another --cluster"
+            ));
+        }
+        drop(probe);
+
+        let controller = grid_controller::start(bus, subjects, ControllerConfig::default())
+            .await
+            .context("cannot start the controller")?;
+        tracing::info!("controller of cluster `{cluster}` running at {url}");
+        tokio::select! {
+            stopped = controller.stopped() => {
+                stopped.context("the controller failed")?;
+                tracing::info!("controller shut down on request");
+            }
+            // Dropping the controller's handle stops it.
+            name = signals.recv() => tracing::info!("controller stopped by {name}"),
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

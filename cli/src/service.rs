@@ -1,0 +1,151 @@
+//! What `grid controller` and `grid engine` share: they are long-running
+//! processes of a cluster on a NATS server, not clients.
+//!
+//! Each takes `--url` (required, or `GRID_URL`) and `--cluster`, logs to
+//! stderr through `tracing` (`RUST_LOG` filters; by default Grid's info lines,
+//! a few per process lifetime), runs on a multi-threaded tokio runtime,
+//! and stops cleanly on SIGINT or SIGTERM: [`StopSignals::recv`] is the
+//! future to race against the work.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use clap::Args;
+use grid_bus::{Bus, BusEvent, NatsBus, NatsOptions};
+use grid_proto::Subjects;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::broadcast;
+use tracing_subscriber::EnvFilter;
+
+use crate::cluster::ClusterName;
+
+/// `--url` (required) and `--cluster`.
+#[derive(Args, Debug, Clone)]
+pub struct ServiceArgs {
+    /// The NATS server to serve the cluster on (nats://HOST:PORT)
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "GRID_URL",
+        hide_env_values = true,
+        required = true
+    )]
+    pub url: String,
+
+    #[command(flatten)]
+    pub name: ClusterName,
+}
+
+impl ServiceArgs {
+    pub fn cluster(&self) -> &str {
+        &self.name.cluster
+    }
+
+    /// The cluster's subjects (the name was checked when parsed).
+    pub fn subjects(&self) -> anyhow::Result<Subjects> {
+        Subjects::new(self.cluster()).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Connects to the NATS server as `role` (the connection's name in the
+    /// server's monitoring): `cannot connect to URL: why` when no server is
+    /// there. Losing and regaining the connection is logged.
+    pub async fn connect(&self, role: &str) -> anyhow::Result<Arc<dyn Bus>> {
+        let options = NatsOptions {
+            name: Some(format!("grid {role} (cluster {})", self.cluster())),
+            ..NatsOptions::default()
+        };
+        let bus = NatsBus::connect_with(&self.url, options)
+            .await
+            .map_err(|e| anyhow!(e))?;
+        tokio::spawn(log_events(bus.events(), self.url.clone()));
+        Ok(Arc::new(bus))
+    }
+}
+
+/// Logs what happens to the connection (async-nats's own lines about it are
+/// filtered out by default: see [`DEFAULT_LOG`]).
+async fn log_events(mut events: broadcast::Receiver<BusEvent>, url: String) {
+    let mut lost = false;
+    loop {
+        match events.recv().await {
+            Ok(BusEvent::Disconnected) => {
+                lost = true;
+                tracing::warn!("lost the connection to {url}; reconnecting");
+            }
+            Ok(BusEvent::Connected) if lost => {
+                lost = false;
+                tracing::info!("connected to {url} again");
+            }
+            Ok(BusEvent::Connected) => {}
+            // Our own drop closes it too; if the server did, what stops
+            // working says so.
+            Ok(BusEvent::Closed) => {
+                tracing::debug!("the connection to {url} is closed");
+                return;
+            }
+            Ok(event) => tracing::warn!("NATS connection: {event:?}"),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("{n} connection events were not logged");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// What is logged unless `RUST_LOG` says otherwise: Grid's own info lines;
+/// of the NATS client only warnings (it reports every connection at info).
+const DEFAULT_LOG: &str = "info,async_nats=warn";
+
+/// Logs `tracing` events to stderr: `RUST_LOG` if set, else [`DEFAULT_LOG`].
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+/// Runs a service's async main on a multi-threaded tokio runtime. The
+/// runtime is then dropped without waiting for its tasks: the service has
+/// finished what it had to, and engine slots may still be running a task
+/// that no one will read.
+pub fn block_on<T>(main: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(main);
+    runtime.shutdown_background();
+    result
+}
+
+/// SIGINT and SIGTERM, caught from [`StopSignals::install`] on: from then
+/// on they no longer kill the process but resolve [`StopSignals::recv`].
+pub struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    /// Catches the signals. Must be called inside the tokio runtime.
+    pub fn install() -> anyhow::Result<StopSignals> {
+        let catch = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| anyhow!("cannot handle {name}: {e}"))
+        };
+        Ok(StopSignals {
+            interrupt: catch(SignalKind::interrupt(), "SIGINT")?,
+            terminate: catch(SignalKind::terminate(), "SIGTERM")?,
+        })
+    }
+
+    /// Resolves with the signal's name at the next SIGINT or SIGTERM.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
