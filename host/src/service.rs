@@ -328,14 +328,25 @@ impl Worker {
 
     fn reply(&self, sub: &Submission, result: TaskResult) {
         let subject = self.subjects.result(sub.client);
-        let published = self.handle.block_on(async {
-            let mut reply = Reply::new(sub.client, sub.submitted, Some(self.me), &result)
-                .map_err(|e| BusError::Other(e.to_string()))?;
-            // A large result goes to the blob store; the message carries its hash.
-            reply.result = spill_body(&*self.bus, reply.result, SPILL_THRESHOLD).await?;
-            let bytes = grid_proto::encode(&reply).map_err(|e| BusError::Other(e.to_string()))?;
-            self.bus.publish(&subject, Bytes::from(bytes)).await
-        });
+        let published = Reply::new(sub.client, sub.submitted, Some(self.me), &result)
+            .map_err(|e| BusError::Other(e.to_string()))
+            .and_then(|mut reply| {
+                if reply.result.len() > SPILL_THRESHOLD {
+                    // A large result goes to the blob store; the message carries its hash.
+                    reply.result = self.handle.block_on(spill_body(
+                        &*self.bus,
+                        reply.result,
+                        SPILL_THRESHOLD,
+                    ))?;
+                }
+                let bytes =
+                    grid_proto::encode(&reply).map_err(|e| BusError::Other(e.to_string()))?;
+                let bytes = Bytes::from(bytes);
+                match self.bus.publish_now(&subject, &bytes) {
+                    Some(done) => done,
+                    None => self.handle.block_on(self.bus.publish(&subject, bytes)),
+                }
+            });
         if let Err(e) = published {
             tracing::warn!(engine = %self.me.id, error = %e, "cannot publish a result");
         }
@@ -343,7 +354,15 @@ impl Worker {
 
     fn run(&mut self, sub: &Submission) -> TaskResult {
         let namespace = |outcome| TaskResult::immediate(sub.msg_id, outcome);
-        let work = match self.handle.block_on(load_body(&*self.bus, &sub.work)) {
+        // Inline work (nearly all of it) needs no trip through the runtime.
+        let loaded = match sub.work.inline() {
+            Some(_) => sub
+                .work
+                .decode()
+                .map_err(|e| BusError::Other(e.to_string())),
+            None => self.handle.block_on(load_body(&*self.bus, &sub.work)),
+        };
+        let work = match loaded {
             Ok(work) => work,
             Err(e) => {
                 return namespace(Outcome::Err(TaskError::BadArguments {
