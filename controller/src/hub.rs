@@ -92,8 +92,11 @@ pub enum HubEvent {
     },
     /// A result on `result.<client>`.
     Replied(Box<Reply>),
-    /// A heartbeat (`heartbeat.<id>`) from this engine.
-    Heartbeat(EngineRef),
+    /// A heartbeat (`heartbeat.<id>`) from this engine, with the task it runs.
+    Heartbeat {
+        engine: EngineRef,
+        running: Option<MsgId>,
+    },
     /// Time passed (see [`Hub::poll_timeout`]).
     Tick,
 }
@@ -140,6 +143,8 @@ struct EngineRecord {
     completed: u64,
     /// The last heartbeat; engines that never beat (fakes in tests) are not watched.
     last_heard: Option<Instant>,
+    /// The task it said it was running at its last heartbeat.
+    running: Option<MsgId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,7 +231,7 @@ impl Hub {
                     self.schedule(SchedEvent::Finished { msg_id }, now, &mut out);
                 }
             }
-            HubEvent::Heartbeat(engine) => {
+            HubEvent::Heartbeat { engine, running } => {
                 // Only from the uuid that holds the id: a slot of an earlier
                 // registration (or a stranger) does not make the id live.
                 let Some(record) = self.record_mut(engine.id) else {
@@ -236,6 +241,7 @@ impl Hub {
                     return out;
                 }
                 record.last_heard = Some(now);
+                record.running = running;
                 if record.state == EngineState::Joining {
                     self.bring_up(engine.id, now, &mut out);
                 }
@@ -336,6 +342,7 @@ impl Hub {
                     outstanding: HashSet::new(),
                     completed: 0,
                     last_heard: None,
+                    running: None,
                 });
                 self.by_uuid.insert(uuid, id);
                 id
@@ -506,6 +513,7 @@ impl Hub {
                     queue: outstanding - running,
                     running,
                     completed: r.completed,
+                    current: r.running,
                 };
                 (r.info.id, queue)
             })
@@ -813,16 +821,29 @@ mod tests {
             id,
             uuid: EngineUuid::new(),
         };
-        assert_eq!(b.on(HubEvent::Heartbeat(stranger)), vec![], "not its uuid");
+        assert_eq!(
+            b.on(HubEvent::Heartbeat {
+                engine: stranger,
+                running: None
+            }),
+            vec![],
+            "not its uuid"
+        );
         let me = b.engine(id.0);
-        let actions = b.on(HubEvent::Heartbeat(me));
+        let actions = b.on(HubEvent::Heartbeat {
+            engine: me,
+            running: None,
+        });
         assert!(matches!(
             actions[0],
             HubAction::Announce(ClusterEvent::EngineRegistered(_))
         ));
         assert_eq!(dispatches(&actions), vec![(id, t.msg_id)]);
         assert_eq!(
-            b.on(HubEvent::Heartbeat(me)),
+            b.on(HubEvent::Heartbeat {
+                engine: me,
+                running: None
+            }),
             vec![],
             "only the first counts"
         );
@@ -831,7 +852,10 @@ mod tests {
             uuid: EngineUuid::new(),
         };
         assert_eq!(
-            b.on(HubEvent::Heartbeat(unknown)),
+            b.on(HubEvent::Heartbeat {
+                engine: unknown,
+                running: None
+            }),
             vec![],
             "unknown engines are ignored"
         );
@@ -855,7 +879,8 @@ mod tests {
             EngineQueue {
                 queue: 2,
                 running: 1,
-                completed: 0
+                completed: 0,
+                current: None
             }
         );
         assert_eq!(status.unassigned, 0);
@@ -870,7 +895,8 @@ mod tests {
             EngineQueue {
                 queue: 0,
                 running: 1,
-                completed: 2
+                completed: 2,
+                current: None
             }
         );
         assert_eq!(
@@ -878,7 +904,8 @@ mod tests {
             EngineQueue {
                 queue: 0,
                 running: 0,
-                completed: 1
+                completed: 1,
+                current: None
             }
         );
     }
@@ -1110,13 +1137,19 @@ mod tests {
         let mut b = Bench::new(Readiness::FirstHeartbeat, 64);
         let (id, _) = b.register(EngineUuid::new());
         let me = b.engine(id.0);
-        b.on(HubEvent::Heartbeat(me));
+        b.on(HubEvent::Heartbeat {
+            engine: me,
+            running: None,
+        });
         let t = task();
         let actions = b.on(HubEvent::Submitted(Box::new(t.clone())));
         assert_eq!(dispatches(&actions), vec![(id, t.msg_id)]);
         // Beats keep it alive...
         b.now += Duration::from_secs(2);
-        b.on(HubEvent::Heartbeat(me));
+        b.on(HubEvent::Heartbeat {
+            engine: me,
+            running: None,
+        });
         b.now += Duration::from_secs(2);
         assert!(b.on(HubEvent::Tick).is_empty());
         // ...silence kills it, and its task fails naming it.
@@ -1128,7 +1161,31 @@ mod tests {
         assert_eq!(failed.len(), 1);
         assert_eq!(error_of(&failed[0]), TaskError::EngineDied(id));
         // A late heartbeat does not bring it back; registering again does.
-        assert!(b.on(HubEvent::Heartbeat(me)).is_empty());
+        assert!(
+            b.on(HubEvent::Heartbeat {
+                engine: me,
+                running: None
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn queue_status_shows_the_task_of_the_last_heartbeat() {
+        let mut b = Bench::new(Readiness::FirstHeartbeat, 64);
+        let (id, _) = b.register(EngineUuid::new());
+        let me = b.engine(id.0);
+        let running = MsgId::new();
+        b.on(HubEvent::Heartbeat {
+            engine: me,
+            running: Some(running),
+        });
+        assert_eq!(b.engine_queue(id.0).current, Some(running));
+        b.on(HubEvent::Heartbeat {
+            engine: me,
+            running: None,
+        });
+        assert_eq!(b.engine_queue(id.0).current, None);
     }
 
     #[test]

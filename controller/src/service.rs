@@ -245,9 +245,16 @@ impl Shell {
                 Err(e) => skip(&msg, &e),
             },
             Input::Heartbeat(msg) => match decode::<Heartbeat>(&msg.payload) {
-                Ok(beat) if engine_in(&msg.subject, 0) == Some(beat.engine.id) => {
-                    (self.hub.handle(HubEvent::Heartbeat(beat.engine), now), None)
-                }
+                Ok(beat) if engine_in(&msg.subject, 0) == Some(beat.engine.id) => (
+                    self.hub.handle(
+                        HubEvent::Heartbeat {
+                            engine: beat.engine,
+                            running: beat.running,
+                        },
+                        now,
+                    ),
+                    None,
+                ),
                 Ok(_) => skip(&msg, &"the heartbeat names another engine than its subject"),
                 Err(e) => skip(&msg, &e),
             },

@@ -228,6 +228,9 @@ pub struct EngineQueue {
     pub running: u64,
     /// Finished, in any state.
     pub completed: u64,
+    /// The task the engine said it was running at its last heartbeat.
+    #[serde(default)]
+    pub current: Option<MsgId>,
 }
 
 /// Broadcast on `events`.

@@ -4,9 +4,8 @@
 //! engine that joins in between shows with empty queues) and prints a table,
 //! or one JSON object with `--json`. Without `--url` it shows the cluster
 //! that `grid cluster start` recorded under `--cluster`: a local cluster
-//! started only to be shown would have nothing to show. What the controller
-//! does not report is not shown: the task an engine is running (its
-//! heartbeats carry it, the hub does not pass it on).
+//! started only to be shown would have nothing to show. The current task is
+//! what the engine's last heartbeat (every second) said it was running.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -27,10 +26,11 @@ Show the engines of a running cluster and their queues.
 
 Asks the controller of cluster --cluster on the NATS server at --url for its \
 engines and prints one line per engine: its id, uuid and host, whether it is \
-busy or idle, the tasks queued on it, running (0 or 1) and done; then the \
-load-balanced tasks still waiting for an engine. --json prints the same as one \
-JSON object: {\"cluster\", \"url\", \"engines\": [{\"id\", \"uuid\", \"host\", \
-\"state\", \"queued\", \"running\", \"done\"}], \"unassigned\"}.
+busy or idle, the tasks queued on it, running (0 or 1) and done, and the id of \
+the task it runs (as of its last heartbeat); then the load-balanced tasks still \
+waiting for an engine. --json prints the same as one JSON object: \
+{\"cluster\", \"url\", \"engines\": [{\"id\", \"uuid\", \"host\", \"state\", \
+\"queued\", \"running\", \"done\", \"current\"}], \"unassigned\"}.
 
 Without --url (or GRID_URL), shows the cluster started by `grid cluster start` \
 (as `grid cluster status` does).";
@@ -123,6 +123,8 @@ struct EngineRow {
     queued: u64,
     running: u64,
     done: u64,
+    /// The task running at the engine's last heartbeat.
+    current: Option<String>,
 }
 
 impl Status {
@@ -139,6 +141,7 @@ impl Status {
                     queued: queue.queue,
                     running: queue.running,
                     done: queue.completed,
+                    current: queue.current.map(|id| id.to_string()),
                 }
             })
             .collect();
@@ -154,7 +157,7 @@ impl Status {
     fn table(&self) -> String {
         let mut rows = vec![
             [
-                "ENGINE", "UUID", "HOST", "STATE", "QUEUED", "RUNNING", "DONE",
+                "ENGINE", "UUID", "HOST", "STATE", "QUEUED", "RUNNING", "DONE", "CURRENT",
             ]
             .map(String::from),
         ];
@@ -167,9 +170,10 @@ impl Status {
                 e.queued.to_string(),
                 e.running.to_string(),
                 e.done.to_string(),
+                e.current.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
-        let widths: Vec<usize> = (0..7)
+        let widths: Vec<usize> = (0..8)
             .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
             .collect();
         let mut text = format!(
@@ -190,9 +194,9 @@ impl Status {
                 .iter()
                 .zip(&widths)
                 .enumerate()
-                // Numbers (the last three columns) align right.
+                // Numbers (columns 4 to 6) align right.
                 .map(|(c, (cell, &w))| {
-                    if c >= 4 {
+                    if (4..7).contains(&c) {
                         format!("{cell:>w$}")
                     } else {
                         format!("{cell:<w$}")
@@ -241,6 +245,7 @@ mod tests {
                     queue: 3,
                     running: 1,
                     completed: 140,
+                    current: None,
                 },
             )]),
             unassigned: 1,
@@ -251,9 +256,9 @@ mod tests {
             format!(
                 "cluster `c` at nats://h:1: 2 engines, 1 task waiting for an engine\n\
                  \n\
-                 ENGINE  UUID{pad}  HOST   STATE  QUEUED  RUNNING  DONE\n\
-                 0       {nil}  alpha  idle        0        0     0\n\
-                 12      {nil}  b      busy        3        1   140\n",
+                 ENGINE  UUID{pad}  HOST   STATE  QUEUED  RUNNING  DONE  CURRENT\n\
+                 0       {nil}  alpha  idle        0        0     0  -\n\
+                 12      {nil}  b      busy        3        1   140  -\n",
                 pad = " ".repeat(nil.len() - 4)
             )
         );
