@@ -56,6 +56,15 @@ pub struct Client {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// A client reference that does not keep it alive (for background tasks).
+pub(crate) struct WeakClient(std::sync::Weak<Inner>);
+
+impl WeakClient {
+    pub(crate) fn upgrade(&self) -> Option<Client> {
+        self.0.upgrade().map(|inner| Client { inner })
+    }
+}
+
 type Pending = Mutex<HashMap<MsgId, (Arc<ResultSet>, usize)>>;
 
 pub(crate) struct Inner {
@@ -180,6 +189,28 @@ impl Client {
                 runtime: Mutex::new(None),
             }),
         })
+    }
+
+    pub(crate) fn weak(&self) -> WeakClient {
+        WeakClient(Arc::downgrade(&self.inner))
+    }
+
+    /// Fails every task still waiting for its result with `error`.
+    pub(crate) fn fail_pending(&self, error: TaskError) {
+        let pending: Vec<(MsgId, (Arc<ResultSet>, usize))> = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (msg_id, (set, index)) in pending {
+            let result = TaskResult::immediate(msg_id, Outcome::Err(error.clone()));
+            let submitted = set.tasks[index].submitted;
+            if let Ok(reply) = Reply::new(self.inner.id, submitted, None, &result) {
+                set.arrive(index, reply, result);
+            }
+        }
     }
 
     /// This client's id.

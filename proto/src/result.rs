@@ -152,6 +152,9 @@ pub enum TaskError {
     /// The engine running (or holding) the task died or left the cluster.
     #[error("engine {0} died before the task finished")]
     EngineDied(crate::EngineId),
+    /// The client lost its connection to the cluster while waiting.
+    #[error("lost the connection to the cluster: {0}")]
+    Disconnected(String),
     /// The scheduler could not place the task (no engine, none eligible,
     /// timeout, impossible dependency).
     #[error("cannot schedule: {0}")]
@@ -198,6 +201,7 @@ impl TaskError {
             TaskError::Aborted => "aborted",
             TaskError::EngineDied(_) => "engine_died",
             TaskError::Unschedulable(_) => "unschedulable",
+            TaskError::Disconnected(_) => "disconnected",
             TaskError::Internal(_) => "internal",
         }
     }

@@ -32,6 +32,13 @@ pub struct Cluster {
     _nats: Option<NatsCluster>,
 }
 
+impl Cluster {
+    /// The nats-server of a NATS cluster (to stop or restart it).
+    pub fn nats_server(&mut self) -> Option<&mut NatsServer> {
+        self._nats.as_mut().map(|n| &mut n._server)
+    }
+}
+
 impl std::ops::Deref for Cluster {
     type Target = Client;
     fn deref(&self) -> &Client {
