@@ -17,6 +17,9 @@ use grid_proto::{
 use crate::Client;
 use crate::error::{Error, RemoteError};
 
+/// How long a blocking wait polls before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
 /// What one task of a submission is.
 #[derive(Clone, Debug)]
 pub(crate) struct TaskInfo {
@@ -93,6 +96,16 @@ impl ResultSet {
 
     /// Blocks until `count` tasks are done or the deadline passes.
     fn wait_for(&self, count: usize, deadline: Option<Instant>) -> bool {
+        // A reply often comes within microseconds: look again for a short
+        // while before sleeping, as waking a sleeping thread (an idle vCPU,
+        // in a VM) can cost more than the whole round trip.
+        let spin_until = Instant::now() + SPIN;
+        while Instant::now() < spin_until {
+            if self.done() >= count {
+                return true;
+            }
+            std::thread::yield_now();
+        }
         let mut s = self.lock();
         while s.done < count {
             match deadline {
