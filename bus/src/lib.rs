@@ -15,6 +15,7 @@ mod blob;
 mod body;
 mod local;
 mod nats;
+mod spin;
 mod subject;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -31,6 +32,7 @@ pub use blob::MemoryBlobStore;
 pub use body::{SPILL_THRESHOLD, load_body, spill_body};
 pub use local::LocalBus;
 pub use nats::{BLOB_BUCKET, BusEvent, NatsBus, NatsOptions};
+pub use spin::{SPIN, spin_block_on};
 pub use subject::{Pattern, validate_subject};
 
 /// A message as delivered to a subscriber.

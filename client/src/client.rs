@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use grid_bus::{Bus, SPILL_THRESHOLD, load_body, spill_body};
+use grid_bus::{Bus, SPILL_THRESHOLD, SPIN, load_body, spill_body, spin_block_on};
 use grid_proto::{
     BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, ModuleHash, MsgId, Outcome,
     QueueStatus, Reply, Subjects, Submission, TaskError, TaskResult,
@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     outbox: mpsc::UnboundedSender<Outgoing>,
     /// Messages in the outbox not yet published.
     queued: Arc<AtomicUsize>,
+    /// Dropped with the client, which stops the results dispatcher.
+    _stop_dispatch: tokio::sync::oneshot::Sender<()>,
     handle: tokio::runtime::Handle,
     /// Things to keep alive with the client (a local cluster), dropped before the runtime.
     keep: Mutex<Vec<Box<dyn Any + Send>>>,
@@ -128,8 +130,16 @@ impl Client {
         let pending: Arc<Pending> = Arc::default();
         let dispatch = pending.clone();
         let fetcher = bus.clone();
-        tokio::spawn(async move {
-            while let Some(msg) = results.next().await {
+        let (stop_dispatch, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let dispatcher = async move {
+            loop {
+                let msg = tokio::select! {
+                    msg = results.next() => match msg {
+                        Some(msg) => msg,
+                        None => return,
+                    },
+                    _ = &mut stopped => return,
+                };
                 match grid_proto::decode::<Reply>(&msg.payload) {
                     Ok(reply) => {
                         let slot = dispatch
@@ -153,7 +163,18 @@ impl Client {
                     Err(e) => tracing::warn!(error = %e, "skipping a malformed reply"),
                 }
             }
-        });
+        };
+        // The dispatcher gets a thread that spins briefly before sleeping:
+        // a reply usually arrives while a caller waits, and waking a parked
+        // thread costs more than the rest of a local round trip.
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("grid-client-results".into())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                spin_block_on(dispatcher, SPIN);
+            })
+            .map_err(Error::Runtime)?;
         let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
         let publisher = bus.clone();
         let queued = Arc::new(AtomicUsize::new(0));
@@ -184,6 +205,7 @@ impl Client {
                 pending,
                 outbox,
                 queued,
+                _stop_dispatch: stop_dispatch,
                 handle: tokio::runtime::Handle::current(),
                 keep: Mutex::new(Vec::new()),
                 runtime: Mutex::new(None),

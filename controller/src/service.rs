@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use grid_bus::{Bus, BusError, Message, Subscription};
+use grid_bus::{Bus, BusError, Message, SPIN, Subscription, spin_block_on};
 use grid_proto::{
     EngineId, Heartbeat, HubReply, HubRequest, Reply, Subjects, Submission, decode, encode,
 };
@@ -93,7 +93,28 @@ pub async fn start(
         subjects,
         hub: Hub::new(config),
     };
-    let task = tokio::spawn(shell.run(subscriptions, stop_rx));
+    // A thread of its own that spins briefly before sleeping: every
+    // load-balanced task goes through here twice, and waking a parked tokio
+    // worker costs more than the rest of a local round trip.
+    let runtime = tokio::runtime::Handle::current();
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("grid-controller".into())
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            let result = spin_block_on(shell.run(subscriptions, stop_rx), SPIN);
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| {
+            ControllerError::Crashed(format!("cannot start the controller thread: {e}"))
+        })?;
+    let task = tokio::spawn(async move {
+        done_rx.await.unwrap_or_else(|_| {
+            Err(ControllerError::Crashed(
+                "the controller thread panicked".into(),
+            ))
+        })
+    });
     Ok(ControllerHandle {
         stop: Some(stop_tx),
         task,

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use grid_bus::{Bus, BusError, SPILL_THRESHOLD, Subscription, load_body, spill_body};
+use grid_bus::{
+    Bus, BusError, SPILL_THRESHOLD, SPIN, Subscription, load_body, spill_body, spin_block_on,
+};
 use grid_proto::{
     BlobHash, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply, HubRequest, Outcome,
     Reply, Subjects, Submission, Task, TaskError, TaskResult, Value, Work,
@@ -237,9 +239,6 @@ enum Wake {
     Control(Option<QueueEvent>),
 }
 
-/// How long an idle worker polls for work before it sleeps.
-const SPIN: Duration = Duration::from_micros(50);
-
 /// Polls a future once, without waiting.
 fn now_or_never<F: std::future::Future>(fut: F) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
@@ -305,29 +304,20 @@ impl Worker {
                 self.counters.done.store(queue.done(), Ordering::Relaxed);
                 continue;
             }
-            // Poll a little before sleeping: the next task often follows
-            // within microseconds, and waking a sleeping thread costs more.
-            let spin_until = std::time::Instant::now() + SPIN;
-            let mut early = None;
-            while early.is_none() && std::time::Instant::now() < spin_until {
-                early = now_or_never(tasks.next());
-                if early.is_none() {
-                    std::thread::yield_now();
-                }
-            }
-            if let Some(msg) = early {
-                match msg {
-                    Some(msg) => actions.extend(self.arrived(&mut queue, &msg)),
-                    None => return,
-                }
-                continue;
-            }
-            let wake = self.handle.block_on(async {
-                tokio::select! {
-                    msg = tasks.next() => Wake::Task(msg),
-                    event = control.recv() => Wake::Control(event),
-                }
-            });
+            // Wait for work, polling briefly before sleeping: the next task
+            // often follows within microseconds, and a cold wake-up costs more.
+            let wake = {
+                let _runtime = self.handle.enter();
+                spin_block_on(
+                    async {
+                        tokio::select! {
+                            msg = tasks.next() => Wake::Task(msg),
+                            event = control.recv() => Wake::Control(event),
+                        }
+                    },
+                    SPIN,
+                )
+            };
             match wake {
                 Wake::Task(Some(msg)) => actions.extend(self.arrived(&mut queue, &msg)),
                 Wake::Control(Some(event)) => actions.extend(queue.handle(event)),
