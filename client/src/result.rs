@@ -17,9 +17,6 @@ use grid_proto::{
 use crate::Client;
 use crate::error::{Error, RemoteError};
 
-/// How long a blocking wait polls before it sleeps.
-const SPIN: Duration = Duration::from_micros(50);
-
 /// What one task of a submission is.
 #[derive(Clone, Debug)]
 pub(crate) struct TaskInfo {
@@ -99,7 +96,7 @@ impl ResultSet {
         // A reply often comes within microseconds: look again for a short
         // while before sleeping, as waking a sleeping thread (an idle vCPU,
         // in a VM) can cost more than the whole round trip.
-        let spin_until = Instant::now() + SPIN;
+        let spin_until = Instant::now() + grid_bus::SPIN;
         while Instant::now() < spin_until {
             if self.done() >= count {
                 return true;
