@@ -9,10 +9,41 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use grid_bus::{Bus, LocalBus};
 use grid_controller::{ControllerConfig, ControllerHandle};
 use grid_host::{EngineConfig, EngineSlot, Runtime};
-use grid_proto::{EngineId, Subjects};
+use grid_proto::{EngineId, HubReply, HubRequest, Subjects};
+
+/// Waits until the controller lists `n` live engines: a slot is live once
+/// the controller has handled its first heartbeat, which `EngineSlot::start`
+/// sends but cannot wait for.
+async fn wait_until_live(bus: &dyn Bus, subjects: &Subjects, n: usize) -> Result<(), LocalError> {
+    let request =
+        grid_proto::encode(&HubRequest::Engines).map_err(|e| LocalError::NotLive(e.to_string()))?;
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = bus
+            .request(
+                &subjects.hub("engines"),
+                Bytes::from(request.clone()),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|e| LocalError::NotLive(e.to_string()))?;
+        if let Ok(HubReply::Engines(live)) = grid_proto::decode(&reply.payload)
+            && live.len() >= n
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return Err(LocalError::NotLive(format!(
+                "fewer than {n} engines after 30 s"
+            )));
+        }
+        tokio::task::yield_now().await;
+    }
+}
 
 /// Why a local cluster could not start.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +54,8 @@ pub enum LocalError {
     Controller(#[from] grid_controller::ControllerError),
     #[error(transparent)]
     Engine(#[from] grid_host::ServiceError),
+    #[error("the engines did not come up: {0}")]
+    NotLive(String),
 }
 
 /// A controller and engines on an in-process bus.
@@ -60,6 +93,7 @@ impl LocalCluster {
                 .await?,
             );
         }
+        wait_until_live(&*shared, &subjects, engines).await?;
         Ok(LocalCluster {
             bus,
             subjects,
