@@ -3,6 +3,8 @@
 //! [`LocalCluster::start`] creates a [`LocalBus`], starts a controller on it
 //! and `n` engine slots sharing one wasmtime runtime, and returns once every
 //! slot is registered and listening, so work sent from then on is served.
+//! [`LocalCluster::start_on`] does the same on any bus (tests use it to run
+//! the same pieces over a real nats-server).
 //! Everything talks through the bus with the same messages as over NATS:
 //! this crate only wires the pieces together. Dropping the cluster stops it.
 
@@ -60,7 +62,7 @@ pub enum LocalError {
 
 /// A controller and engines on an in-process bus.
 pub struct LocalCluster {
-    bus: LocalBus,
+    bus: Arc<dyn Bus>,
     subjects: Subjects,
     controller: Option<ControllerHandle>,
     engines: Vec<EngineSlot>,
@@ -69,14 +71,23 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts a cluster of `engines` slots. Must run inside a tokio runtime.
     pub async fn start(engines: usize, config: EngineConfig) -> Result<LocalCluster, LocalError> {
-        let bus = LocalBus::new();
-        let subjects = Subjects::default();
-        let shared: Arc<dyn Bus> = Arc::new(bus.clone());
         // Engines in this process cannot die on their own: no liveness checks.
         let controller_config = ControllerConfig {
             heartbeat_timeout: None,
             ..ControllerConfig::default()
         };
+        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
+        Self::start_on(bus, Subjects::default(), engines, config, controller_config).await
+    }
+
+    /// Starts a controller and `engines` slots on `bus`, as cluster `subjects`.
+    pub async fn start_on(
+        shared: Arc<dyn Bus>,
+        subjects: Subjects,
+        engines: usize,
+        config: EngineConfig,
+        controller_config: ControllerConfig,
+    ) -> Result<LocalCluster, LocalError> {
         let controller =
             grid_controller::start(shared.clone(), subjects.clone(), controller_config).await?;
         let runtime = Runtime::new(config)?;
@@ -95,7 +106,7 @@ impl LocalCluster {
         }
         wait_until_live(&*shared, &subjects, engines).await?;
         Ok(LocalCluster {
-            bus,
+            bus: shared,
             subjects,
             controller: Some(controller),
             engines: slots,
@@ -104,7 +115,7 @@ impl LocalCluster {
 
     /// The bus, for clients.
     pub fn bus(&self) -> Arc<dyn Bus> {
-        Arc::new(self.bus.clone())
+        self.bus.clone()
     }
 
     pub fn subjects(&self) -> &Subjects {

@@ -15,7 +15,8 @@ use grid_bus::testing::NatsServer;
 use grid_bus::{Bus, NatsBus};
 use grid_client::Client;
 use grid_controller::ControllerConfig;
-use grid_host::{EngineConfig, EngineSlot, Runtime};
+use grid_host::EngineConfig;
+use grid_local::LocalCluster;
 use grid_proto::Subjects;
 
 /// Which bus a test cluster runs on.
@@ -48,12 +49,17 @@ impl std::ops::Deref for Cluster {
 
 struct NatsCluster {
     runtime: Option<tokio::runtime::Runtime>,
-    _slots: Vec<EngineSlot>,
+    cluster: Option<LocalCluster>,
     _server: NatsServer,
 }
 
 impl Drop for NatsCluster {
     fn drop(&mut self) {
+        // The cluster's slots and controller belong to the runtime: drop them inside it.
+        if let (Some(rt), Some(cluster)) = (self.runtime.as_ref(), self.cluster.take()) {
+            let _guard = rt.enter();
+            drop(cluster);
+        }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
@@ -81,54 +87,31 @@ pub fn nats_cluster(engines: usize, name: &str) -> Cluster {
         .build()
         .expect("runtime");
     let subjects = Subjects::new(name).expect("cluster name");
-    let slots = runtime.block_on(async {
+    let cluster = runtime.block_on(async {
         let bus: Arc<dyn Bus> = Arc::new(NatsBus::connect(&url).await.expect("connects to nats"));
         let config = ControllerConfig {
             // Debug builds under a loaded test machine can stall for seconds.
             heartbeat_timeout: Some(Duration::from_secs(30)),
             ..ControllerConfig::default()
         };
-        let controller = grid_controller::start(bus.clone(), subjects.clone(), config)
-            .await
-            .expect("controller starts");
-        // The controller lives as long as the runtime.
-        tokio::spawn(async move {
-            let _ = controller.stopped().await;
-        });
-        let runtime = Runtime::new(EngineConfig::default().cache_dir(None)).expect("wasm runtime");
-        let mut slots = Vec::new();
-        for _ in 0..engines {
-            let slot = EngineSlot::start(
-                bus.clone(),
-                subjects.clone(),
-                runtime.clone(),
-                "localhost".into(),
-                Duration::from_secs(30),
-            )
-            .await
-            .expect("engine registers");
-            slots.push(slot);
-        }
-        slots
+        LocalCluster::start_on(
+            bus,
+            subjects,
+            engines,
+            EngineConfig::default().cache_dir(None),
+            config,
+        )
+        .await
+        .expect("controller and engines start")
     });
     let client = Client::connect(&url, name).expect("client connects");
-    wait_for_engines(&client, engines);
     Cluster {
         client,
         _nats: Some(NatsCluster {
             runtime: Some(runtime),
-            _slots: slots,
+            cluster: Some(cluster),
             _server: server,
         }),
-    }
-}
-
-/// Waits until the controller lists `n` live engines.
-fn wait_for_engines(client: &Client, n: usize) {
-    let give_up = std::time::Instant::now() + Duration::from_secs(60);
-    while client.engines().map_or(0, |e| e.len()) < n {
-        assert!(std::time::Instant::now() < give_up, "engines never came up");
-        std::thread::yield_now();
     }
 }
 
