@@ -43,10 +43,13 @@ async fn main() -> Outcome {
     let url = server.url();
     println!("nats-server at {url}; {SAMPLES} sequential samples each, 64-byte payloads");
 
-    raw_request_reply(&url, "speed.raw.first").await?;
-
     let near = NatsBus::connect(&url).await?;
     let far = NatsBus::connect(&url).await?;
+    // `nats_speed blobs`: the blob figures only.
+    if std::env::args().nth(1).as_deref() == Some("blobs") {
+        return blobs(&near, &far).await;
+    }
+    raw_request_reply(&url, "speed.raw.first").await?;
     bus_request_reply(&near, &far).await?;
     // Again, as the machine may have been busy the first time.
     raw_request_reply(&url, "speed.raw.again").await?;
@@ -189,6 +192,27 @@ async fn blobs(near: &NatsBus, far: &NatsBus) -> Outcome {
         megabytes / put.as_secs_f64(),
         megabytes / get.as_secs_f64(),
     );
+    for round in 0..10u8 {
+        let blob: Bytes = (0..BLOB_BYTES)
+            .map(|i| (i % 251) as u8 ^ round ^ 0x55)
+            .collect();
+        let started = Instant::now();
+        let hash = near.offer_blob(blob.clone()).await?;
+        let offer = started.elapsed();
+        let started = Instant::now();
+        let back = far
+            .get_blob(&hash)
+            .await?
+            .ok_or("the offered blob is missing")?;
+        let get = started.elapsed();
+        assert_eq!(back, blob);
+        near.release_blob(&hash);
+        println!(
+            "{:<36} offer {offer:.2?}, fetch {get:.2?} ({:.0} MB/s end to end)",
+            "offered blob of 10 MiB (sha256 incl.)",
+            megabytes / (offer + get).as_secs_f64(),
+        );
+    }
     Ok(())
 }
 

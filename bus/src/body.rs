@@ -1,10 +1,14 @@
 //! Large message bodies through the blob store.
 //!
-//! A [`Body`] bigger than [`SPILL_THRESHOLD`] is moved into the bus's blob
-//! store before its message is published, and fetched (and verified by the
-//! store) before it is decoded: messages stay small, whatever the values.
-//! Senders call [`spill_body`], receivers [`load_body`]; the controller,
-//! which never decodes bodies, never fetches them.
+//! A [`Body`] bigger than [`SPILL_THRESHOLD`] is offered by its sender
+//! ([`Bus::offer_blob`]: held in its memory, served by hash) before its
+//! message is published, and fetched (and verified) before it is decoded:
+//! messages stay small, whatever the values. Senders call [`spill_body`],
+//! receivers [`load_body`]; the controller, which never decodes bodies,
+//! never fetches them. A sender that knows when the receiver has read the
+//! body (a client, once the reply to its task has come) releases it with
+//! [`Bus::release_blob`]; offers never released are persisted to the blob
+//! store under memory pressure (see the `offer` module).
 
 use bytes::Bytes;
 use grid_proto::Body;
@@ -17,18 +21,18 @@ use crate::{Bus, BusError};
 /// under NATS's default 1 MiB message limit.
 pub const SPILL_THRESHOLD: usize = 256 * 1024;
 
-/// `body`, moved to the blob store if it is inline and larger than `threshold`.
+/// `body`, offered as a blob if it is inline and larger than `threshold`.
 pub async fn spill_body<T>(
     bus: &dyn Bus,
     body: Body<T>,
     threshold: usize,
 ) -> Result<Body<T>, BusError> {
-    match body.inline() {
-        Some(bytes) if bytes.len() > threshold => {
-            let hash = bus.put_blob(Bytes::copy_from_slice(bytes)).await?;
-            Ok(Body::from_blob(hash))
-        }
-        _ => Ok(body),
+    if body.len() <= threshold {
+        return Ok(body);
+    }
+    match body.into_inline() {
+        Ok(bytes) => Ok(Body::from_blob(bus.offer_blob(Bytes::from(bytes)).await?)),
+        Err(body) => Ok(body),
     }
 }
 

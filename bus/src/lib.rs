@@ -3,7 +3,9 @@
 //! The [`Bus`] trait is NATS's model, and only what Grid uses of it:
 //! subjects of dot-separated tokens with `*` (one token) and `>` (the rest)
 //! wildcards, plain and queue-group subscriptions, request-reply with a
-//! timeout, and a content-addressed blob store for modules and large values.
+//! timeout, a content-addressed blob store for modules, and offered blobs
+//! (held by their sender, persisted only under memory pressure) for large
+//! transient values.
 //! [`LocalBus`] implements it in process (same semantics, no server), so a
 //! whole cluster runs inside one program; [`NatsBus`] implements it on a NATS
 //! server, with the blob store in JetStream, so a cluster spans machines.
@@ -15,6 +17,7 @@ mod blob;
 mod body;
 mod local;
 mod nats;
+mod offer;
 mod spin;
 mod subject;
 #[cfg(feature = "testing")]
@@ -32,6 +35,7 @@ pub use blob::MemoryBlobStore;
 pub use body::{SPILL_THRESHOLD, load_body, spill_body};
 pub use local::LocalBus;
 pub use nats::{BLOB_BUCKET, BusEvent, NatsBus, NatsOptions};
+pub use offer::OFFER_BUDGET;
 pub use spin::{SPIN, spin_block_on};
 pub use subject::{Pattern, validate_subject};
 
@@ -154,6 +158,17 @@ pub trait Bus: Send + Sync + 'static {
     /// Stores `bytes` in the cluster's blob store; returns their sha256.
     async fn put_blob(&self, bytes: Bytes) -> Result<BlobHash, BusError>;
 
-    /// Fetches a blob by hash, verified against it; `None` if not stored.
+    /// Fetches a blob by hash, verified against it: from this process's
+    /// offers, from another process that offers it, or from the store;
+    /// `None` if it is in none of them.
     async fn get_blob(&self, hash: &BlobHash) -> Result<Option<Bytes>, BusError>;
+
+    /// Offers `bytes` to the cluster from this process: held in memory and
+    /// served by hash to any `get_blob` until released as many times as it
+    /// was offered (or, when the offers outgrow their budget, moved to the
+    /// store). For large transient values; see the `offer` module docs.
+    async fn offer_blob(&self, bytes: Bytes) -> Result<BlobHash, BusError>;
+
+    /// Drops one holder of an offered blob (see [`Bus::offer_blob`]).
+    fn release_blob(&self, hash: &BlobHash);
 }

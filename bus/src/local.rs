@@ -26,7 +26,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{
+    Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,6 +37,7 @@ use futures_core::Stream;
 use grid_proto::BlobHash;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender, error::SendError};
 
+use crate::offer::{OFFER_BUDGET, Offers};
 use crate::subject::validate_queue;
 use crate::{Bus, BusError, MemoryBlobStore, Message, Pattern, Subscription, validate_subject};
 
@@ -58,9 +61,16 @@ pub struct LocalBus {
 struct Shared {
     table: RwLock<Table>,
     blobs: MemoryBlobStore,
+    /// Offered blobs: in process, an offer is a blob that goes away when
+    /// released (or into `blobs` past the budget).
+    offers: Mutex<Offers<()>>,
 }
 
 impl Shared {
+    fn offers(&self) -> MutexGuard<'_, Offers<()>> {
+        self.offers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     // A poisoned lock only means that a thread panicked while holding it. No
     // code path leaves the table half-updated across a panic point that
     // matters (each update is a map/vec operation), so we carry on.
@@ -277,6 +287,7 @@ impl LocalBus {
             shared: Arc::new(Shared {
                 table: RwLock::new(Table::default()),
                 blobs: MemoryBlobStore::new(),
+                offers: Mutex::new(Offers::new(OFFER_BUDGET)),
             }),
         }
     }
@@ -367,6 +378,7 @@ impl fmt::Debug for LocalBus {
         f.debug_struct("LocalBus")
             .field("subscriptions", &table.subscription_count())
             .field("cached_routes", &table.routes.len())
+            .field("offered_blobs", &self.shared.offers().len())
             .field("blobs", &self.shared.blobs.len())
             .finish()
     }
@@ -479,7 +491,23 @@ impl Bus for LocalBus {
 
     async fn get_blob(&self, hash: &BlobHash) -> Result<Option<Bytes>, BusError> {
         // Content was hashed on the way in and cannot change in memory.
-        Ok(self.shared.blobs.get(hash))
+        let offered = self.shared.offers().get(hash);
+        Ok(offered.or_else(|| self.shared.blobs.get(hash)))
+    }
+
+    async fn offer_blob(&self, bytes: Bytes) -> Result<BlobHash, BusError> {
+        let hash = BlobHash::of(&bytes);
+        let mut offers = self.shared.offers();
+        offers.add(hash, bytes);
+        for (old, bytes) in offers.over_budget() {
+            self.shared.blobs.put(bytes);
+            offers.remove(&old);
+        }
+        Ok(hash)
+    }
+
+    fn release_blob(&self, hash: &BlobHash) {
+        self.shared.offers().release(hash);
     }
 }
 

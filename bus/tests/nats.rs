@@ -168,6 +168,43 @@ async fn dropping_the_bus_ends_its_subscriptions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_past_the_budget_are_persisted_and_outlive_their_offerer() {
+    let Some(server) = NatsServer::start_or_skip() else {
+        return;
+    };
+    let options = NatsOptions {
+        offer_budget: 1024,
+        ..NatsOptions::default()
+    };
+    let bus = NatsBus::connect_with(&server.url(), options).await.unwrap();
+    let peer = NatsBus::connect(&server.url()).await.unwrap();
+    let (older, newer) = (payload(&"1".repeat(800)), payload(&"2".repeat(800)));
+    let older_hash = bus.offer_blob(older.clone()).await.unwrap();
+    // Past the budget: the older one goes to the bucket in the background.
+    let newer_hash = bus.offer_blob(newer.clone()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let store = with_patience(jetstream.get_object_store(grid_bus::BLOB_BUCKET))
+        .await
+        .unwrap();
+    let persisted = async {
+        while store.info(older_hash.to_hex()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    with_patience(persisted).await;
+    drop(bus);
+    assert_eq!(peer.get_blob(&older_hash).await, Ok(Some(older)));
+    // The newer one was only in the offerer's memory: gone with it (once
+    // its connection has drained), as a plain "not there", not a hang.
+    let gone = async {
+        while peer.get_blob(&newer_hash).await != Ok(None) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    with_patience(gone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_blob_is_an_error_not_data() {
     let Some(server) = NatsServer::start_or_skip() else {
         return;

@@ -37,12 +37,26 @@ enum Outgoing {
     Spill(String, Box<Submission>),
 }
 
+/// Offers `sub`'s large work as a blob, notes the blob in its pending entry
+/// (released when the reply comes: the engine has read it by then), then
+/// publishes the submission.
 async fn spill_and_publish(
     bus: &dyn Bus,
+    pending: &Pending,
     subject: &str,
     mut sub: Submission,
 ) -> Result<(), grid_bus::BusError> {
     sub.work = spill_body(bus, sub.work, SPILL_THRESHOLD).await?;
+    if let Some(hash) = sub.work.blob() {
+        match lock(pending).get_mut(&sub.msg_id) {
+            Some(waiting) => waiting.offered = Some(hash),
+            // Failed meanwhile (the connection was lost): nothing will come.
+            None => {
+                bus.release_blob(&hash);
+                return Ok(());
+            }
+        }
+    }
     let bytes = grid_proto::encode(&sub).map_err(|e| grid_bus::BusError::Other(e.to_string()))?;
     bus.publish(subject, Bytes::from(bytes)).await
 }
@@ -65,7 +79,20 @@ impl WeakClient {
     }
 }
 
-type Pending = Mutex<HashMap<MsgId, (Arc<ResultSet>, usize)>>;
+/// The tasks waiting for their replies, by message id.
+type Pending = Mutex<HashMap<MsgId, Waiting>>;
+
+/// A task waiting for its reply.
+struct Waiting {
+    set: Arc<ResultSet>,
+    index: usize,
+    /// Its work, offered as a blob by this client until the reply comes.
+    offered: Option<grid_proto::BlobHash>,
+}
+
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<MsgId, Waiting>> {
+    pending.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 pub(crate) struct Inner {
     pub(crate) bus: Arc<dyn Bus>,
@@ -142,11 +169,16 @@ impl Client {
                 };
                 match grid_proto::decode::<Reply>(&msg.payload) {
                     Ok(reply) => {
-                        let slot = dispatch
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&reply.msg_id);
-                        if let Some((set, index)) = slot {
+                        let slot = lock(&dispatch).remove(&reply.msg_id);
+                        if let Some(Waiting {
+                            set,
+                            index,
+                            offered,
+                        }) = slot
+                        {
+                            if let Some(hash) = offered {
+                                fetcher.release_blob(&hash);
+                            }
                             // A large result comes from the blob store.
                             let result =
                                 load_body(&*fetcher, &reply.result)
@@ -177,6 +209,7 @@ impl Client {
             .map_err(Error::Runtime)?;
         let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
         let publisher = bus.clone();
+        let spilling = pending.clone();
         let queued = Arc::new(AtomicUsize::new(0));
         let in_outbox = queued.clone();
         tokio::spawn(async move {
@@ -187,7 +220,7 @@ impl Client {
                         (subject, sent)
                     }
                     Outgoing::Spill(subject, sub) => {
-                        let sent = spill_and_publish(&*publisher, &subject, *sub).await;
+                        let sent = spill_and_publish(&*publisher, &spilling, &subject, *sub).await;
                         (subject, sent)
                     }
                 };
@@ -219,14 +252,19 @@ impl Client {
 
     /// Fails every task still waiting for its result with `error`.
     pub(crate) fn fail_pending(&self, error: TaskError) {
-        let pending: Vec<(MsgId, (Arc<ResultSet>, usize))> = self
-            .inner
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        for (msg_id, (set, index)) in pending {
+        let pending: Vec<(MsgId, Waiting)> = lock(&self.inner.pending).drain().collect();
+        for (
+            msg_id,
+            Waiting {
+                set,
+                index,
+                offered,
+            },
+        ) in pending
+        {
+            if let Some(hash) = offered {
+                self.inner.bus.release_blob(&hash);
+            }
             let result = TaskResult::immediate(msg_id, Outcome::Err(error.clone()));
             let submitted = set.tasks[index].submitted;
             if let Ok(reply) = Reply::new(self.inner.id, submitted, None, &result) {
@@ -264,26 +302,32 @@ impl Client {
         subs: Vec<(String, Submission)>,
         tasks: Vec<TaskInfo>,
     ) -> Result<Arc<ResultSet>, Error> {
-        // Large work goes to the blob store first, which takes the outbox task.
+        // Large work is offered as a blob first, which takes the outbox task.
         let outgoing = subs
-            .iter()
+            .into_iter()
             .map(|(subject, sub)| {
+                let msg_id = sub.msg_id;
                 if sub.work.len() > SPILL_THRESHOLD {
-                    return Ok(Outgoing::Spill(subject.clone(), Box::new(sub.clone())));
+                    return Ok((msg_id, Outgoing::Spill(subject, Box::new(sub))));
                 }
-                grid_proto::encode(sub)
-                    .map(|bytes| Outgoing::Ready(subject.clone(), Bytes::from(bytes)))
+                grid_proto::encode(&sub)
+                    .map(|bytes| (msg_id, Outgoing::Ready(subject, Bytes::from(bytes))))
                     .map_err(|e| Error::Usage(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let set = ResultSet::new(tasks);
         {
-            let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-            for (index, (_, sub)) in subs.iter().enumerate() {
-                pending.insert(sub.msg_id, (set.clone(), index));
+            let mut pending = lock(&self.inner.pending);
+            for (index, (msg_id, _)) in outgoing.iter().enumerate() {
+                let waiting = Waiting {
+                    set: set.clone(),
+                    index,
+                    offered: None,
+                };
+                pending.insert(*msg_id, waiting);
             }
         }
-        for message in outgoing {
+        for (_, message) in outgoing {
             // Publish from this thread when the bus can and nothing queued
             // would be overtaken; else through the outbox task, in order.
             if let Outgoing::Ready(subject, payload) = &message

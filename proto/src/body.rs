@@ -81,6 +81,15 @@ impl<T> Body<T> {
         }
     }
 
+    /// The encoded bytes, taken out of an inline body (no copy); a body in
+    /// the blob store is handed back unchanged.
+    pub fn into_inline(self) -> Result<Vec<u8>, Body<T>> {
+        match self.repr {
+            Repr::Inline(bytes) => Ok(bytes),
+            repr @ Repr::Blob(_) => Err(Self::from_repr(repr)),
+        }
+    }
+
     /// The blob holding the encoded bytes, when they are in the blob store.
     pub fn blob(&self) -> Option<BlobHash> {
         match &self.repr {

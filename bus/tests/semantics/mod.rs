@@ -384,6 +384,40 @@ pub async fn large_blobs_round_trip(bus: Arc<dyn Bus>, peer: Arc<dyn Bus>) {
     assert!(back == big);
 }
 
+/// An offered blob is served by its holder until the last release.
+pub async fn offered_blobs_live_until_released(bus: Arc<dyn Bus>, peer: Arc<dyn Bus>) {
+    let value = payload("a transient value");
+    let hash = bus.offer_blob(value.clone()).await.unwrap();
+    assert_eq!(hash, BlobHash::of(&value));
+    // Offered twice: held once, released twice.
+    assert_eq!(bus.offer_blob(value.clone()).await.unwrap(), hash);
+    assert_eq!(peer.get_blob(&hash).await.unwrap(), Some(value.clone()));
+    assert_eq!(bus.get_blob(&hash).await.unwrap(), Some(value.clone()));
+    bus.release_blob(&hash);
+    assert_eq!(peer.get_blob(&hash).await.unwrap(), Some(value));
+    bus.release_blob(&hash);
+    assert_eq!(peer.get_blob(&hash).await.unwrap(), None);
+    // Releasing what is not offered does nothing.
+    bus.release_blob(&hash);
+    let empty = bus.offer_blob(Bytes::new()).await.unwrap();
+    assert_eq!(peer.get_blob(&empty).await.unwrap(), Some(Bytes::new()));
+}
+
+/// Ten times NATS's largest message, offered rather than stored.
+pub async fn large_offered_blobs_round_trip(bus: Arc<dyn Bus>, peer: Arc<dyn Bus>) {
+    let big: Vec<u8> = (0..10 * 1024 * 1024 + 12_345u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let big = Bytes::from(big);
+    let hash = with_patience(bus.offer_blob(big.clone())).await.unwrap();
+    let back = with_patience(peer.get_blob(&hash))
+        .await
+        .unwrap()
+        .expect("the blob is offered");
+    assert!(back == big);
+    bus.release_blob(&hash);
+}
+
 /// Declares one test per check above. `$buses` is an async function that
 /// returns `Some((bus, peer, keep))`, `keep` living as long as the test, or
 /// `None` to skip. Needs `#[macro_use] mod semantics;`.
@@ -406,6 +440,8 @@ macro_rules! bus_semantics {
             publishing_to_no_one_is_fine,
             blobs_round_trip,
             large_blobs_round_trip,
+            offered_blobs_live_until_released,
+            large_offered_blobs_round_trip,
         );
     };
     (@tests $buses:path; $($check:ident),* $(,)?) => {
