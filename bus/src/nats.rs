@@ -26,7 +26,7 @@
 //! - **Offered blobs** (see the `offer` module) are served by the process
 //!   that holds them, over core NATS: it answers requests on
 //!   `grid-blobs.offer.<hex sha256>` (a queue group, so one holder answers
-//!   each) with the asked range as a burst of 512 KiB messages, each carrying
+//!   each) with the asked range as a burst of messages of up to 1000 KiB, each carrying
 //!   the blob's size in a `Grid-Blob-Size` header (`gone` once released).
 //!   A fetcher asks 8 MiB at a time, so no more than that is in flight
 //!   towards it (well under the server's slow-consumer limit), and falls
@@ -80,7 +80,8 @@ const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// comes from the server, so a bogus one must not allocate gigabytes.
 const BLOB_PREALLOCATE_LIMIT: usize = 64 << 20;
 
-/// Bytes per message of an offered blob on its way to a fetcher.
+/// Bytes per message of an offered blob on its way to a fetcher (less when
+/// the server's `max_payload` is under NATS's default 1 MiB).
 const OFFER_CHUNK: usize = 1000 * 1024;
 
 /// Bytes a fetcher asks an offerer for at a time.
@@ -527,11 +528,19 @@ async fn serve_offer(
             continue;
         };
         headers.insert(OFFER_SIZE_HEADER, bytes.len().to_string());
+        // Room for the headers under a server's smaller message limit.
+        let chunk = OFFER_CHUNK.min(
+            client
+                .server_info()
+                .max_payload
+                .saturating_sub(1024)
+                .max(1024),
+        );
         let end = offset.saturating_add(len).min(bytes.len());
         let mut at = offset.min(end);
         // At least one message, so that an empty range is answered too.
         loop {
-            let stop = (at + OFFER_CHUNK).min(end);
+            let stop = (at + chunk).min(end);
             let sent = client
                 .publish_with_headers(reply.clone(), headers.clone(), bytes.slice(at..stop))
                 .await;
