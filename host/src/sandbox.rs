@@ -228,7 +228,13 @@ fn new_store(
     watch: &Watch,
 ) -> Store<TaskState> {
     let mut wasi = WasiCtxBuilder::new();
-    wasi.stdout(stdout.clone()).stderr(stderr.clone());
+    // A task runs on its engine's own thread, so a guest's plain sleep may
+    // block it: wasmtime-wasi then sleeps with `std::thread::sleep` (precise
+    // to tens of microseconds) instead of a tokio timer (rounded up to the
+    // next millisecond, and a thread wake-up on top).
+    wasi.stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_blocking_current_thread(true);
     if let Call::Command { argv, env, stdin } = call {
         wasi.args(argv)
             .envs(env)

@@ -163,6 +163,14 @@ pub fn spin(iterations: u64) -> u64 {
     sum
 }
 
+/// Sleeps `ms` milliseconds (a WASI clock wait, not busy) and returns `ms`:
+/// a task that takes time without using the CPU.
+#[export]
+pub fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
 /// Allocates `mb` MiB, writing every byte (so every page is really touched), and
 /// returns the sum of the first, middle and last bytes: `3 * 0xA5` for any
 /// `mb > 0`. For memory-limit tests: past the limit, the allocation fails.

@@ -1,0 +1,430 @@
+//! `compare-grid`: Grid's side of `bench/compare`, the benchmark that runs
+//! Grid and its peers (ipyparallel, Dask, Ray) on the same workloads.
+//!
+//! It speaks the same line protocol as `bench/compare/peers.py` (see that
+//! file's docs), so the orchestrator (`bench/compare/__main__.py`) drives
+//! both alike: start a cluster of 2 engines and print
+//! `{"event": "ready", "figures": {"start_s": ...}}`, then run each workload
+//! named on stdin and print `{"event": "done", "workload": ..., "figures":
+//! {...}}` (or `"event": "error"`), until `quit` or end of input. Nothing
+//! else goes to stdout. The orchestrator waits for an idle machine before
+//! each workload; this program only measures.
+//!
+//! `--backend local` is `Client::local(2)`: client, controller and engines
+//! in this process, on the LocalBus. `--backend nats` is what a user runs
+//! on one machine: `grid cluster start -n 2` (a private nats-server, a
+//! controller process and an engine process with 2 slots), and this process
+//! as a client over `Client::connect`; `grid cluster stop` at the end. The
+//! function is `square` of `examples/guests/wat/square.wat`; the 50 ms
+//! tasks call `sleep_ms` of the Rust example guest (a WASI sleep).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use grid_client::{AsyncResult, Client, EngineId, Function, Value};
+
+type Outcome<T> = Result<T, Box<dyn std::error::Error>>;
+type Figures = BTreeMap<&'static str, serde_json::Value>;
+
+const USAGE: &str = "usage: compare-grid --backend local|nats [--tasks N] [--calls K]";
+
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("compare-grid: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Outcome<()> {
+    let mut backend = None;
+    let (mut tasks, mut calls) = (10_000usize, 2_000usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(USAGE);
+        match arg.as_str() {
+            "--backend" => backend = Some(value()?),
+            "--tasks" => tasks = value()?.parse()?,
+            "--calls" => calls = value()?.parse()?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            _ => return Err(format!("unexpected argument {arg:?}\n{USAGE}").into()),
+        }
+    }
+    let started = Instant::now();
+    let cluster = match backend.as_deref() {
+        Some("local") => Cluster::Local(Client::local(2)?),
+        Some("nats") => Cluster::nats()?,
+        _ => return Err(USAGE.into()),
+    };
+    let start_s = started.elapsed().as_secs_f64();
+    let bench = Bench::new(cluster.client(), tasks, calls)?;
+    emit("ready", None, [("start_s", start_s.into())].into());
+    for line in std::io::stdin().lock().lines() {
+        let workload = line?;
+        let workload = workload.trim();
+        if workload.is_empty() {
+            continue;
+        }
+        if workload == "quit" {
+            break;
+        }
+        match bench.run(workload, &cluster) {
+            Ok(figures) => emit("done", Some(workload), figures),
+            Err(error) => {
+                let line = serde_json::json!({
+                    "event": "error", "workload": workload, "message": error.to_string(),
+                });
+                println!("{line}");
+            }
+        }
+    }
+    drop(bench);
+    cluster.stop()
+}
+
+fn emit(event: &str, workload: Option<&str>, figures: Figures) {
+    let mut line = serde_json::json!({ "event": event, "figures": figures });
+    if let Some(workload) = workload {
+        line["workload"] = workload.into();
+    }
+    println!("{line}");
+}
+
+/// The cluster under test.
+enum Cluster {
+    Local(Client),
+    Nats {
+        client: Client,
+        grid: PathBuf,
+        state: tempfile::TempDir,
+        url: String,
+    },
+}
+
+impl Cluster {
+    /// `grid cluster start -n 2` with a state directory of its own.
+    fn nats() -> Outcome<Cluster> {
+        let grid = sibling("grid")?;
+        let state = tempfile::tempdir()?;
+        let out = Command::new(&grid)
+            .args(["cluster", "start", "-n", "2", "--cluster", "bench"])
+            .env("GRID_STATE_DIR", state.path())
+            .output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "grid cluster start failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+            .into());
+        }
+        let url = String::from_utf8(out.stdout)?.trim().to_string();
+        let client = Client::connect(&url, "bench")?;
+        Ok(Cluster::Nats {
+            client,
+            grid,
+            state,
+            url,
+        })
+    }
+
+    fn client(&self) -> &Client {
+        match self {
+            Cluster::Local(client) | Cluster::Nats { client, .. } => client,
+        }
+    }
+
+    /// Peak resident memory (MB) of the client, the controller and one engine.
+    fn peak_memory(&self) -> Outcome<Figures> {
+        let me = peak_rss_mb(std::process::id())?;
+        let mut figures = Figures::new();
+        figures.insert("client_mb", me.into());
+        match self {
+            Cluster::Local(_) => {
+                figures.insert("controller_mb", me.into());
+                figures.insert("engine_mb", me.into());
+                figures.insert(
+                    "note",
+                    "client, controller and engines share one process".into(),
+                );
+            }
+            Cluster::Nats { url, .. } => {
+                let controller = find_process(&["controller", url])?;
+                let engine = find_process(&["engine", url])?;
+                figures.insert("controller_mb", peak_rss_mb(controller)?.into());
+                figures.insert("engine_mb", peak_rss_mb(engine)?.into());
+                figures.insert("note", "the engine process runs both slots".into());
+            }
+        }
+        Ok(figures)
+    }
+
+    fn stop(self) -> Outcome<()> {
+        if let Cluster::Nats {
+            client,
+            grid,
+            state,
+            ..
+        } = self
+        {
+            drop(client);
+            let status = Command::new(&grid)
+                .args(["cluster", "stop", "--cluster", "bench"])
+                .env("GRID_STATE_DIR", state.path())
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                return Err("grid cluster stop failed".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The workloads, on one cluster.
+struct Bench {
+    client: Client,
+    square: Function,
+    sleep_ms: Function,
+    tasks: usize,
+    calls: usize,
+}
+
+impl Bench {
+    fn new(client: &Client, tasks: usize, calls: usize) -> Outcome<Bench> {
+        let square = client
+            .load_module(grid_examples::wat_square())?
+            .func("square");
+        let guest = grid_examples::rust_guest().map_err(|e| e.to_string())?;
+        let sleep_ms = client.load_module(guest)?.func("sleep_ms");
+        // Every engine compiles (or loads from its disk cache) both modules
+        // before anything is timed, as a running cluster would have.
+        let all = client.view_all()?;
+        all.apply_sync(&square, [Value::from(0)])?;
+        all.apply_sync(&sleep_ms, [Value::from(0)])?;
+        Ok(Bench {
+            client: client.clone(),
+            square,
+            sleep_ms,
+            tasks,
+            calls,
+        })
+    }
+
+    fn run(&self, workload: &str, cluster: &Cluster) -> Outcome<Figures> {
+        let lb = self.client.load_balanced_view();
+        let e0 = self.client.view_one(EngineId(0));
+        match workload {
+            "apply_lb" => self.round_trips(|| lb.apply_sync(&self.square, [Value::from(3)])),
+            "apply_direct" => self.round_trips(|| e0.apply_sync(&self.square, [Value::from(3)])),
+            "map1" => self.map(1),
+            "map100" => self.map(100),
+            "async" => {
+                let t = Instant::now();
+                let results = (0..self.tasks)
+                    .map(|i| lb.apply_async(&self.square, [Value::from(i as i64)]))
+                    .collect::<Result<Vec<AsyncResult>, _>>()?;
+                let mut sum = 0i128;
+                for result in results {
+                    sum += int(&result.get(None)?)?;
+                }
+                let seconds = t.elapsed().as_secs_f64();
+                check_sum_of_squares(sum, self.tasks)?;
+                Ok(rate("tasks_per_s", self.tasks, seconds))
+            }
+            "push" => self.transfer(|round| {
+                let big = Value::Bytes(ten_megabytes(round));
+                let t = Instant::now();
+                e0.push([("big".to_string(), big)].into())?.get(None)?;
+                Ok(t.elapsed())
+            }),
+            "pull" => self.transfer(|round| {
+                // A value of its own (untimed), as the peers do.
+                let big = Value::Bytes(ten_megabytes(round.wrapping_add(100)));
+                e0.push([("big".to_string(), big)].into())?.get(None)?;
+                let t = Instant::now();
+                let value = e0.get("big")?;
+                let elapsed = t.elapsed();
+                match value {
+                    Value::Bytes(bytes) if bytes.len() == 10_000_000 => Ok(elapsed),
+                    _ => Err("pulled something else than the pushed 10 MB".into()),
+                }
+            }),
+            "scatter_gather" => {
+                let all = self.client.view_all()?;
+                let data: Vec<Value> = (0..1_000_000i64).map(Value::from).collect();
+                let t = Instant::now();
+                all.scatter("x", data.clone(), false)?.get(None)?;
+                let scatter_s = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let back = all.gather("x", None)?;
+                let gather_s = t.elapsed().as_secs_f64();
+                if back != data {
+                    return Err("gather returned something else than was scattered".into());
+                }
+                let mut figures = Figures::new();
+                figures.insert("scatter_s", scatter_s.into());
+                figures.insert("gather_s", gather_s.into());
+                figures.insert("items_per_s", (1e6 / (scatter_s + gather_s)).into());
+                Ok(figures)
+            }
+            "sleep40" => {
+                let t = Instant::now();
+                lb.map_sync(&self.sleep_ms, vec![vec![Value::from(50); 40]])?;
+                let seconds = t.elapsed().as_secs_f64();
+                let mut figures = Figures::new();
+                figures.insert("seconds", seconds.into());
+                figures.insert("ideal_s", 1.0.into());
+                figures.insert("overhead_pct", ((seconds - 1.0) * 100.0).into());
+                Ok(figures)
+            }
+            "rss" => cluster.peak_memory(),
+            other => Err(format!("unknown workload {other:?}").into()),
+        }
+    }
+
+    /// `calls` timed round trips after 100 untimed ones.
+    fn round_trips(
+        &self,
+        call: impl Fn() -> Result<Value, grid_client::Error>,
+    ) -> Outcome<Figures> {
+        for _ in 0..100 {
+            call()?;
+        }
+        let mut samples = Vec::with_capacity(self.calls);
+        let t = Instant::now();
+        for _ in 0..self.calls {
+            let one = Instant::now();
+            call()?;
+            samples.push(one.elapsed());
+        }
+        let total = t.elapsed().as_secs_f64();
+        samples.sort();
+        let micros = |d: Duration| d.as_secs_f64() * 1e6;
+        let mut figures = Figures::new();
+        figures.insert("p50_us", micros(samples[samples.len() / 2]).into());
+        figures.insert("p99_us", micros(samples[samples.len() * 99 / 100]).into());
+        figures.insert("calls_per_s", (self.calls as f64 / total).into());
+        Ok(figures)
+    }
+
+    /// A load-balanced map of `tasks` squares in chunks of `chunksize`.
+    fn map(&self, chunksize: usize) -> Outcome<Figures> {
+        let lb = self.client.load_balanced_view().chunksize(chunksize);
+        let items: Vec<Value> = (0..self.tasks as i64).map(Value::from).collect();
+        let t = Instant::now();
+        let out = lb.map_sync(&self.square, vec![items])?;
+        let seconds = t.elapsed().as_secs_f64();
+        let sum = out.iter().map(int).sum::<Result<i128, _>>()?;
+        check_sum_of_squares(sum, self.tasks)?;
+        Ok(rate("tasks_per_s", self.tasks, seconds))
+    }
+
+    /// Five timed 10 MB transfers: the median, as MB/s and seconds.
+    fn transfer(&self, mut once: impl FnMut(u8) -> Outcome<Duration>) -> Outcome<Figures> {
+        let mut samples = (0..5u8).map(&mut once).collect::<Outcome<Vec<_>>>()?;
+        samples.sort();
+        let seconds = samples[samples.len() / 2].as_secs_f64();
+        let mut figures = Figures::new();
+        figures.insert("mb_per_s", (10.0 / seconds).into());
+        figures.insert("seconds", seconds.into());
+        Ok(figures)
+    }
+}
+
+fn rate(name: &'static str, count: usize, seconds: f64) -> Figures {
+    let mut figures = Figures::new();
+    figures.insert(name, (count as f64 / seconds).into());
+    figures.insert("seconds", seconds.into());
+    figures
+}
+
+fn int(value: &Value) -> Result<i128, String> {
+    match value {
+        Value::Int(i) => Ok(*i),
+        other => Err(format!("expected an integer, got {other:?}")),
+    }
+}
+
+fn check_sum_of_squares(sum: i128, n: usize) -> Result<(), String> {
+    let n = n as i128;
+    let expected = (n - 1) * n * (2 * n - 1) / 6;
+    if sum == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "wrong results: sum of squares {sum}, expected {expected}"
+        ))
+    }
+}
+
+/// 10,000,000 bytes, different for each `round` (a stored copy would cost nothing).
+fn ten_megabytes(round: u8) -> Vec<u8> {
+    (0..10_000_000u32)
+        .map(|i| (i % 251) as u8 ^ round)
+        .collect()
+}
+
+/// A binary built beside this one (`target/release/grid`).
+fn sibling(name: &str) -> Outcome<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: build it first (cargo build --release -p grid-cli)",
+            path.display()
+        )
+        .into())
+    }
+}
+
+/// The pid of the one process whose command line holds all of `words`.
+fn find_process(words: &[&str]) -> Outcome<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
+        let is_grid = args
+            .first()
+            .is_some_and(|exe| Path::new(exe).file_name() == Some("grid".as_ref()));
+        if is_grid && words.iter().all(|word| args.iter().any(|arg| arg == word)) {
+            found.push(pid);
+        }
+    }
+    match found[..] {
+        [pid] => Ok(pid),
+        _ => Err(format!("expected one grid process with {words:?}, found {found:?}").into()),
+    }
+}
+
+/// Peak resident set size (`VmHWM`) of `pid`, in MB.
+fn peak_rss_mb(pid: u32) -> Outcome<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .ok_or("no VmHWM in /proc/PID/status")?;
+    Ok(kib * 1024.0 / 1e6)
+}
