@@ -381,8 +381,10 @@ def fmt(value):
         return "-"
     if abs(value) >= 100:
         return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
     if abs(value) >= 1:
-        return f"{value:.2f}"
+        return f"{value:.3f}"
     return f"{value:.3g}"
 
 

@@ -101,6 +101,22 @@ fn rust_guest_functions_return_values() {
     assert_eq!(g.ok("echo", vec![any.clone()]), any);
 }
 
+/// `std::thread::sleep` in the guest (WASI `poll_oneoff` on a relative
+/// clock) sleeps as long as asked; a zero sleep returns at once.
+#[test]
+fn rust_guest_sleeps_as_long_as_asked() {
+    let Some(mut g) = Guest::rust() else { return };
+    for ms in [0u64, 1, 20] {
+        let started = std::time::Instant::now();
+        assert_eq!(g.ok("sleep_ms", vec![Value::from(ms)]), Value::from(ms));
+        let took = started.elapsed();
+        assert!(
+            took >= std::time::Duration::from_millis(ms),
+            "{ms} ms took {took:?}"
+        );
+    }
+}
+
 #[test]
 fn rust_guest_monte_carlo_is_seeded() {
     let Some(mut g) = Guest::rust() else { return };

@@ -561,3 +561,39 @@ fn a_task_aborted_before_it_begins_does_not_run() {
     assert!(r.stdout.is_empty(), "it never ran");
     still_serves(&mut e);
 }
+
+/// WASI `poll_oneoff` in the sandbox: a relative sleep blocks the engine's
+/// thread for as long as asked and writes its event back; no subscriptions
+/// at all is EINVAL (28).
+#[test]
+fn poll_oneoff_sleeps_on_the_engine_thread() {
+    let wat = r#"(module
+        (import "wasi_snapshot_preview1" "poll_oneoff"
+            (func $poll (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        ;; A relative monotonic-clock subscription of `ns` at 0, userdata 7;
+        ;; returns errno * 1000 + events written, after checking userdata.
+        (func (export "sleep") (param $ns i64) (result i64)
+            (local $errno i32)
+            (i64.store (i32.const 0) (i64.const 7))
+            (i32.store8 (i32.const 8) (i32.const 0))
+            (i32.store (i32.const 16) (i32.const 1))
+            (i64.store (i32.const 24) (local.get $ns))
+            (i32.store16 (i32.const 40) (i32.const 0))
+            (local.set $errno (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+            (if (i64.ne (i64.load (i32.const 64)) (i64.const 7)) (then unreachable))
+            (i64.add (i64.mul (i64.extend_i32_u (local.get $errno)) (i64.const 1000))
+                     (i64.extend_i32_u (i32.load (i32.const 128)))))
+        (func (export "none") (result i32)
+            (call $poll (i32.const 0) (i32.const 64) (i32.const 0) (i32.const 128))))"#;
+    let rt = runtime(EngineConfig::default());
+    let m = rt.load(wat.as_bytes()).unwrap();
+    let mut e = rt.engine(EngineId(0));
+    let started = std::time::Instant::now();
+    let r = call(&mut e, m, "sleep", vec![Value::from(5_000_000)]);
+    assert_eq!(r.value(), Ok(&Value::from(1)), "success, one event");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(5));
+    let r = call(&mut e, m, "none", vec![]);
+    assert_eq!(r.value(), Ok(&Value::from(28)), "EINVAL from wasmtime-wasi");
+    still_serves(&mut e);
+}
