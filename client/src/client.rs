@@ -33,7 +33,7 @@ use crate::view::{DirectView, LoadBalancedView};
 enum Outgoing {
     /// Encoded, ready to publish.
     Ready(String, Bytes),
-    /// Its work must go to the blob store first.
+    /// Its work must be offered as a blob first.
     Spill(String, Box<Submission>),
 }
 
@@ -179,7 +179,7 @@ impl Client {
                             if let Some(hash) = offered {
                                 fetcher.release_blob(&hash);
                             }
-                            // A large result comes from the blob store.
+                            // A large result comes from its offerer (or the blob store).
                             let result =
                                 load_body(&*fetcher, &reply.result)
                                     .await

@@ -342,7 +342,8 @@ impl Worker {
             .map_err(|e| BusError::Other(e.to_string()))
             .and_then(|mut reply| {
                 if reply.result.len() > SPILL_THRESHOLD {
-                    // A large result goes to the blob store; the message carries its hash.
+                    // A large result is offered as a blob (kept until the offers outgrow
+                    // their budget, then persisted); the message carries its hash.
                     reply.result = self.handle.block_on(spill_body(
                         &*self.bus,
                         reply.result,
