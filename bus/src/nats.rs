@@ -26,13 +26,14 @@
 //! - **Offered blobs** (see the `offer` module) are served by the process
 //!   that holds them, over core NATS: it answers requests on
 //!   `grid-blobs.offer.<hex sha256>` (a queue group, so one holder answers
-//!   each) with the asked range as a burst of messages of up to 1000 KiB, each carrying
-//!   the blob's size in a `Grid-Blob-Size` header (`gone` once released).
-//!   A fetcher asks 8 MiB at a time, so no more than that is in flight
-//!   towards it (well under the server's slow-consumer limit), and falls
-//!   back to the bucket when no one offers the blob. The offerer hashed the
-//!   bytes it serves, so the fetcher does not hash them again. No acknowledgements and no disk: about four times the object
-//!   store's speed here.
+//!   each) with the asked range as a burst of messages of up to 1000 KiB,
+//!   each carrying the blob's size in a `Grid-Blob-Size` header (`gone` once
+//!   released). A fetcher asks 8 MiB at a time, so no more than that is in
+//!   flight towards it (well under the server's slow-consumer limit), and
+//!   falls back to the bucket when no one offers the blob. The offerer
+//!   hashed the bytes it serves, so the fetcher does not hash them again.
+//!   No acknowledgements and no disk: a 10 MB blob moves about four times
+//!   as fast as through the object store here (34 ms against 125 ms).
 //!
 //! Where it differs from the `LocalBus`: a subscriber that falls 65,536
 //! messages behind loses messages (NATS's slow consumer, reported as
