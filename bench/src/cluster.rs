@@ -25,6 +25,8 @@ use grid_client::{EngineId, Function, LoadBalancedView, Value};
 use grid_tests::Backend;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the `grid` binary does.
+    grid_bus::tune_allocator();
     let mut args = std::env::args().skip(1);
     let backend = match args.next().as_deref() {
         None | Some("local") => Backend::Local,

@@ -32,6 +32,8 @@ type Figures = BTreeMap<&'static str, serde_json::Value>;
 const USAGE: &str = "usage: compare-grid --backend local|nats [--tasks N] [--calls K]";
 
 fn main() {
+    // As the `grid` binary does.
+    grid_bus::tune_allocator();
     if let Err(error) = run() {
         eprintln!("compare-grid: {error}");
         std::process::exit(1);

@@ -15,7 +15,9 @@
 
 mod blob;
 mod body;
+mod direct;
 mod local;
+mod malloc;
 mod nats;
 mod offer;
 mod spin;
@@ -34,6 +36,7 @@ use grid_proto::BlobHash;
 pub use blob::MemoryBlobStore;
 pub use body::{SPILL_THRESHOLD, load_body, spill_body};
 pub use local::LocalBus;
+pub use malloc::tune_allocator;
 pub use nats::{BLOB_BUCKET, BusEvent, NatsBus, NatsOptions};
 pub use offer::OFFER_BUDGET;
 pub use spin::{SPIN, spin_block_on};

@@ -48,6 +48,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -62,6 +63,7 @@ use grid_proto::BlobHash;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::{OnceCell, broadcast};
 
+use crate::direct::{self, DirectServer};
 use crate::offer::{OFFER_BUDGET, Offers};
 use crate::subject::validate_queue;
 use crate::{Bus, BusError, Message, Subscription, validate_subject};
@@ -90,6 +92,13 @@ const OFFER_WINDOW: usize = 8 << 20;
 
 /// The header that carries an offered blob's size (or `gone`).
 const OFFER_SIZE_HEADER: &str = "Grid-Blob-Size";
+
+/// How long a fetcher waits for an offerer's first answer before asking
+/// again (see `fetch_offered`).
+const HELLO_PATIENCE: Duration = Duration::from_millis(500);
+
+/// The header that carries the offerer's direct-transfer address.
+const OFFER_DIRECT_HEADER: &str = "Grid-Blob-Direct";
 
 /// The queue group of a blob's offerers: one of them answers each request.
 const OFFER_QUEUE: &str = "offerers";
@@ -191,6 +200,9 @@ struct Inner {
     /// Offers are made one at a time, so that a second offer of the same
     /// blob returns only once the first one is served.
     offering: tokio::sync::Mutex<()>,
+    /// The TCP server for direct transfers of offers, started with the first
+    /// offer (`None` inside when it could not start: NATS chunks only).
+    direct: OnceCell<Option<DirectServer>>,
 }
 
 /// The task answering fetches of one offered blob; dropping it stops it
@@ -254,6 +266,7 @@ impl NatsBus {
             stall: options.stall_timeout,
             offers: Arc::new(Mutex::new(Offers::new(options.offer_budget))),
             offering: tokio::sync::Mutex::new(()),
+            direct: OnceCell::new(),
         });
         // Only this function sets the slot, once.
         let _ = slot.set(Arc::downgrade(&inner));
@@ -352,62 +365,125 @@ impl Inner {
     }
 
     /// Fetches `hash` from a process that offers it; `None` when no one does.
-    /// Not verified here.
+    /// Not hashed here. Asks the offerer first where it serves directly, and
+    /// reads from there; falls back to chunks over NATS if that fails.
     async fn fetch_offered(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, BusError> {
         let subject = offer_subject(hash);
-        let describe = || format!("fetching blob {}", hash.short());
         let inbox = self.client.new_inbox();
         let mut replies = self
             .client
             .subscribe(inbox.clone())
             .await
             .map_err(|error| subscribe_error(&inbox, error))?;
-        let mut bytes = Vec::new();
-        let mut size = None;
-        while size.is_none_or(|size| bytes.len() < size) {
-            let window_end = bytes.len() + OFFER_WINDOW;
+        let ask = |offset: usize, len: usize| {
             let mut range = Vec::with_capacity(16);
-            range.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-            range.extend_from_slice(&(OFFER_WINDOW as u64).to_be_bytes());
+            range.extend_from_slice(&(offset as u64).to_be_bytes());
+            range.extend_from_slice(&(len as u64).to_be_bytes());
             self.client
                 .publish_with_reply(subject.clone(), inbox.clone(), range.into())
+        };
+        // An empty range: the size and the direct address only. Asked again
+        // when no answer comes soon: a request that reaches an offer's
+        // subscription as it is being dropped (released) is lost, and asking
+        // again then gets "no responders".
+        let first = self
+            .within(
+                async {
+                    loop {
+                        ask(0, 0)
+                            .await
+                            .map_err(|error| publish_error(&subject, error))?;
+                        let answer = self.next_answer(&mut replies, hash, None);
+                        if let Ok(answer) = tokio::time::timeout(HELLO_PATIENCE, answer).await {
+                            return answer;
+                        }
+                    }
+                },
+                || format!("fetching blob {}", hash.short()),
+            )
+            .await??;
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        if let Some(addr) = first.direct {
+            match direct::fetch(addr, hash, self.stall, BLOB_PREALLOCATE_LIMIT).await {
+                Ok(Some(bytes)) if bytes.len() == first.size => return Ok(Some(bytes)),
+                // Released meanwhile: perhaps persisted, the caller looks.
+                Ok(None) => return Ok(None),
+                Ok(Some(_)) | Err(_) => {}
+            }
+        }
+        let size = first.size;
+        let mut bytes = Vec::with_capacity(size.min(BLOB_PREALLOCATE_LIMIT));
+        while bytes.len() < size {
+            let window_end = (bytes.len() + OFFER_WINDOW).min(size);
+            ask(bytes.len(), OFFER_WINDOW)
                 .await
                 .map_err(|error| publish_error(&subject, error))?;
-            loop {
-                let Some(message) = self.within(next_nats(&mut replies), describe).await? else {
-                    return Err(BusError::Closed);
-                };
-                if message.status == Some(StatusCode::NO_RESPONDERS) {
+            while bytes.len() < window_end {
+                let Some(chunk) = self.next_answer(&mut replies, hash, Some(size)).await? else {
                     return Ok(None);
-                }
-                let header = message
-                    .headers
-                    .as_ref()
-                    .and_then(|headers| headers.get(OFFER_SIZE_HEADER))
-                    .map(|value| value.as_str());
-                let total = match header {
-                    Some("gone") => return Ok(None),
-                    Some(total) => total.parse::<usize>().ok(),
-                    None => None,
                 };
-                let Some(total) = total.filter(|&total| size.is_none_or(|size| size == total))
-                else {
-                    return Err(BusError::Other(format!(
-                        "fetching blob {}: a malformed answer from its offerer",
-                        hash.short()
-                    )));
-                };
-                if size.is_none() {
-                    size = Some(total);
-                    bytes.reserve_exact(total.min(BLOB_PREALLOCATE_LIMIT));
-                }
-                bytes.extend_from_slice(&message.payload);
-                if bytes.len() >= window_end.min(total) {
-                    break;
-                }
+                bytes.extend_from_slice(&chunk.payload);
             }
         }
         Ok(Some(bytes))
+    }
+
+    /// The next answer of an offerer of `hash` (whose size, once known, is
+    /// `size`); `None` when no one offers it (any more).
+    async fn next_answer(
+        &self,
+        replies: &mut async_nats::Subscriber,
+        hash: &BlobHash,
+        size: Option<usize>,
+    ) -> Result<Option<Answer>, BusError> {
+        let describe = || format!("fetching blob {}", hash.short());
+        let Some(message) = self.within(next_nats(replies), describe).await? else {
+            return Err(BusError::Closed);
+        };
+        if message.status == Some(StatusCode::NO_RESPONDERS) {
+            return Ok(None);
+        }
+        let header = |name| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get(name))
+                .map(|value| value.as_str())
+        };
+        let total = match header(OFFER_SIZE_HEADER) {
+            Some("gone") => return Ok(None),
+            Some(total) => total.parse::<usize>().ok(),
+            None => None,
+        };
+        let Some(total) = total.filter(|&total| size.is_none_or(|size| size == total)) else {
+            return Err(BusError::Other(format!(
+                "fetching blob {}: a malformed answer from its offerer",
+                hash.short()
+            )));
+        };
+        let direct = header(OFFER_DIRECT_HEADER).and_then(|addr| addr.parse().ok());
+        Ok(Some(Answer {
+            size: total,
+            direct,
+            payload: message.payload,
+        }))
+    }
+
+    /// Where this process serves its offers directly, starting the server on
+    /// first use.
+    async fn direct_addr(&self) -> Option<SocketAddr> {
+        let server = self
+            .direct
+            .get_or_init(|| async {
+                let ip = direct::local_ip_towards(&self.url).await?;
+                let offers = Arc::clone(&self.offers);
+                let lookup: direct::Lookup = Arc::new(move |hash| lock_offers(&offers).get(hash));
+                DirectServer::start(ip, lookup).await.ok()
+            })
+            .await;
+        server.as_ref().map(DirectServer::addr)
     }
 
     /// The blob bucket, opened or created on first use.
@@ -503,13 +579,23 @@ fn offer_subject(hash: &BlobHash) -> String {
     format!("{BLOB_BUCKET}.offer.{}", hash.to_hex())
 }
 
+/// One message from an offerer.
+struct Answer {
+    size: usize,
+    /// Where it serves directly (in its first answer).
+    direct: Option<SocketAddr>,
+    payload: Bytes,
+}
+
 /// Answers fetches of the offered blob `hash` until the offer goes: each
 /// request names a range (offset and length, big-endian u64s) and gets it
-/// as a burst of messages.
+/// as a burst of messages; an empty range gets one empty message, which
+/// also names the `direct` address, if any.
 async fn serve_offer(
     client: Client,
     offers: Arc<Mutex<Offers<Serving>>>,
     hash: BlobHash,
+    direct: Option<SocketAddr>,
     mut requests: async_nats::Subscriber,
 ) {
     while let Some(request) = next_nats(&mut requests).await {
@@ -529,6 +615,9 @@ async fn serve_offer(
             continue;
         };
         headers.insert(OFFER_SIZE_HEADER, bytes.len().to_string());
+        if let Some(direct) = direct.filter(|_| len == 0) {
+            headers.insert(OFFER_DIRECT_HEADER, direct.to_string());
+        }
         // Room for the headers under a server's smaller message limit.
         let chunk = OFFER_CHUNK.min(
             client
@@ -841,10 +930,12 @@ impl Bus for NatsBus {
                 return Err(error);
             }
         };
+        let direct = inner.direct_addr().await;
         let task = tokio::spawn(serve_offer(
             inner.client.clone(),
             Arc::clone(&inner.offers),
             hash,
+            direct,
             requests,
         ));
         let mut offers = inner.offers();

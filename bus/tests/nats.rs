@@ -183,11 +183,14 @@ async fn offers_past_the_budget_are_persisted_and_outlive_their_offerer() {
     // Past the budget: the older one goes to the bucket in the background.
     let newer_hash = bus.offer_blob(newer.clone()).await.unwrap();
     let jetstream = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
-    let store = with_patience(jetstream.get_object_store(grid_bus::BLOB_BUCKET))
-        .await
-        .unwrap();
+    // The bucket itself may not exist until the background write makes it.
     let persisted = async {
-        while store.info(older_hash.to_hex()).await.is_err() {
+        loop {
+            if let Ok(store) = jetstream.get_object_store(grid_bus::BLOB_BUCKET).await
+                && store.info(older_hash.to_hex()).await.is_ok()
+            {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };

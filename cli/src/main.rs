@@ -83,6 +83,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Large values cross several buffers: keep them out of mmap.
+    grid_bus::tune_allocator();
     failure::quiet_panics();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -278,7 +278,19 @@ impl DirectView {
 
     /// Stores `values` in every target's namespace.
     pub fn push(&self, values: BTreeMap<String, Value>) -> Result<AsyncResult, Error> {
-        self.each("push", |_| Work::Push(values.clone()))
+        // The last target takes the values, the others get copies: pushing
+        // 10 MB to one engine copies nothing here.
+        let mut left = self.targets.len();
+        let mut values = Some(values);
+        self.each("push", |_| {
+            left -= 1;
+            let values = if left == 0 {
+                values.take()
+            } else {
+                values.clone()
+            };
+            Work::Push(values.unwrap_or_default())
+        })
     }
 
     /// Reads `name` from every target (the value, or a list for several targets).

@@ -139,6 +139,15 @@ async fn balances_work_answers_queries_and_shuts_down() {
         assert_eq!(info.id, engine.me.id);
     }
     assert_eq!(engines[1].me.id, EngineId(1));
+    // An engine takes work once the controller has its first heartbeat,
+    // which travels on a subject of its own: wait for both, or the tasks
+    // below could all go to the engine whose heartbeat came first.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !matches!(cluster.ask(HubRequest::Engines).await, HubReply::Engines(live) if live.len() == 2)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "engines never live");
+        tokio::task::yield_now().await;
+    }
 
     let client = ClientId::new();
     let mut results = cluster.subscribe(&cluster.subjects.result(client)).await;
