@@ -735,6 +735,27 @@ impl Bus for NatsBus {
             .map_err(|error| publish_error(subject, error))
     }
 
+    /// Hands the message to the connection task at once when its command
+    /// queue has room (nearly always): the caller's thread skips a wake-up
+    /// of a runtime task. `None` when the queue is full (nothing was sent).
+    fn publish_now(&self, subject: &str, payload: &Bytes) -> Option<Result<(), BusError>> {
+        if let Err(error) = validate_subject(subject, false) {
+            return Some(Err(error));
+        }
+        let publish = self
+            .inner
+            .client
+            .publish(subject.to_string(), payload.clone());
+        // The send into async-nats's queue is cancel-safe: when it is not
+        // ready, dropping it sends nothing.
+        let mut publish = std::pin::pin!(publish);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match publish.as_mut().poll(&mut cx) {
+            Poll::Ready(done) => Some(done.map_err(|error| publish_error(subject, error))),
+            Poll::Pending => None,
+        }
+    }
+
     async fn publish_with_reply(
         &self,
         subject: &str,
