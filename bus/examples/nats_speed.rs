@@ -6,8 +6,10 @@
 //! latency to one parked subscriber on another connection, publish
 //! throughput to one subscriber, the cost of `subscribe` (which waits for a
 //! round trip through the server, so that the subscription is registered when
-//! it returns), and a 10 MB blob through the JetStream object store. Run it in
-//! release mode, on an otherwise idle machine:
+//! it returns), a 10 MB blob through the JetStream object store, and 10 MB
+//! blobs offered by one connection and fetched by the other (directly over
+//! TCP). Run it in release mode, on an otherwise idle machine (`blobs` after
+//! `--` for the blob figures only):
 //!
 //! ```text
 //! cargo run --release -p grid-bus --features testing --example nats_speed
