@@ -156,16 +156,22 @@ async fn balances_work_answers_queries_and_shuts_down() {
         cluster.publish(&cluster.subjects.sched_submit(), t).await;
     }
 
-    // Least load alternates between the two engines.
+    // Least load alternates between the two engines. Every task is placed
+    // before any result goes back: a result handled between two submissions
+    // would lower that engine's load and change where the next one goes.
+    let mut placed = Vec::new();
     for engine in &mut engines {
         for _ in 0..2 {
             let work: Submission = next_as(&mut engine.tasks).await;
-            let result = TaskResult::immediate(work.msg_id, Outcome::Ok(Value::Null));
-            let reply = Reply::new(work.client, work.submitted, Some(engine.me), &result).unwrap();
-            cluster
-                .publish(&cluster.subjects.result(work.client), &reply)
-                .await;
+            placed.push((engine.me, work));
         }
+    }
+    for (me, work) in placed {
+        let result = TaskResult::immediate(work.msg_id, Outcome::Ok(Value::Null));
+        let reply = Reply::new(work.client, work.submitted, Some(me), &result).unwrap();
+        cluster
+            .publish(&cluster.subjects.result(work.client), &reply)
+            .await;
     }
     for _ in 0..4 {
         let reply: Reply = next_as(&mut results).await;
