@@ -155,13 +155,6 @@ pub trait Bus: Send + Sync + 'static {
     /// A fresh subject for replies (`_INBOX.<unique>`).
     fn new_inbox(&self) -> String;
 
-    /// How long a thread waiting for this bus's messages should poll before
-    /// it parks (see [`spin_block_on`]): about the time a reply takes here, so
-    /// that an answer expected soon does not pay a cold wake-up.
-    fn spin(&self) -> Duration {
-        SPIN
-    }
-
     /// Waits until everything published so far has left this process.
     async fn flush(&self) -> Result<(), BusError>;
 

@@ -93,14 +93,6 @@ const OFFER_WINDOW: usize = 8 << 20;
 /// The header that carries an offered blob's size (or `gone`).
 const OFFER_SIZE_HEADER: &str = "Grid-Blob-Size";
 
-/// How long a thread waiting for messages polls before parking on a NATS
-/// bus (see `Bus::spin`). Measured with `grid cluster start` processes on 2
-/// cores: 400 us instead of 50 took a fifth to a quarter off the apply_sync
-/// round trip (load-balanced p50 ~450 -> ~370 us) and cost a fifth of the
-/// unchunked throughput (~30,000 -> ~24,000 tasks/s), the spinning threads
-/// taking CPU from nats-server; 200 us gained nothing.
-const NATS_SPIN: Duration = Duration::from_micros(400);
-
 /// How long a fetcher waits for an offerer's first answer before asking
 /// again (see `fetch_offered`).
 const HELLO_PATIENCE: Duration = Duration::from_millis(500);
@@ -741,12 +733,6 @@ impl Bus for NatsBus {
             })
             .await?
             .map_err(|error| publish_error(subject, error))
-    }
-
-    /// A round trip through the server takes 200-400 us on one machine
-    /// (most of it threads waking up), so waiting threads poll that long.
-    fn spin(&self) -> Duration {
-        NATS_SPIN
     }
 
     /// Hands the message to the connection task at once when its command

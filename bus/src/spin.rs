@@ -7,10 +7,8 @@
 //! cluster arrive microseconds apart, and waking a parked thread (an idle vCPU
 //! in a VM) was measured here at 30-60 us, more than a whole local round trip.
 //! The cost is that short spin, only after work and only on threads that
-//! serve the bus (the controller, engine workers). How long is the bus's
-//! call ([`Bus::spin`](crate::Bus::spin)): [`SPIN`] in process, longer on
-//! NATS, where a reply takes a few hundred microseconds. Callers must have
-//! entered a tokio runtime if the future uses tokio timers.
+//! serve the bus (the controller, engine workers). Callers must have entered
+//! a tokio runtime if the future uses tokio timers.
 
 use std::future::Future;
 use std::pin::pin;
@@ -20,8 +18,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-/// How long [`spin_block_on`] looks for a wake-up before parking, on an
-/// in-process bus.
+/// How long [`spin_block_on`] looks for a wake-up before parking.
 pub const SPIN: Duration = Duration::from_micros(50);
 
 struct ThreadWaker {

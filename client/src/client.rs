@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use grid_bus::{Bus, SPILL_THRESHOLD, load_body, spill_body, spin_block_on};
+use grid_bus::{Bus, SPILL_THRESHOLD, SPIN, load_body, spill_body, spin_block_on};
 use grid_proto::{
     BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, ModuleHash, MsgId, Outcome,
     QueueStatus, Reply, Subjects, Submission, TaskError, TaskResult,
@@ -200,12 +200,11 @@ impl Client {
         // a reply usually arrives while a caller waits, and waking a parked
         // thread costs more than the rest of a local round trip.
         let runtime = tokio::runtime::Handle::current();
-        let spin = bus.spin();
         std::thread::Builder::new()
             .name("grid-client-results".into())
             .spawn(move || {
                 let _runtime = runtime.enter();
-                spin_block_on(dispatcher, spin);
+                spin_block_on(dispatcher, SPIN);
             })
             .map_err(Error::Runtime)?;
         let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
@@ -316,7 +315,7 @@ impl Client {
                     .map_err(|e| Error::Usage(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let set = ResultSet::new(tasks, self.inner.bus.spin());
+        let set = ResultSet::new(tasks);
         {
             let mut pending = lock(&self.inner.pending);
             for (index, (msg_id, _)) in outgoing.iter().enumerate() {

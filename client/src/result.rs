@@ -46,19 +46,16 @@ struct State {
 /// Replies of one submission, filled by the client's dispatcher.
 pub(crate) struct ResultSet {
     pub tasks: Vec<TaskInfo>,
-    /// How long a waiter polls before sleeping (the bus's `spin`).
-    spin: Duration,
     state: Mutex<State>,
     cond: Condvar,
     notify: tokio::sync::Notify,
 }
 
 impl ResultSet {
-    pub(crate) fn new(tasks: Vec<TaskInfo>, spin: Duration) -> Arc<ResultSet> {
+    pub(crate) fn new(tasks: Vec<TaskInfo>) -> Arc<ResultSet> {
         let n = tasks.len();
         Arc::new(ResultSet {
             tasks,
-            spin,
             state: Mutex::new(State {
                 replies: (0..n).map(|_| None).collect(),
                 done: 0,
@@ -99,7 +96,7 @@ impl ResultSet {
         // A reply often comes within microseconds: look again for a short
         // while before sleeping, as waking a sleeping thread (an idle vCPU,
         // in a VM) can cost more than the whole round trip.
-        let spin_until = Instant::now() + self.spin;
+        let spin_until = Instant::now() + grid_bus::SPIN;
         while Instant::now() < spin_until {
             if self.done() >= count {
                 return true;

@@ -246,7 +246,7 @@ impl DirectView {
         if works.is_empty() && n == 0 {
             return Ok(AsyncMapResult {
                 result: AsyncResult {
-                    set: crate::result::ResultSet::new(Vec::new(), grid_bus::SPIN),
+                    set: crate::result::ResultSet::new(Vec::new()),
                     client: self.client.clone(),
                     single: false,
                     pull_one: false,

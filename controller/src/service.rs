@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use grid_bus::{Bus, BusError, Message, Subscription, spin_block_on};
+use grid_bus::{Bus, BusError, Message, SPIN, Subscription, spin_block_on};
 use grid_proto::{
     EngineId, Heartbeat, HubReply, HubRequest, Reply, Subjects, Submission, decode, encode,
 };
@@ -97,13 +97,12 @@ pub async fn start(
     // load-balanced task goes through here twice, and waking a parked tokio
     // worker costs more than the rest of a local round trip.
     let runtime = tokio::runtime::Handle::current();
-    let spin = shell.bus.spin();
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
         .name("grid-controller".into())
         .spawn(move || {
             let _runtime = runtime.enter();
-            let result = spin_block_on(shell.run(subscriptions, stop_rx), spin);
+            let result = spin_block_on(shell.run(subscriptions, stop_rx), SPIN);
             let _ = done_tx.send(result);
         })
         .map_err(|e| {

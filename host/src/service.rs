@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use grid_bus::{
-    Bus, BusError, SPILL_THRESHOLD, Subscription, load_body, spill_body, spin_block_on,
+    Bus, BusError, SPILL_THRESHOLD, SPIN, Subscription, load_body, spill_body, spin_block_on,
 };
 use grid_proto::{
     BlobHash, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply, HubRequest, Outcome,
@@ -315,7 +315,7 @@ impl Worker {
                             event = control.recv() => Wake::Control(event),
                         }
                     },
-                    self.bus.spin(),
+                    SPIN,
                 )
             };
             match wake {
