@@ -39,7 +39,7 @@ pub use local::LocalBus;
 pub use malloc::tune_allocator;
 pub use nats::{BLOB_BUCKET, BusEvent, NatsBus, NatsOptions};
 pub use offer::OFFER_BUDGET;
-pub use spin::{SPIN, spin_block_on};
+pub use spin::{SPIN, now_or_never, spin_block_on};
 pub use subject::{Pattern, validate_subject};
 
 /// A message as delivered to a subscriber.

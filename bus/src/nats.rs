@@ -66,7 +66,7 @@ use tokio::sync::{OnceCell, broadcast};
 use crate::direct::{self, DirectServer};
 use crate::offer::{OFFER_BUDGET, Offers};
 use crate::subject::validate_queue;
-use crate::{Bus, BusError, Message, Subscription, validate_subject};
+use crate::{Bus, BusError, Message, Subscription, now_or_never, validate_subject};
 
 /// The JetStream object store bucket that holds Grid's blobs.
 pub const BLOB_BUCKET: &str = "grid-blobs";
@@ -748,12 +748,7 @@ impl Bus for NatsBus {
             .publish(subject.to_string(), payload.clone());
         // The send into async-nats's queue is cancel-safe: when it is not
         // ready, dropping it sends nothing.
-        let mut publish = std::pin::pin!(publish);
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match publish.as_mut().poll(&mut cx) {
-            Poll::Ready(done) => Some(done.map_err(|error| publish_error(subject, error))),
-            Poll::Pending => None,
-        }
+        now_or_never(publish).map(|done| done.map_err(|error| publish_error(subject, error)))
     }
 
     async fn publish_with_reply(

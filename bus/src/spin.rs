@@ -18,6 +18,18 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+/// Polls `fut` once, without waiting: its output if it is ready. Dropping
+/// a pending future must be harmless for the caller (it is for a channel
+/// receive or send).
+pub fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
 /// How long [`spin_block_on`] looks for a wake-up before parking.
 pub const SPIN: Duration = Duration::from_micros(50);
 

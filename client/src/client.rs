@@ -90,6 +90,16 @@ struct Waiting {
     offered: Option<grid_proto::BlobHash>,
 }
 
+impl Waiting {
+    /// Done waiting (answered or failed): its work need not be offered.
+    fn finish(self, bus: &dyn Bus) -> (Arc<ResultSet>, usize) {
+        if let Some(hash) = self.offered {
+            bus.release_blob(&hash);
+        }
+        (self.set, self.index)
+    }
+}
+
 fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<MsgId, Waiting>> {
     pending.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -170,15 +180,8 @@ impl Client {
                 match grid_proto::decode::<Reply>(&msg.payload) {
                     Ok(reply) => {
                         let slot = lock(&dispatch).remove(&reply.msg_id);
-                        if let Some(Waiting {
-                            set,
-                            index,
-                            offered,
-                        }) = slot
-                        {
-                            if let Some(hash) = offered {
-                                fetcher.release_blob(&hash);
-                            }
+                        if let Some(waiting) = slot {
+                            let (set, index) = waiting.finish(&*fetcher);
                             // A large result comes from its offerer (or the blob store).
                             let result =
                                 load_body(&*fetcher, &reply.result)
@@ -253,18 +256,8 @@ impl Client {
     /// Fails every task still waiting for its result with `error`.
     pub(crate) fn fail_pending(&self, error: TaskError) {
         let pending: Vec<(MsgId, Waiting)> = lock(&self.inner.pending).drain().collect();
-        for (
-            msg_id,
-            Waiting {
-                set,
-                index,
-                offered,
-            },
-        ) in pending
-        {
-            if let Some(hash) = offered {
-                self.inner.bus.release_blob(&hash);
-            }
+        for (msg_id, waiting) in pending {
+            let (set, index) = waiting.finish(&*self.inner.bus);
             let result = TaskResult::immediate(msg_id, Outcome::Err(error.clone()));
             let submitted = set.tasks[index].submitted;
             if let Ok(reply) = Reply::new(self.inner.id, submitted, None, &result) {

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use grid_bus::{
-    Bus, BusError, SPILL_THRESHOLD, SPIN, Subscription, load_body, spill_body, spin_block_on,
+    Bus, BusError, SPILL_THRESHOLD, SPIN, Subscription, load_body, now_or_never, spill_body,
+    spin_block_on,
 };
 use grid_proto::{
     BlobHash, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply, HubRequest, Outcome,
@@ -237,16 +238,6 @@ struct Worker {
 enum Wake {
     Task(Option<grid_bus::Message>),
     Control(Option<QueueEvent>),
-}
-
-/// Polls a future once, without waiting.
-fn now_or_never<F: std::future::Future>(fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
-    }
 }
 
 impl Worker {
