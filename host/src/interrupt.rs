@@ -99,6 +99,39 @@ impl Interrupter {
     }
 }
 
+/// What a running store watches: its slot's aborts, the task's wall-time
+/// deadline, and why it stopped the guest. Checked at every epoch tick by the
+/// store's callback, and between the slices of a guest's sleep (`poll.rs`).
+#[derive(Clone)]
+pub(crate) struct Watch {
+    pub interrupter: Interrupter,
+    pub deadline: Arc<Mutex<Option<Instant>>>,
+    pub interrupted: Arc<Mutex<Option<Interrupted>>>,
+}
+
+impl Watch {
+    pub(crate) fn new(interrupter: Interrupter) -> Watch {
+        Watch {
+            interrupter,
+            deadline: Arc::new(Mutex::new(None)),
+            interrupted: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Whether the guest must stop now; if so, remembers why, for the
+    /// engine to explain the error the guest is ended with.
+    pub(crate) fn check(&self) -> Result<(), Interrupted> {
+        let due = *lock(&self.deadline);
+        self.interrupter.check(due).inspect_err(|why| {
+            *lock(&self.interrupted) = Some(*why);
+        })
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Why a running guest was stopped from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Interrupted {

@@ -36,6 +36,7 @@ mod interrupt;
 mod memory;
 mod namespace;
 mod output;
+mod poll;
 mod queue;
 mod runtime;
 mod sandbox;

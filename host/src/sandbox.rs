@@ -9,7 +9,7 @@
 //! namespace, the output captured so far and the fuel count. This type holds
 //! no policy about what to call: `engine.rs` decides.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grid_proto::{Call, Limits, Outcome, TaskError, TrapKind, Value};
@@ -20,7 +20,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use crate::abi::{self, CallError, Convention};
 use crate::config::MAX_MEMORY;
 use crate::failure::{self, Failure, Seen};
-use crate::interrupt::Interrupted;
+use crate::interrupt::{Watch, lock};
 use crate::output::Capture;
 use crate::runtime::{LoadedModule, Runtime};
 use crate::store::{MemoryLimiter, TaskState};
@@ -40,24 +40,12 @@ pub(crate) struct Sandbox<'a> {
     fuel_spent: u64,
 }
 
-/// What the epoch callback watches: aborts, the deadline, and why it stopped the guest.
-#[derive(Clone)]
-struct Watch {
-    interrupter: Interrupter,
-    deadline: Arc<Mutex<Option<Instant>>>,
-    interrupted: Arc<Mutex<Option<Interrupted>>>,
-}
-
 /// What is left when a sandbox closes.
 pub(crate) struct Closed {
     pub namespace: Namespace,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub fuel_used: Option<u64>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<'a> Sandbox<'a> {
@@ -71,11 +59,7 @@ impl<'a> Sandbox<'a> {
     ) -> Sandbox<'a> {
         let stdout = Capture::new(limits.stdout_bytes.unwrap_or(u64::MAX));
         let stderr = Capture::new(limits.stderr_bytes.unwrap_or(u64::MAX));
-        let watch = Watch {
-            interrupter,
-            deadline: Arc::new(Mutex::new(None)),
-            interrupted: Arc::new(Mutex::new(None)),
-        };
+        let watch = Watch::new(interrupter);
         let store = new_store(
             &runtime,
             call,
@@ -228,10 +212,9 @@ fn new_store(
     watch: &Watch,
 ) -> Store<TaskState> {
     let mut wasi = WasiCtxBuilder::new();
-    // A task runs on its engine's own thread, so a guest's plain sleep may
-    // block it: wasmtime-wasi then sleeps with `std::thread::sleep` (precise
-    // to tens of microseconds) instead of a tokio timer (rounded up to the
-    // next millisecond, and a thread wake-up on top).
+    // A task runs on its engine's own thread, so WASI calls may block it
+    // rather than go through tokio's blocking pool. (A guest's plain sleep
+    // does not reach wasmtime-wasi at all: see `poll.rs`.)
     wasi.stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_blocking_current_thread(true);
@@ -245,6 +228,8 @@ fn new_store(
         limiter: MemoryLimiter::new(limits.memory_bytes.unwrap_or(MAX_MEMORY)),
         namespace,
         panic: None,
+        watch: watch.clone(),
+        poll_fallback: None,
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -254,15 +239,9 @@ fn new_store(
     }
     let watch = watch.clone();
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        let due = *lock(&watch.deadline);
-        match watch.interrupter.check(due) {
-            Ok(()) => Ok(UpdateDeadline::Continue(1)),
-            Err(why) => {
-                *lock(&watch.interrupted) = Some(why);
-                Err(wasmtime::Error::new(why))
-            }
-        }
+    store.epoch_deadline_callback(move |_| match watch.check() {
+        Ok(()) => Ok(UpdateDeadline::Continue(1)),
+        Err(why) => Err(wasmtime::Error::new(why)),
     });
     store
 }

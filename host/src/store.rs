@@ -10,6 +10,8 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::Namespace;
+use crate::interrupt::Watch;
+use crate::poll::PollFallback;
 
 pub(crate) struct TaskState {
     pub wasi: WasiP1Ctx,
@@ -17,6 +19,11 @@ pub(crate) struct TaskState {
     pub namespace: Namespace,
     /// Set by `grid.panic`.
     pub panic: Option<String>,
+    /// Aborts and the deadline, for host calls that block (a guest's sleep).
+    pub watch: Watch,
+    /// wasmtime-wasi's own `poll_oneoff`, for the polls `poll.rs` does not
+    /// answer itself; made on first use.
+    pub poll_fallback: Option<PollFallback>,
 }
 
 /// Enforces the task's memory limit, remembering when it did.

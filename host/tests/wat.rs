@@ -562,38 +562,126 @@ fn a_task_aborted_before_it_begins_does_not_run() {
     still_serves(&mut e);
 }
 
-/// WASI `poll_oneoff` in the sandbox: a relative sleep blocks the engine's
-/// thread for as long as asked and writes its event back; no subscriptions
-/// at all is EINVAL (28).
+/// Calls WASI `poll_oneoff` on clock subscriptions (monotonic, userdata 7,
+/// from address 0, events at 256, count at 512); each export returns errno *
+/// 1000 + events written, after checking the first event's userdata.
+const POLL: &str = r#"(module
+    (import "wasi_snapshot_preview1" "poll_oneoff"
+        (func $poll (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (func $clock (param $at i32) (param $ns i64) (param $flags i32)
+        (i64.store (local.get $at) (i64.const 7))
+        (i32.store8 (i32.add (local.get $at) (i32.const 8)) (i32.const 0))
+        (i32.store (i32.add (local.get $at) (i32.const 16)) (i32.const 1))
+        (i64.store (i32.add (local.get $at) (i32.const 24)) (local.get $ns))
+        (i32.store16 (i32.add (local.get $at) (i32.const 40)) (local.get $flags)))
+    (func $poll_n (param $n i32) (result i64)
+        (local $errno i32)
+        (local.set $errno (call $poll (i32.const 0) (i32.const 256) (local.get $n) (i32.const 512)))
+        (if (i32.and (i32.eqz (local.get $errno))
+                     (i64.ne (i64.load (i32.const 256)) (i64.const 7)))
+            (then unreachable))
+        (i64.add (i64.mul (i64.extend_i32_u (local.get $errno)) (i64.const 1000))
+                 (i64.extend_i32_u (i32.load (i32.const 512)))))
+    ;; A plain sleep: one relative clock.
+    (func (export "sleep") (param $ns i64) (result i64)
+        (call $clock (i32.const 0) (local.get $ns) (i32.const 0))
+        (call $poll_n (i32.const 1)))
+    ;; An absolute deadline of 0, long past.
+    (func (export "past") (result i64)
+        (call $clock (i32.const 0) (i64.const 0) (i32.const 1))
+        (call $poll_n (i32.const 1)))
+    ;; Two relative clocks, 1 ms and 1 s: the first one fires.
+    (func (export "two") (result i64)
+        (call $clock (i32.const 0) (i64.const 1000000) (i32.const 0))
+        (call $clock (i32.const 48) (i64.const 1000000000) (i32.const 0))
+        (call $poll_n (i32.const 2)))
+    (func (export "none") (result i64)
+        (call $poll_n (i32.const 0))))"#;
+
+/// WASI `poll_oneoff` in the sandbox. A plain sleep (answered by the engine
+/// itself) blocks the engine's thread for as long as asked and writes its
+/// event back; every other poll is wasmtime-wasi's: an absolute deadline in
+/// the past fires at once, of two clocks the first fires, and no
+/// subscriptions at all is EINVAL (28).
 #[test]
 fn poll_oneoff_sleeps_on_the_engine_thread() {
+    let rt = runtime(EngineConfig::default());
+    let m = rt.load(POLL.as_bytes()).unwrap();
+    let mut e = rt.engine(EngineId(0));
+    let started = Instant::now();
+    let r = call(&mut e, m, "sleep", vec![Value::from(5_000_000)]);
+    assert_eq!(r.value(), Ok(&Value::from(1)), "success, one event");
+    assert!(started.elapsed() >= Duration::from_millis(5));
+    let r = call(&mut e, m, "sleep", vec![Value::from(0)]);
+    assert_eq!(r.value(), Ok(&Value::from(1)), "a zero sleep");
+    let r = call(&mut e, m, "past", vec![]);
+    assert_eq!(r.value(), Ok(&Value::from(1)), "an absolute deadline");
+    let started = Instant::now();
+    let r = call(&mut e, m, "two", vec![]);
+    assert_eq!(r.value(), Ok(&Value::from(1)), "the 1 ms clock of two");
+    assert!(started.elapsed() < Duration::from_millis(900));
+    let r = call(&mut e, m, "none", vec![]);
+    assert_eq!(
+        r.value(),
+        Ok(&Value::from(28_000)),
+        "EINVAL from wasmtime-wasi"
+    );
+    still_serves(&mut e);
+}
+
+/// A guest asleep is stopped by an abort, and by its wall-time limit, as a
+/// running one is: it does not sleep on.
+#[test]
+fn a_sleeping_guest_is_aborted_and_timed_out() {
+    let rt = runtime(EngineConfig::default());
+    let m = rt.load(POLL.as_bytes()).unwrap();
+    let mut e = rt.engine(EngineId(0));
+    let minute = Value::from(60_000_000_000i64);
+    let started = Instant::now();
+    let task = Task::call(m, "sleep", vec![minute.clone()]).with_limits(Limits {
+        wall_time_ms: Some(50),
+        ..Limits::default()
+    });
+    let r = e.run(&task);
+    assert_eq!(
+        err(&r),
+        &TaskError::Limit {
+            limit: LimitKind::WallTime,
+            value: 50
+        }
+    );
+    let task = Task::call(m, "sleep", vec![minute]);
+    let (interrupter, id) = (e.interrupter(), task.msg_id);
+    let aborter = std::thread::spawn(move || {
+        while interrupter.current() != Some(id) {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(interrupter.abort(id), "the task was running");
+    });
+    let r = e.run(&task);
+    aborter.join().unwrap();
+    assert_eq!(err(&r), &TaskError::Aborted);
+    assert!(started.elapsed() < Duration::from_secs(30), "slept on");
+    still_serves(&mut e);
+}
+
+/// A module without a `memory` export that polls gets an error that says so,
+/// whichever poll it makes.
+#[test]
+fn poll_oneoff_without_memory_is_an_error() {
     let wat = r#"(module
         (import "wasi_snapshot_preview1" "poll_oneoff"
             (func $poll (param i32 i32 i32 i32) (result i32)))
-        (memory (export "memory") 1)
-        ;; A relative monotonic-clock subscription of `ns` at 0, userdata 7;
-        ;; returns errno * 1000 + events written, after checking userdata.
-        (func (export "sleep") (param $ns i64) (result i64)
-            (local $errno i32)
-            (i64.store (i32.const 0) (i64.const 7))
-            (i32.store8 (i32.const 8) (i32.const 0))
-            (i32.store (i32.const 16) (i32.const 1))
-            (i64.store (i32.const 24) (local.get $ns))
-            (i32.store16 (i32.const 40) (i32.const 0))
-            (local.set $errno (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
-            (if (i64.ne (i64.load (i32.const 64)) (i64.const 7)) (then unreachable))
-            (i64.add (i64.mul (i64.extend_i32_u (local.get $errno)) (i64.const 1000))
-                     (i64.extend_i32_u (i32.load (i32.const 128)))))
-        (func (export "none") (result i32)
-            (call $poll (i32.const 0) (i32.const 64) (i32.const 0) (i32.const 128))))"#;
+        (func (export "poll") (param $n i32) (result i32)
+            (call $poll (i32.const 0) (i32.const 64) (local.get $n) (i32.const 128))))"#;
     let rt = runtime(EngineConfig::default());
     let m = rt.load(wat.as_bytes()).unwrap();
     let mut e = rt.engine(EngineId(0));
-    let started = std::time::Instant::now();
-    let r = call(&mut e, m, "sleep", vec![Value::from(5_000_000)]);
-    assert_eq!(r.value(), Ok(&Value::from(1)), "success, one event");
-    assert!(started.elapsed() >= std::time::Duration::from_millis(5));
-    let r = call(&mut e, m, "none", vec![]);
-    assert_eq!(r.value(), Ok(&Value::from(28)), "EINVAL from wasmtime-wasi");
+    for n in [0, 1, 2] {
+        let r = call(&mut e, m, "poll", vec![Value::from(n)]);
+        assert!(err(&r).to_string().contains("memory"), "{}", err(&r));
+    }
     still_serves(&mut e);
 }
