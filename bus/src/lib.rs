@@ -136,6 +136,17 @@ pub trait Bus: Send + Sync + 'static {
         None
     }
 
+    /// Whether subscriptions' messages are produced on the tokio runtime's
+    /// threads (a network bus reading its sockets there) rather than on the
+    /// publisher's thread (in process). A consumer that never blocks should
+    /// then be a task on that runtime, which gets each message without a
+    /// hand-over between threads; otherwise a thread of its own that spins
+    /// briefly before parking (see [`spin_block_on`]) gets each one without
+    /// a wake-up.
+    fn delivers_on_runtime(&self) -> bool {
+        false
+    }
+
     /// Subscribes to `subject` (wildcards allowed): every matching message.
     async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError>;
 

@@ -735,6 +735,11 @@ impl Bus for NatsBus {
             .map_err(|error| publish_error(subject, error))
     }
 
+    /// async-nats's connection task, on the runtime, feeds the subscriptions.
+    fn delivers_on_runtime(&self) -> bool {
+        true
+    }
+
     /// Hands the message to the connection task at once when its command
     /// queue has room (nearly always): the caller's thread skips a wake-up
     /// of a runtime task. `None` when the queue is full (nothing was sent).

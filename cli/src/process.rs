@@ -120,9 +120,14 @@ fn boot_id() -> io::Result<String> {
         .to_string())
 }
 
-/// Starts `program args...` detached, its output in `log` (emptied first:
-/// it is this run's log).
-pub fn spawn_detached(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
+/// Starts `program args...` detached, with `envs` added to its environment,
+/// its output in `log` (emptied first: it is this run's log).
+pub fn spawn_detached(
+    program: &Path,
+    args: &[String],
+    envs: &[(&str, String)],
+    log: &Path,
+) -> anyhow::Result<Child> {
     let out =
         File::create(log).with_context(|| format!("cannot open log file {}", log.display()))?;
     let err = out
@@ -131,6 +136,7 @@ pub fn spawn_detached(program: &Path, args: &[String], log: &Path) -> anyhow::Re
     let mut command = Command::new(program);
     command
         .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);

@@ -113,7 +113,21 @@ pub fn init_logging() {
 /// finished what it had to, and engine slots may still be running a task
 /// that no one will read.
 pub fn block_on<T>(main: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    run_on(tokio::runtime::Builder::new_multi_thread(), main)
+}
+
+/// [`block_on`] on a runtime of one thread: for a service whose work is all
+/// async and light (the controller), so that the thread which reads the
+/// sockets also does the work, with no hand-over between threads.
+pub fn block_on_one_thread<T>(main: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    run_on(tokio::runtime::Builder::new_current_thread(), main)
+}
+
+fn run_on<T>(
+    mut builder: tokio::runtime::Builder,
+    main: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|e| anyhow!("cannot start the async runtime: {e}"))?;

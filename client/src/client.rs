@@ -1,10 +1,12 @@
 //! The client: a connection to one cluster through a bus.
 //!
 //! It owns the subscription to `result.<client>` and a dispatcher that files
-//! each reply into the [`ResultSet`] waiting for it. Submitting never blocks
-//! and works from sync and async code alike: on a bus that can publish at once
-//! (the LocalBus) the calling thread publishes, else an outbox task does, in
-//! order. Hub queries are request-reply to the
+//! each reply into the [`ResultSet`] waiting for it: a task on the runtime
+//! when the bus reads replies there (NATS), else a thread of its own that
+//! spins briefly before parking (see [`Bus::delivers_on_runtime`]).
+//! Submitting never blocks and works from sync and async code alike: when
+//! the bus can publish at once the calling thread publishes, else an outbox
+//! task does, in order. Hub queries are request-reply to the
 //! controller; each has an async form and a blocking form. A client made by a
 //! blocking constructor owns its tokio runtime (and, for a local cluster, the
 //! cluster itself), which stop when the last clone of the client drops.
@@ -199,17 +201,24 @@ impl Client {
                 }
             }
         };
-        // The dispatcher gets a thread that spins briefly before sleeping:
-        // a reply usually arrives while a caller waits, and waking a parked
-        // thread costs more than the rest of a local round trip.
-        let runtime = tokio::runtime::Handle::current();
-        std::thread::Builder::new()
-            .name("grid-client-results".into())
-            .spawn(move || {
-                let _runtime = runtime.enter();
-                spin_block_on(dispatcher, SPIN);
-            })
-            .map_err(Error::Runtime)?;
+        if bus.delivers_on_runtime() {
+            // Replies are read from a socket on the runtime: a task there
+            // takes them without a hand-over between threads.
+            tokio::spawn(dispatcher);
+        } else {
+            // In process, the dispatcher gets a thread that spins briefly
+            // before sleeping: a reply usually arrives while a caller waits,
+            // and waking a parked thread costs more than the rest of a local
+            // round trip.
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("grid-client-results".into())
+                .spawn(move || {
+                    let _runtime = runtime.enter();
+                    spin_block_on(dispatcher, SPIN);
+                })
+                .map_err(Error::Runtime)?;
+        }
         let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
         let publisher = bus.clone();
         let spilling = pending.clone();

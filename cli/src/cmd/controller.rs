@@ -57,7 +57,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     service::init_logging();
     let subjects = args.service.subjects()?;
     let (url, cluster) = (args.service.url.as_str(), args.service.cluster());
-    service::block_on(async {
+    service::block_on_one_thread(async {
         let mut signals = StopSignals::install()?;
         let bus = args.service.connect("controller").await?;
 
