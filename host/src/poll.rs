@@ -40,9 +40,9 @@ const WASI: &str = "wasi_snapshot_preview1";
 const POLL: &str = "poll_oneoff";
 
 /// The longest a sleeping guest goes without its abort flag being checked.
-pub(crate) const SLICE: Duration = Duration::from_millis(5);
+const SLICE: Duration = Duration::from_millis(5);
 /// The longest final stretch of a sleep spent yielding rather than asleep.
-pub(crate) const MAX_SPIN: Duration = Duration::from_millis(1);
+const MAX_SPIN: Duration = Duration::from_millis(1);
 
 /// wasmtime-wasi's `poll_oneoff`, reached through the shim.
 pub(crate) type PollFallback = TypedFunc<(i32, i32, i32, i32), i32>;
