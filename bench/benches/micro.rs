@@ -26,7 +26,7 @@
 //! | codec/list_1000/decode | 22.3 us | |
 //! | scheduler/decision | 86 ns | ~11.6 million decisions/s |
 //! | engine/numeric_wat_square | 3.2 us | target < 10 us (issue 2) |
-//! | engine/cbor_rust_square | 33.7 us | |
+//! | engine/cbor_rust_square | 7.9 us | 33.7 us before freed slots kept their touched pages (`runtime.rs`) |
 //! | bus/publish_now_then_poll | 175 ns | |
 //! | bus/publish_then_next_async | 203 ns | |
 
