@@ -3,8 +3,9 @@
 //! Each engine slot has one [`Interrupter`], cloneable and usable from any
 //! thread. `abort(msg_id)` sets a flag only if that task is the one running,
 //! so an abort that arrives late cannot hit the next task. The running store
-//! checks the flag and its deadline at every epoch tick (wasmtime's epoch
-//! interruption) and, when one fires, ends the guest with an [`Interrupted`]
+//! checks the flag and its deadline (its [`Watch`]) at every epoch tick
+//! (wasmtime's epoch interruption), and a sleeping guest between slices of
+//! its sleep (`poll.rs`); when one fires, it ends the guest with an [`Interrupted`]
 //! error that the engine turns into `aborted` or a wall-time `limit`. Queued
 //! tasks are not this module's business: whoever holds the queue drops them.
 
