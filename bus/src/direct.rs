@@ -48,7 +48,7 @@ impl DirectServer {
                 let lookup = Arc::clone(&lookup);
                 tokio::spawn(async move {
                     // A fetcher that goes away mid-answer is its own problem.
-                    let _ = serve(stream, &*lookup).await;
+                    let _ = serve(stream, &lookup).await;
                 });
             }
         });
@@ -66,10 +66,7 @@ impl Drop for DirectServer {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    lookup: &(dyn Fn(&BlobHash) -> Option<Bytes> + Send + Sync),
-) -> io::Result<()> {
+async fn serve(mut stream: TcpStream, lookup: &Lookup) -> io::Result<()> {
     let mut hash = [0u8; 32];
     stream.read_exact(&mut hash).await?;
     let _ = stream.set_nodelay(true);

@@ -39,7 +39,7 @@ pub use local::LocalBus;
 pub use malloc::tune_allocator;
 pub use nats::{BLOB_BUCKET, BusEvent, NatsBus, NatsOptions};
 pub use offer::OFFER_BUDGET;
-pub use spin::{SPIN, now_or_never, spin_block_on};
+pub use spin::{SPIN, now_or_never, spawn_consumer, spin_block_on};
 pub use subject::{Pattern, validate_subject};
 
 /// A message as delivered to a subscriber.
@@ -141,8 +141,8 @@ pub trait Bus: Send + Sync + 'static {
     /// publisher's thread (in process). A consumer that never blocks should
     /// then be a task on that runtime, which gets each message without a
     /// hand-over between threads; otherwise a thread of its own that spins
-    /// briefly before parking (see [`spin_block_on`]) gets each one without
-    /// a wake-up.
+    /// briefly before parking gets each one without a wake-up. See
+    /// [`spawn_consumer`], which makes that choice.
     fn delivers_on_runtime(&self) -> bool {
         false
     }

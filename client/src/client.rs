@@ -3,7 +3,7 @@
 //! It owns the subscription to `result.<client>` and a dispatcher that files
 //! each reply into the [`ResultSet`] waiting for it: a task on the runtime
 //! when the bus reads replies there (NATS), else a thread of its own that
-//! spins briefly before parking (see [`Bus::delivers_on_runtime`]).
+//! spins briefly before parking (see [`grid_bus::spawn_consumer`]).
 //! Submitting never blocks and works from sync and async code alike: when
 //! the bus can publish at once the calling thread publishes, else an outbox
 //! task does, in order. Hub queries are request-reply to the
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use grid_bus::{Bus, SPILL_THRESHOLD, SPIN, load_body, spill_body, spin_block_on};
+use grid_bus::{Bus, SPILL_THRESHOLD, load_body, spawn_consumer, spill_body};
 use grid_proto::{
     BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, ModuleHash, MsgId, Outcome,
     QueueStatus, Reply, Subjects, Submission, TaskError, TaskResult,
@@ -201,24 +201,7 @@ impl Client {
                 }
             }
         };
-        if bus.delivers_on_runtime() {
-            // Replies are read from a socket on the runtime: a task there
-            // takes them without a hand-over between threads.
-            tokio::spawn(dispatcher);
-        } else {
-            // In process, the dispatcher gets a thread that spins briefly
-            // before sleeping: a reply usually arrives while a caller waits,
-            // and waking a parked thread costs more than the rest of a local
-            // round trip.
-            let runtime = tokio::runtime::Handle::current();
-            std::thread::Builder::new()
-                .name("grid-client-results".into())
-                .spawn(move || {
-                    let _runtime = runtime.enter();
-                    spin_block_on(dispatcher, SPIN);
-                })
-                .map_err(Error::Runtime)?;
-        }
+        spawn_consumer(&*bus, "grid-client-results", dispatcher).map_err(Error::Runtime)?;
         let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
         let publisher = bus.clone();
         let spilling = pending.clone();

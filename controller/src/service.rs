@@ -7,8 +7,8 @@
 //! task on the runtime when the bus reads messages there (NATS; `grid
 //! controller` gives it a runtime of one thread, so the thread that reads the
 //! socket also runs the hub and writes its messages), else a thread of its
-//! own that spins briefly before parking (the in-process bus), as
-//! [`Bus::delivers_on_runtime`] advises. Every decision is
+//! own that spins briefly before parking (the in-process bus): see
+//! [`spawn_consumer`]. Every decision is
 //! the hub's: this file only moves bytes. A malformed message is logged and
 //! skipped (a malformed request is answered with `HubReply::Error`), never a
 //! panic, because anything on the bus may come from anyone.
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use grid_bus::{Bus, BusError, Message, SPIN, Subscription, spin_block_on};
+use grid_bus::{Bus, BusError, Message, Subscription, spawn_consumer};
 use grid_proto::{
     EngineId, Heartbeat, HubReply, HubRequest, Reply, Subjects, Submission, decode, encode,
 };
@@ -98,36 +98,12 @@ pub async fn start(
         subjects,
         hub: Hub::new(config),
     };
-    let task = if shell.bus.delivers_on_runtime() {
-        // Messages are read from a socket on the runtime: a task there takes
-        // them without a hand-over between threads. (On a runtime of one
-        // thread, as `grid controller` runs, a message in then costs a single
-        // wake-up, and what the hub sends goes out from the same thread.)
-        tokio::spawn(shell.run(subscriptions, stop_rx))
-    } else {
-        let runtime = tokio::runtime::Handle::current();
-        // A thread of its own that spins briefly before sleeping: every
-        // load-balanced task goes through here twice, and waking a parked
-        // tokio worker costs more than the rest of a local round trip.
-        let (done_tx, done_rx) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("grid-controller".into())
-            .spawn(move || {
-                let _runtime = runtime.enter();
-                let result = spin_block_on(shell.run(subscriptions, stop_rx), SPIN);
-                let _ = done_tx.send(result);
-            })
-            .map_err(|e| {
-                ControllerError::Crashed(format!("cannot start the controller thread: {e}"))
-            })?;
-        tokio::spawn(async move {
-            done_rx.await.unwrap_or_else(|_| {
-                Err(ControllerError::Crashed(
-                    "the controller thread panicked".into(),
-                ))
-            })
-        })
-    };
+    // Every load-balanced task goes through here twice: see the module docs.
+    let bus = Arc::clone(&shell.bus);
+    let task = spawn_consumer(&*bus, "grid-controller", shell.run(subscriptions, stop_rx))
+        .map_err(|e| {
+            ControllerError::Crashed(format!("cannot start the controller thread: {e}"))
+        })?;
     Ok(ControllerHandle {
         stop: Some(stop_tx),
         task,
