@@ -37,7 +37,7 @@ pub use blob::MemoryBlobStore;
 pub use body::{SPILL_THRESHOLD, load_body, spill_body};
 pub use local::LocalBus;
 pub use malloc::tune_allocator;
-pub use nats::{BLOB_BUCKET, BusEvent, NatsBus, NatsOptions};
+pub use nats::{BLOB_BUCKET, BusEvent, NatsBus, NatsOptions, SUBSCRIPTION_CAPACITY};
 pub use offer::OFFER_BUDGET;
 pub use spin::{SPIN, now_or_never, spawn_consumer, spin_block_on};
 pub use subject::{Pattern, validate_subject};
@@ -145,6 +145,14 @@ pub trait Bus: Send + Sync + 'static {
     /// [`spawn_consumer`], which makes that choice.
     fn delivers_on_runtime(&self) -> bool {
         false
+    }
+
+    /// How many messages to this process's subscriptions the bus dropped
+    /// since it connected, because a subscriber fell too far behind (NATS's
+    /// slow consumer). A lower bound: see [`NatsBus`] for why. Never
+    /// decreases; the in-process bus never drops a message, so 0 by default.
+    fn dropped_messages(&self) -> u64 {
+        0
     }
 
     /// Subscribes to `subject` (wildcards allowed): every matching message.

@@ -37,9 +37,16 @@
 //!   again. No acknowledgements and no disk: 10 MB offered and fetched
 //!   directly took 10 to 16 ms here, through the object store 125 ms.
 //!
-//! Where it differs from the `LocalBus`: a subscriber that falls 65,536
-//! messages behind loses messages (NATS's slow consumer, reported as
-//! [`BusEvent::SlowConsumer`]) instead of buffering without bound; payloads
+//! Where it differs from the `LocalBus`: a subscriber that falls
+//! [`NatsOptions::subscription_capacity`] messages behind (1,048,576 by
+//! default, [`SUBSCRIPTION_CAPACITY`]) loses messages (NATS's slow consumer)
+//! instead of buffering without bound. Each loss is reported as a
+//! [`BusEvent::SlowConsumer`] and counted ([`Bus::dropped_messages`]), but
+//! async-nats hands its events over through a bounded channel that drops
+//! events when full, so the count is a lower bound: zero means no loss was
+//! seen, not a proof of none. The server can also cut off a connection that
+//! does not read its socket fast enough (its own slow-consumer limit), which
+//! shows as a disconnect rather than a count. Payloads
 //! are limited to the server's `max_payload` (1 MiB by default); dropping a
 //! subscription unsubscribes asynchronously, so messages already on their way
 //! from other connections are discarded (a queue group can lose such a
@@ -75,6 +82,22 @@ pub const BLOB_BUCKET: &str = "grid-blobs";
 
 /// Events kept for a slow [`NatsBus::events`] receiver before it lags.
 const EVENT_CAPACITY: usize = 64;
+
+/// The default [`NatsOptions::subscription_capacity`]: messages buffered per
+/// subscription before NATS drops them (async-nats's own default is 65,536).
+///
+/// Larger costs nothing until it is used: async-nats gives each subscription
+/// a bounded tokio mpsc channel, and tokio's bounded channel is a semaphore
+/// with this many permits in front of a linked list of 32-slot blocks that
+/// grows as messages are queued and is reclaimed as they are read (read in
+/// tokio 1.54's `sync/mpsc/{bounded,chan,list,block}.rs`: `channel(buffer)`
+/// only sets the permit count and allocates the first block). So a
+/// subscription that keeps up holds one block whatever its capacity, and the
+/// bound only decides when a backlog starts losing messages instead of
+/// growing. A backlog of 1,048,576 small messages (a few hundred bytes each)
+/// is some hundreds of MiB, reached only by a consumer that is already far
+/// behind.
+pub const SUBSCRIPTION_CAPACITY: usize = 1 << 20;
 
 /// How often the client pings an idle server. Two unanswered pings end the
 /// connection, so a server that vanished without closing the socket (a
@@ -119,7 +142,9 @@ pub enum BusEvent {
     Disconnected,
     /// The server is shutting down gracefully: expect a disconnect.
     LameDuckMode,
-    /// A subscription fell too far behind: messages to it were dropped.
+    /// A subscription fell too far behind: a message to it was dropped
+    /// (one event per message, but events can be lost themselves: see
+    /// [`Bus::dropped_messages`]).
     SlowConsumer,
     /// The server reported an error on this connection.
     ServerError(String),
@@ -159,6 +184,11 @@ pub struct NatsOptions {
     /// Bytes of offered blobs held in memory before the oldest are moved to
     /// the bucket ([`OFFER_BUDGET`] by default).
     pub offer_budget: usize,
+    /// Messages buffered for each subscription before further ones are
+    /// dropped (and counted, see [`Bus::dropped_messages`]):
+    /// [`SUBSCRIPTION_CAPACITY`] by default, which costs memory only while a
+    /// backlog exists. At least 1.
+    pub subscription_capacity: usize,
 }
 
 impl Default for NatsOptions {
@@ -167,6 +197,7 @@ impl Default for NatsOptions {
             name: None,
             stall_timeout: Duration::from_secs(10),
             offer_budget: OFFER_BUDGET,
+            subscription_capacity: SUBSCRIPTION_CAPACITY,
         }
     }
 }
@@ -195,6 +226,8 @@ struct Inner {
     /// works on a server without JetStream.
     blobs: OnceCell<ObjectStore>,
     events: broadcast::Sender<BusEvent>,
+    /// Messages dropped to slow consumers, as counted by the event callback.
+    dropped: Arc<AtomicU64>,
     url: String,
     stall: Duration,
     /// Blobs this process offers, shared with the tasks that serve them.
@@ -233,18 +266,24 @@ impl NatsBus {
         // filled once both exist. Weak, or the connection would keep itself
         // alive.
         let slot: Arc<OnceLock<Weak<Inner>>> = Arc::default();
+        // Not in the slot: drops can be counted before it is filled.
+        let dropped = Arc::new(AtomicU64::new(0));
         let callback = {
             let events = events.clone();
             let slot = Arc::clone(&slot);
+            let dropped = Arc::clone(&dropped);
             move |event| {
                 let events = events.clone();
                 let bus = slot.get().and_then(Weak::upgrade);
-                async move { forward_event(event, bus, events).await }
+                let dropped = Arc::clone(&dropped);
+                async move { forward_event(event, bus, events, &dropped).await }
             }
         };
         let mut connect = async_nats::ConnectOptions::new()
             .event_callback(callback)
-            .ping_interval(PING_INTERVAL);
+            .ping_interval(PING_INTERVAL)
+            // async-nats panics (in tokio) on a capacity of 0.
+            .subscription_capacity(options.subscription_capacity.max(1));
         if let Some(name) = options.name {
             connect = connect.name(name);
         }
@@ -264,6 +303,7 @@ impl NatsBus {
             client,
             blobs: OnceCell::new(),
             events,
+            dropped,
             url: url.to_string(),
             stall: options.stall_timeout,
             offers: Arc::new(Mutex::new(Offers::new(options.offer_budget))),
@@ -538,15 +578,22 @@ impl Drop for Inner {
     }
 }
 
-/// Hands one async-nats event to the bus's listeners. A `Connected` after a
-/// reconnect waits for a round trip first: async-nats queues the re-sent
-/// subscriptions before anything else on the new connection, so once the
-/// round trip is back, they are registered.
+/// Hands one async-nats event to the bus's listeners, counting dropped
+/// messages in `dropped`. A `Connected` after a reconnect waits for a round
+/// trip first: async-nats queues the re-sent subscriptions before anything
+/// else on the new connection, so once the round trip is back, they are
+/// registered. (Events that arrive meanwhile queue in async-nats's event
+/// channel, and are lost if it fills: one reason the drop count is a lower
+/// bound.)
 async fn forward_event(
     event: async_nats::Event,
     bus: Option<Arc<Inner>>,
     events: broadcast::Sender<BusEvent>,
+    dropped: &AtomicU64,
 ) {
+    if let async_nats::Event::SlowConsumer(_) = event {
+        dropped.fetch_add(1, Ordering::Relaxed);
+    }
     let Some(event) = BusEvent::from_nats(event) else {
         return;
     };
@@ -740,6 +787,12 @@ impl Bus for NatsBus {
     /// async-nats's connection task, on the runtime, feeds the subscriptions.
     fn delivers_on_runtime(&self) -> bool {
         true
+    }
+
+    /// Counted from [`BusEvent::SlowConsumer`] events (see the module docs
+    /// for why it is a lower bound).
+    fn dropped_messages(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 
     /// Hands the message to the connection task at once when its command

@@ -1,7 +1,8 @@
 //! [`NatsBus`] against a real `nats-server`: the [`Bus`] contract
 //! (`semantics/`, the same checks the `LocalBus` passes, with `bus` and `peer`
 //! on two connections), then what only a networked bus has: connecting to
-//! nothing, the server going away and coming back, a corrupt blob store.
+//! nothing, the server going away and coming back, a corrupt blob store,
+//! messages dropped to a slow consumer and counted.
 //!
 //! Every test starts its own server (`grid_bus::testing`) and stops it. When
 //! `nats-server` is not installed, the tests fail, unless `GRID_SKIP_NATS` is
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grid_bus::testing::NatsServer;
-use grid_bus::{Bus, BusError, BusEvent, NatsBus, NatsOptions};
+use grid_bus::{Bus, BusError, BusEvent, NatsBus, NatsOptions, SUBSCRIPTION_CAPACITY};
 use grid_proto::BlobHash;
 use tokio::sync::broadcast;
 
@@ -152,6 +153,52 @@ async fn the_server_goes_away_and_comes_back() {
     // The responder holds a clone of the bus, so it is stopped rather than
     // left to end with the bus.
     responder.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_past_a_subscriptions_capacity_are_dropped_and_counted() {
+    let Some(server) = NatsServer::start_or_skip() else {
+        return;
+    };
+    assert_eq!(
+        NatsOptions::default().subscription_capacity,
+        SUBSCRIPTION_CAPACITY
+    );
+    let options = NatsOptions {
+        subscription_capacity: 8,
+        ..NatsOptions::default()
+    };
+    let bus = NatsBus::connect_with(&server.url(), options).await.unwrap();
+    let peer = NatsBus::connect(&server.url()).await.unwrap();
+    let mut events = bus.events();
+    assert_eq!(bus.dropped_messages(), 0);
+    // Not read until all have arrived: it holds 8, the other 92 are dropped.
+    let mut slow = bus.subscribe("slow.consumer").await.unwrap();
+    for i in 0..100 {
+        peer.publish("slow.consumer", payload(&i.to_string()))
+            .await
+            .unwrap();
+    }
+    peer.flush().await.unwrap();
+    wait_for(&mut events, BusEvent::SlowConsumer).await;
+    // One event per dropped message; 92 events fit in async-nats's event
+    // channel (128), so none is lost here and the count is exact.
+    let started = Instant::now();
+    while bus.dropped_messages() < 92 {
+        assert!(started.elapsed() < PATIENCE, "{}", bus.dropped_messages());
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(bus.dropped_messages(), 92);
+    for i in 0..8 {
+        assert_eq!(next(&mut slow).await.payload, payload(&i.to_string()));
+    }
+    // What was dropped is gone: the next message is a new one.
+    peer.publish("slow.consumer", payload("after"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut slow).await.payload, payload("after"));
+    assert_eq!(bus.dropped_messages(), 92);
+    assert_eq!(peer.dropped_messages(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,27 +50,56 @@ pub fn arguments(texts: &[String]) -> anyhow::Result<CallArgs> {
         .collect()
 }
 
-/// Items read as JSON lines, spread; blank lines are skipped. `source` names
-/// the input in messages (`stdin`).
+/// Items read lazily as JSON lines, spread; blank lines are skipped.
+/// `source` names the input in messages (`stdin`). The iterator ends at the
+/// first line that cannot be read or is not JSON, and leaves the usage
+/// error naming it in `error`: a map over a hundred million lines never
+/// holds them all.
+pub fn lines_lazily<'a>(
+    input: impl BufRead + 'a,
+    source: &'a str,
+    error: &'a std::cell::RefCell<Option<anyhow::Error>>,
+) -> impl Iterator<Item = CallArgs> + 'a {
+    input
+        .lines()
+        .enumerate()
+        .map_while(move |(n, line)| {
+            let number = n + 1;
+            let parsed = line
+                .map_err(|e| usage(format!("cannot read line {number} of {source}: {e}")))
+                .and_then(|line| {
+                    if line.trim().is_empty() {
+                        return Ok(None);
+                    }
+                    Value::parse_json(&line)
+                        .map(|v| Some(spread(v)))
+                        .map_err(|e| usage(format!("line {number} of {source}: {e}")))
+                });
+            match parsed {
+                Ok(item) => Some(item),
+                Err(e) => {
+                    *error.borrow_mut() = Some(e);
+                    None
+                }
+            }
+        })
+        .flatten()
+}
+
+/// Items read as JSON lines (all of them), spread; see [`lines_lazily`].
+#[cfg(test)]
 pub fn from_lines(input: impl BufRead, source: &str) -> anyhow::Result<Vec<CallArgs>> {
-    let mut items = Vec::new();
-    for (n, line) in input.lines().enumerate() {
-        let number = n + 1;
-        let line =
-            line.map_err(|e| usage(format!("cannot read line {number} of {source}: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value = Value::parse_json(&line)
-            .map_err(|e| usage(format!("line {number} of {source}: {e}")))?;
-        items.push(spread(value));
+    let error = std::cell::RefCell::new(None);
+    let items: Vec<CallArgs> = lines_lazily(input, source, &error).collect();
+    match error.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(items),
     }
-    Ok(items)
 }
 
 /// Items `start, start+1, ..., end-1`, each the one argument of its call.
-pub fn from_range(range: Range<i64>) -> Vec<CallArgs> {
-    range.map(|i| vec![Value::from(i)]).collect()
+pub fn from_range(range: Range<i64>) -> impl Iterator<Item = CallArgs> {
+    range.map(|i| vec![Value::from(i)])
 }
 
 /// Parses `A..B`: integers, half-open, `A <= B`.
@@ -153,6 +182,7 @@ mod tests {
         for bad in ["10..0", "0..", "..5", "0...5", "a..b", "1.5..2", "0-10", ""] {
             assert!(parse_range(bad).is_err(), "{bad}");
         }
-        assert_eq!(from_range(2..4), vec![vec![json("2")], vec![json("3")]]);
+        let range: Vec<CallArgs> = from_range(2..4).collect();
+        assert_eq!(range, vec![vec![json("2")], vec![json("3")]]);
     }
 }

@@ -1,62 +1,70 @@
-//! The progress bar of a map: tasks done out of tasks submitted, on stderr,
-//! only when stderr is a terminal.
+//! The progress bar of a map: items done, out of the total when it is known
+//! (a `--range` or items on the command line; stdin is read lazily, so its
+//! length is not), on stderr, only when stderr is a terminal.
 //!
-//! A small thread reads the result's progress (tasks done, in any order), so
-//! the bar moves even while the ordered output waits for a slow early item.
-//! Whatever the CLI prints while the bar shows goes through
-//! [`Progress::suspend`], so lines and bar do not garble each other.
+//! The map's loop moves the bar as it hands out results; indicatif redraws
+//! it on its own ticker, so the elapsed time moves even while the ordered
+//! output waits for a slow early item. Whatever the CLI prints while the bar
+//! shows goes through [`Progress::suspend`], so lines and bar do not garble
+//! each other. A `Progress` is a cheap handle: clones share the bar.
 
 use std::io::IsTerminal;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use grid_client::AsyncMapResult;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// How often the bar reads the result's progress.
+/// How often the bar redraws.
 const TICK: Duration = Duration::from_millis(100);
 
 /// A progress bar, or nothing when stderr is not a terminal.
+#[derive(Clone)]
 pub struct Progress {
-    shown: Option<(ProgressBar, JoinHandle<()>)>,
+    bar: Option<ProgressBar>,
     /// Whether stdout is a terminal too, likely the bar's.
     stdout_terminal: bool,
 }
 
 impl Progress {
-    /// Starts a bar for `result` if stderr is a terminal.
-    pub fn start(result: &AsyncMapResult) -> Progress {
+    /// Starts a bar of `total` items (a counter when unknown) if stderr is
+    /// a terminal.
+    pub fn start(total: Option<u64>) -> Progress {
         if !std::io::stderr().is_terminal() {
             return Progress {
-                shown: None,
+                bar: None,
                 stdout_terminal: false,
             };
         }
-        let bar = ProgressBar::new(result.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} tasks, {elapsed_precise}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        let ticker = {
-            let bar = bar.clone();
-            let result = result.clone();
-            std::thread::spawn(move || {
-                while !bar.is_finished() {
-                    bar.set_position(result.progress() as u64);
-                    std::thread::sleep(TICK);
-                }
-            })
+        let (bar, template) = match total {
+            Some(total) => (
+                ProgressBar::new(total),
+                "{bar:40} {pos}/{len} items, {elapsed_precise}",
+            ),
+            None => (
+                ProgressBar::no_length(),
+                "{spinner} {pos} items, {per_sec}, {elapsed_precise}",
+            ),
         };
+        bar.set_style(
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(TICK);
         Progress {
-            shown: Some((bar, ticker)),
+            bar: Some(bar),
             stdout_terminal: std::io::stdout().is_terminal(),
+        }
+    }
+
+    /// `n` items are done.
+    pub fn set(&self, n: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(n as u64);
         }
     }
 
     /// Runs `print`, which writes to stderr, with the bar hidden.
     pub fn suspend<T>(&self, print: impl FnOnce() -> T) -> T {
-        match &self.shown {
-            Some((bar, _)) => bar.suspend(print),
+        match &self.bar {
+            Some(bar) => bar.suspend(print),
             None => print(),
         }
     }
@@ -71,15 +79,10 @@ impl Progress {
         }
     }
 
-    /// Removes the bar (dropping it does too).
-    pub fn finish(self) {}
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if let Some((bar, ticker)) = self.shown.take() {
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
             bar.finish_and_clear();
-            let _ = ticker.join();
         }
     }
 }

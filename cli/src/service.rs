@@ -9,6 +9,7 @@
 
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
@@ -16,6 +17,7 @@ use grid_bus::{Bus, BusEvent, NatsBus, NatsOptions};
 use grid_proto::Subjects;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use tracing_subscriber::EnvFilter;
 
 use crate::cluster::ClusterName;
@@ -63,12 +65,31 @@ impl ServiceArgs {
     }
 }
 
+/// How often at most a line says that messages were dropped: a flood of
+/// drops (one event each) is then a line per second with a count.
+const DROPS_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Logs what happens to the connection (async-nats's own lines about it are
-/// filtered out by default: see [`DEFAULT_LOG`]).
+/// filtered out by default: see [`DEFAULT_LOG`]). Dropped messages (slow
+/// consumer) and events missed under a flood are counted and logged at most
+/// once per [`DROPS_LOG_INTERVAL`].
 async fn log_events(mut events: broadcast::Receiver<BusEvent>, url: String) {
     let mut lost = false;
+    let mut drops = DropsLog::default();
     loop {
-        match events.recv().await {
+        let event = match drops.due() {
+            // Counts wait for their line: log them when it is time, even
+            // if no event comes.
+            Some(due) => tokio::select! {
+                event = events.recv() => event,
+                () = tokio::time::sleep_until(due) => {
+                    drops.log(&url);
+                    continue;
+                }
+            },
+            None => events.recv().await,
+        };
+        match event {
             Ok(BusEvent::Disconnected) => {
                 lost = true;
                 tracing::warn!("lost the connection to {url}; reconnecting");
@@ -81,15 +102,76 @@ async fn log_events(mut events: broadcast::Receiver<BusEvent>, url: String) {
             // Our own drop closes it too; if the server did, what stops
             // working says so.
             Ok(BusEvent::Closed) => {
+                drops.log(&url);
                 tracing::debug!("the connection to {url} is closed");
                 return;
             }
+            Ok(BusEvent::SlowConsumer) => drops.count(1, 0, &url),
             Ok(event) => tracing::warn!("NATS connection: {event:?}"),
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("{n} connection events were not logged");
+            // Under a flood, the missed events are nearly all drops.
+            Err(broadcast::error::RecvError::Lagged(n)) => drops.count(0, n, &url),
+            Err(broadcast::error::RecvError::Closed) => {
+                drops.log(&url);
+                return;
             }
-            Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+/// Dropped messages and missed events not logged yet, and when the last
+/// line about them was.
+#[derive(Default)]
+struct DropsLog {
+    dropped: u64,
+    missed: u64,
+    last: Option<Instant>,
+}
+
+impl DropsLog {
+    /// Counts, and logs now unless a line went out less than
+    /// [`DROPS_LOG_INTERVAL`] ago.
+    fn count(&mut self, dropped: u64, missed: u64, url: &str) {
+        self.dropped += dropped;
+        self.missed += missed;
+        if self.due().is_some_and(|due| due <= Instant::now()) {
+            self.log(url);
+        }
+    }
+
+    /// When the counts should be logged; `None` if there is nothing to log.
+    fn due(&self) -> Option<Instant> {
+        if self.dropped == 0 && self.missed == 0 {
+            return None;
+        }
+        Some(
+            self.last
+                .map_or_else(Instant::now, |last| last + DROPS_LOG_INTERVAL),
+        )
+    }
+
+    fn log(&mut self, url: &str) {
+        match (self.dropped, self.missed) {
+            (0, 0) => return,
+            (0, missed) => tracing::warn!(
+                "{missed} events of the connection to {url} were not logged (under a flood, \
+                 most likely dropped messages: slow consumer)"
+            ),
+            (dropped, missed) => {
+                let missed = match missed {
+                    0 => String::new(),
+                    n => format!(", and {n} more events were not logged"),
+                };
+                tracing::warn!(
+                    "the connection to {url} dropped {dropped} message{} (slow consumer: a \
+                     subscriber fell behind){missed}; clients recover lost tasks by asking \
+                     the controller",
+                    if dropped == 1 { "" } else { "s" }
+                );
+            }
+        }
+        self.dropped = 0;
+        self.missed = 0;
+        self.last = Some(Instant::now());
     }
 }
 
@@ -161,5 +243,33 @@ impl StopSignals {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_logged_at_once_then_at_most_once_a_second() {
+        let mut drops = DropsLog::default();
+        assert_eq!(drops.due(), None);
+        drops.count(1, 0, "nats://h:1");
+        let first = drops.last.expect("logged at once");
+        assert_eq!((drops.dropped, drops.due()), (0, None));
+        for _ in 0..1000 {
+            drops.count(1, 0, "nats://h:1");
+        }
+        drops.count(0, 64, "nats://h:1");
+        assert_eq!(
+            (drops.dropped, drops.missed),
+            (1000, 64),
+            "counted, not logged"
+        );
+        assert_eq!(drops.due(), Some(first + DROPS_LOG_INTERVAL));
+        // A second later (as if).
+        drops.last = first.checked_sub(DROPS_LOG_INTERVAL);
+        drops.count(1, 0, "nats://h:1");
+        assert_eq!((drops.dropped, drops.missed), (0, 0), "one line for all");
     }
 }

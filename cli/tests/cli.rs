@@ -30,6 +30,50 @@ const FAILING_WAT: &str = r#"(module
   (func (export "spin") (param i64) (result i64) (loop $l br $l) local.get 0)
   (func (export "grow") (param i32) (result i32) local.get 0 memory.grow))"#;
 
+/// A module that prints: `talk` writes a line and a partial line to stdout
+/// and a line that is not UTF-8 to stderr, then returns its argument;
+/// `talk_then_trap` prints the same, then traps.
+const TALKING_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "one\0atwo")
+  (data (i32.const 200) "bad \ff byte\0a")
+  (func $write (param $fd i32) (param $at i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $at))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $fd_write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func $print
+    (call $write (i32.const 1) (i32.const 100) (i32.const 7))
+    (call $write (i32.const 2) (i32.const 200) (i32.const 11)))
+  (func (export "talk") (param i64) (result i64) call $print local.get 0)
+  (func (export "talk_then_trap") (param i64) (result i64) call $print unreachable))"#;
+
+/// The Rust example guest, built by `grid-examples` (examples/build.rs) into
+/// `target/guests`; `None`, after saying why, when it is not built, unless
+/// `GRID_REQUIRE_GUESTS` is set (as in CI), when that fails the test.
+fn rust_guest() -> Option<String> {
+    // The target directory: the one `grid` was built into.
+    let target = Path::new(env!("CARGO_BIN_EXE_grid"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("grid is in <target>/<profile>/");
+    let guest = target.join("guests/wasm32-wasip1/release/grid_example_guest.wasm");
+    if guest.is_file() {
+        return Some(guest.display().to_string());
+    }
+    let why = format!(
+        "{} is not built (cargo build -p grid-examples, with the wasm32-wasip1 target)",
+        guest.display()
+    );
+    assert!(
+        std::env::var_os("GRID_REQUIRE_GUESTS").is_none(),
+        "example guest required (GRID_REQUIRE_GUESTS is set): {why}"
+    );
+    eprintln!("skipped: {why}");
+    None
+}
+
 /// A temp dir for modules written by a test.
 struct Dir(TempDir);
 
@@ -170,6 +214,106 @@ fn apply_prints_one_result() {
     assert_eq!(run.stdout, "144\n");
     let run = grid(&["apply", &m, "hypot", "3", "4", "--engines", "2"], None);
     assert_eq!(run.stdout, "5.0\n");
+}
+
+#[test]
+fn apply_shows_what_the_guest_printed_on_stderr() {
+    let Some(guest) = rust_guest() else { return };
+    let run = grid(
+        &["apply", &guest, "hello", r#""x""#, "--engines", "1"],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "\"hello, x\"\n", "values alone on stdout");
+    assert_eq!(run.stderr, "[stdout:0] hello, x\n[stderr:0] greeted x\n");
+
+    let args = ["apply", &guest, "hello", r#""x""#, "--engines", "1"];
+    let run = grid(&[&args[..], &["--output", "none"]].concat(), None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "\"hello, x\"\n");
+    assert_eq!(run.stderr, "", "--output none hides the task's output");
+}
+
+#[test]
+fn task_output_keeps_partial_lines_odd_bytes_and_prints_before_a_trap() {
+    let dir = Dir::new();
+    let m = dir.file("talking.wat", TALKING_WAT.as_bytes());
+    let printed = "[stdout:0] one\n[stdout:0] two\n[stderr:0] bad \u{fffd} byte\n";
+    let run = grid(&["apply", &m, "talk", "5", "--engines", "1"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "5\n");
+    assert_eq!(run.stderr, printed);
+
+    let run = grid(
+        &["apply", &m, "talk_then_trap", "5", "--engines", "1"],
+        None,
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    let (output, error) = run.stderr.split_at(printed.len().min(run.stderr.len()));
+    assert_eq!(output, printed, "the print shows before the error");
+    assert!(
+        error.starts_with("error: [engine 0] talk_then_trap: trap (unreachable)")
+            && error.lines().count() == 1,
+        "{}",
+        run.stderr
+    );
+
+    let run = grid(
+        &[
+            "apply",
+            &m,
+            "talk_then_trap",
+            "5",
+            "--engines",
+            "1",
+            "--output",
+            "none",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1);
+    run.assert_error_lines();
+    let run = grid(&["apply", &m, "talk", "5", "--output", "some"], None);
+    assert_eq!(run.code, 2, "an unknown --output is a usage error");
+}
+
+#[test]
+fn more_engines_than_a_process_can_hold_is_a_usage_error() {
+    let m = square_wat();
+    let state = tempfile::tempdir().expect("temp dir");
+    for args in [
+        vec!["map", m.as_str(), "square", "1", "--engines", "100000"],
+        vec!["apply", m.as_str(), "square", "1", "--engines", "100000"],
+        vec!["engine", "--url", "nats://127.0.0.1:1", "-n", "100000"],
+        vec!["cluster", "start", "-n", "100000"],
+    ] {
+        let cache = tempfile::tempdir().expect("temp dir");
+        let mut command = common::grid_command(&args, cache.path());
+        command.env("GRID_STATE_DIR", state.path());
+        let run = common::run(command, None);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{args:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .starts_with("error: --engines 100000 is more than one process can hold: at most "),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.elapsed < std::time::Duration::from_secs(10),
+            "{args:?}: not checked before starting ({:?})",
+            run.elapsed
+        );
+    }
+    assert!(
+        std::fs::read_dir(state.path())
+            .expect("state dir")
+            .next()
+            .is_none(),
+        "cluster start recorded nothing"
+    );
 }
 
 #[test]
@@ -384,12 +528,13 @@ fn a_missing_module_file_is_a_usage_error() {
 #[test]
 fn input_that_is_not_json_is_a_usage_error() {
     let m = square_wat();
+    // stdin is read lazily: the items before the bad line are mapped.
     let run = grid(
         &["map", &m, "square", "--engines", "2"],
         Some("1\n2\n{oops\n4\n"),
     );
     assert_eq!(run.code, 2);
-    assert_eq!(run.stdout, "");
+    assert_eq!(run.stdout, "1\n4\n");
     run.assert_error_lines();
     assert!(
         run.stderr
@@ -464,6 +609,7 @@ fn help_describes_everything_with_examples() {
         "GRID_URL",
         "GRID_CLUSTER",
         "Ignored with --url",
+        "--wait-engines <SECS>",
         "[3,4]",
         "stdin",
         "Exit codes",
@@ -473,12 +619,14 @@ fn help_describes_everything_with_examples() {
     }
     let run = grid(&["apply", "--help"], None);
     assert_eq!(run.code, 0);
-    assert!(
-        run.stdout
-            .contains("grid apply examples/guests/wat/square.wat square 12"),
-        "{}",
-        run.stdout
-    );
+    for needle in [
+        "grid apply examples/guests/wat/square.wat square 12",
+        "--output <WHICH>",
+        "[stdout:0]",
+        "--wait-engines <SECS>",
+    ] {
+        assert!(run.stdout.contains(needle), "{needle} in\n{}", run.stdout);
+    }
     for (command, needles) in [
         (
             vec!["cluster", "start", "--help"],

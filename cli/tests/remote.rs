@@ -537,3 +537,102 @@ fn an_interrupted_start_stops_what_it_started() {
     assert!(!server.is_running(), "the fake server was stopped");
     assert!(!scene.state_dir().join("default.json").exists());
 }
+
+#[test]
+fn a_command_waits_for_the_first_engines_of_a_cluster() {
+    let Some(server) = nats_server() else { return };
+    let url = server.url();
+    let mut scene = Scene::new();
+    scene.spawn("controller.log", &["controller", "--url", &url]);
+    let m = square_wat();
+    // Waits for the controller to answer: an empty cluster, not a missing one.
+    let run = common::wait_for("the controller to answer", UP, || {
+        let run = scene.grid(&[
+            "apply",
+            "--url",
+            &url,
+            &m,
+            "square",
+            "3",
+            "--wait-engines",
+            "0",
+        ]);
+        Some(run).filter(|r| r.stderr.contains("has no engines"))
+    });
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: cluster `default` at {url} has no engines: start some with \
+             `grid engine --url {url} --cluster default`\n"
+        ),
+        "--wait-engines 0 does not wait"
+    );
+
+    let run = scene.grid(&[
+        "map",
+        "--url",
+        &url,
+        &m,
+        "square",
+        "1",
+        "--wait-engines",
+        "0.3",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("waiting up to 0.3 s for the engines of cluster `default` at {url}").as_str(),
+            format!(
+                "error: cluster `default` at {url} has no engines after 0.3 s: start some \
+                 with `grid engine --url {url} --cluster default`"
+            )
+            .as_str(),
+        ]
+    );
+    assert!(
+        run.elapsed >= Duration::from_millis(300),
+        "{:?}",
+        run.elapsed
+    );
+
+    // An engine that comes while the command waits serves it.
+    let apply = scene.spawn(
+        "apply.log",
+        &[
+            "apply",
+            "--url",
+            &url,
+            &m,
+            "square",
+            "3",
+            "--wait-engines",
+            "60",
+        ],
+    );
+    common::wait_for("apply to say that it waits", UP, || {
+        scene
+            .log("apply.log")
+            .contains("waiting up to 60 s for the engines of cluster `default`")
+            .then_some(())
+    });
+    scene.spawn("engine.log", &["engine", "--url", &url, "-n", "1"]);
+    let status = common::wait_for("apply to finish", UP, || {
+        scene.children[apply].try_wait().expect("try_wait")
+    });
+    let log = scene.log("apply.log");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert_eq!(
+        log,
+        format!("waiting up to 60 s for the engines of cluster `default` at {url}\n9\n")
+    );
+
+    // With engines there, nothing is said about waiting.
+    let run = scene
+        .grid(&["apply", "--url", &url, &m, "square", "4"])
+        .ok();
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("16\n", ""));
+}

@@ -12,11 +12,10 @@
 //! cluster itself), which stop when the last clone of the client drops.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use grid_bus::{Bus, SPILL_THRESHOLD, load_body, spawn_consumer, spill_body};
@@ -27,44 +26,64 @@ use grid_proto::{
 use tokio::sync::mpsc;
 
 use crate::error::Error;
+use crate::inflight::{Finished, InFlight, Outgoing};
 use crate::module::{self, Module};
-use crate::result::{ResultSet, TaskInfo};
+use crate::result::{ResultSet, Wait};
+use crate::select::Select;
 use crate::view::{DirectView, LoadBalancedView};
 
-/// A submission on its way out.
-enum Outgoing {
-    /// Encoded, ready to publish.
-    Ready(String, Bytes),
-    /// Its work must be offered as a blob first.
-    Spill(String, Box<Submission>),
-}
-
-/// Offers `sub`'s large work as a blob, notes the blob in its pending entry
+/// Offers `sub`'s large work as a blob, notes the blob with its task
 /// (released when the reply comes: the engine has read it by then), then
 /// publishes the submission.
 async fn spill_and_publish(
     bus: &dyn Bus,
-    pending: &Pending,
+    inflight: &InFlight,
     subject: &str,
     mut sub: Submission,
 ) -> Result<(), grid_bus::BusError> {
     sub.work = spill_body(bus, sub.work, SPILL_THRESHOLD).await?;
-    if let Some(hash) = sub.work.blob() {
-        match lock(pending).get_mut(&sub.msg_id) {
-            Some(waiting) => waiting.offered = Some(hash),
-            // Failed meanwhile (the connection was lost): nothing will come.
-            None => {
-                bus.release_blob(&hash);
-                return Ok(());
-            }
-        }
-    }
     let bytes = grid_proto::encode(&sub).map_err(|e| grid_bus::BusError::Other(e.to_string()))?;
-    bus.publish(subject, Bytes::from(bytes)).await
+    let bytes = Bytes::from(bytes);
+    // Failed meanwhile (aborted, or the connection was lost): nothing to send.
+    if !inflight.spilled(sub.msg_id, sub.work.blob(), &bytes) {
+        return Ok(());
+    }
+    bus.publish(subject, bytes).await
 }
 
 /// How long hub queries wait for the controller.
 const HUB_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asks the controller, through `bus`.
+pub(crate) async fn hub_request(
+    bus: &dyn Bus,
+    subjects: &Subjects,
+    request: HubRequest,
+) -> Result<HubReply, Error> {
+    let subject = subjects.hub(request.op());
+    let bytes = grid_proto::encode(&request).map_err(|e| Error::Usage(e.to_string()))?;
+    let msg = bus
+        .request(&subject, Bytes::from(bytes), HUB_TIMEOUT)
+        .await?;
+    match grid_proto::decode::<HubReply>(&msg.payload) {
+        Ok(HubReply::Error(message)) => Err(Error::Hub(message)),
+        Ok(reply) => Ok(reply),
+        Err(e) => Err(Error::Hub(format!("malformed reply: {e}"))),
+    }
+}
+
+/// Gives a reply to the task waiting for it (if any still is): a large
+/// result is read from its offerer (or the blob store) first.
+pub(crate) async fn deliver(bus: &dyn Bus, inflight: &InFlight, reply: Reply) {
+    let Some(Finished { set, index }) = inflight.finish(reply.msg_id) else {
+        return;
+    };
+    let result = load_body(bus, &reply.result).await.unwrap_or_else(|e| {
+        let why = TaskError::Internal(format!("cannot read the result: {e}"));
+        TaskResult::immediate(reply.msg_id, Outcome::Err(why))
+    });
+    set.arrive(index, reply, result);
+}
 
 /// A connection to a cluster. Cheap to clone.
 #[derive(Clone)]
@@ -81,41 +100,13 @@ impl WeakClient {
     }
 }
 
-/// The tasks waiting for their replies, by message id.
-type Pending = Mutex<HashMap<MsgId, Waiting>>;
-
-/// A task waiting for its reply.
-struct Waiting {
-    set: Arc<ResultSet>,
-    index: usize,
-    /// Its work, offered as a blob by this client until the reply comes.
-    offered: Option<grid_proto::BlobHash>,
-}
-
-impl Waiting {
-    /// Done waiting (answered or failed): its work need not be offered.
-    fn finish(self, bus: &dyn Bus) -> (Arc<ResultSet>, usize) {
-        if let Some(hash) = self.offered {
-            bus.release_blob(&hash);
-        }
-        (self.set, self.index)
-    }
-}
-
-fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<MsgId, Waiting>> {
-    pending.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 pub(crate) struct Inner {
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) subjects: Subjects,
     pub(crate) id: ClientId,
-    pending: Arc<Pending>,
-    outbox: mpsc::UnboundedSender<Outgoing>,
-    /// Messages in the outbox not yet published.
-    queued: Arc<AtomicUsize>,
-    /// Dropped with the client, which stops the results dispatcher.
-    _stop_dispatch: tokio::sync::oneshot::Sender<()>,
+    pub(crate) inflight: Arc<InFlight>,
+    /// Dropped with the client, which stops the reply dispatcher and the watchdog.
+    _stop: tokio::sync::watch::Sender<()>,
     handle: tokio::runtime::Handle,
     /// Things to keep alive with the client (a local cluster), dropped before the runtime.
     keep: Mutex<Vec<Box<dyn Any + Send>>>,
@@ -166,10 +157,17 @@ impl Client {
     async fn start(bus: Arc<dyn Bus>, subjects: Subjects) -> Result<Client, Error> {
         let id = ClientId::new();
         let mut results = bus.subscribe(&subjects.result(id)).await?;
-        let pending: Arc<Pending> = Arc::default();
-        let dispatch = pending.clone();
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
+        let inflight = Arc::new(InFlight::new(
+            bus.clone(),
+            id,
+            outbox,
+            Arc::new(AtomicUsize::new(0)),
+        ));
+        let dispatch = inflight.clone();
         let fetcher = bus.clone();
-        let (stop_dispatch, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut dispatch_stop = stopped.clone();
         let dispatcher = async move {
             loop {
                 let msg = tokio::select! {
@@ -177,36 +175,17 @@ impl Client {
                         Some(msg) => msg,
                         None => return,
                     },
-                    _ = &mut stopped => return,
+                    _ = dispatch_stop.changed() => return,
                 };
                 match grid_proto::decode::<Reply>(&msg.payload) {
-                    Ok(reply) => {
-                        let slot = lock(&dispatch).remove(&reply.msg_id);
-                        if let Some(waiting) = slot {
-                            let (set, index) = waiting.finish(&*fetcher);
-                            // A large result comes from its offerer (or the blob store).
-                            let result =
-                                load_body(&*fetcher, &reply.result)
-                                    .await
-                                    .unwrap_or_else(|e| {
-                                        let why = TaskError::Internal(format!(
-                                            "cannot read the result: {e}"
-                                        ));
-                                        TaskResult::immediate(reply.msg_id, Outcome::Err(why))
-                                    });
-                            set.arrive(index, reply, result);
-                        }
-                    }
+                    Ok(reply) => deliver(&*fetcher, &dispatch, reply).await,
                     Err(e) => tracing::warn!(error = %e, "skipping a malformed reply"),
                 }
             }
         };
         spawn_consumer(&*bus, "grid-client-results", dispatcher).map_err(Error::Runtime)?;
-        let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
         let publisher = bus.clone();
-        let spilling = pending.clone();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let in_outbox = queued.clone();
+        let spilling = inflight.clone();
         tokio::spawn(async move {
             while let Some(outgoing) = queue.recv().await {
                 let (subject, sent) = match outgoing {
@@ -215,25 +194,35 @@ impl Client {
                         (subject, sent)
                     }
                     Outgoing::Spill(subject, sub) => {
+                        let msg_id = sub.msg_id;
                         let sent = spill_and_publish(&*publisher, &spilling, &subject, *sub).await;
+                        if let Err(e) = &sent {
+                            let why = format!("cannot send the task's work: {e}");
+                            spilling.fail(msg_id, TaskError::Disconnected(why));
+                        }
                         (subject, sent)
                     }
                 };
                 if let Err(e) = sent {
+                    // The watchdog publishes it again if the controller never saw it.
                     tracing::warn!(%subject, error = %e, "cannot publish a submission");
                 }
-                in_outbox.fetch_sub(1, Ordering::AcqRel);
+                spilling.dequeued();
             }
         });
+        tokio::spawn(crate::watchdog::watch(
+            bus.clone(),
+            subjects.clone(),
+            inflight.clone(),
+            stopped,
+        ));
         Ok(Client {
             inner: Arc::new(Inner {
                 bus,
                 subjects,
                 id,
-                pending,
-                outbox,
-                queued,
-                _stop_dispatch: stop_dispatch,
+                inflight,
+                _stop: stop,
                 handle: tokio::runtime::Handle::current(),
                 keep: Mutex::new(Vec::new()),
                 runtime: Mutex::new(None),
@@ -247,14 +236,67 @@ impl Client {
 
     /// Fails every task still waiting for its result with `error`.
     pub(crate) fn fail_pending(&self, error: TaskError) {
-        let pending: Vec<(MsgId, Waiting)> = lock(&self.inner.pending).drain().collect();
-        for (msg_id, waiting) in pending {
-            let (set, index) = waiting.finish(&*self.inner.bus);
-            let result = TaskResult::immediate(msg_id, Outcome::Err(error.clone()));
-            let submitted = set.tasks[index].submitted;
-            if let Ok(reply) = Reply::new(self.inner.id, submitted, None, &result) {
-                set.arrive(index, reply, result);
+        self.inner.inflight.fail_all(error);
+    }
+
+    /// At most `n` of this client's tasks are published and unanswered at
+    /// once (at least 1; [`DEFAULT_MAX_IN_FLIGHT`](crate::DEFAULT_MAX_IN_FLIGHT)
+    /// unless set). More can be submitted: they wait in the client, in
+    /// order, and go out as replies come. This is the back-pressure that
+    /// keeps many clients from burying the controller.
+    pub fn set_max_in_flight(&self, n: usize) {
+        self.inner.inflight.set_max_in_flight(n);
+    }
+
+    /// See [`set_max_in_flight`](Self::set_max_in_flight).
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.inflight.max_in_flight()
+    }
+
+    /// The msg_ids of this client's tasks that have no result yet, sorted
+    /// (ipyparallel's `rc.outstanding`).
+    pub fn outstanding(&self) -> Vec<MsgId> {
+        self.inner.inflight.outstanding()
+    }
+
+    /// Waits until every one of `results` is done, or, when `results` is
+    /// empty, every task of this client submitted so far (ipyparallel's
+    /// `rc.wait(jobs, timeout)`); `false` if `timeout` passed first.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), grid_client::Error> {
+    /// # let client = grid_client::Client::local(2)?;
+    /// # let f = client.load_module("examples/guests/wat/square.wat")?.func("square");
+    /// let lb = client.load_balanced_view();
+    /// let a = lb.apply_async(&f, [grid_client::Value::from(3)])?;
+    /// let b = lb.map_async(&f, vec![vec![1.into(), 2.into()]])?;
+    /// assert!(client.wait(&[&a, &b], None));
+    /// assert!(client.wait(&[], None)); // everything this client submitted
+    /// # Ok(()) }
+    /// ```
+    pub fn wait(&self, results: &[&dyn Wait], timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        if results.is_empty() {
+            return self
+                .inner
+                .inflight
+                .waiting_sets()
+                .iter()
+                .all(|set| set.wait_all(deadline));
+        }
+        results.iter().all(|r| r.wait_until(deadline))
+    }
+
+    /// [`wait`](Self::wait), async, without a timeout (wrap it in one).
+    pub async fn wait_async(&self, results: &[&dyn Wait]) {
+        if results.is_empty() {
+            for set in self.inner.inflight.waiting_sets() {
+                set.wait_all_async().await;
             }
+            return;
+        }
+        for r in results {
+            r.wait_async_dyn().await;
         }
     }
 
@@ -281,11 +323,26 @@ impl Client {
             .map_err(|_| Error::Bus(grid_bus::BusError::Closed))
     }
 
-    /// Registers the tasks, then publishes each submission on its subject.
+    /// Runs `fut` on the client's runtime and awaits it from any executor:
+    /// the bus's futures need tokio's timers and sockets, which the
+    /// caller's executor may not have.
+    pub(crate) async fn on_runtime<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.inner
+            .handle
+            .spawn(fut)
+            .await
+            .map_err(|_| Error::Bus(grid_bus::BusError::Closed))?
+    }
+
+    /// Registers the tasks of `set`, one submission each in task order, and
+    /// publishes them as the in-flight window allows.
     pub(crate) fn submit(
         &self,
         subs: Vec<(String, Submission)>,
-        tasks: Vec<TaskInfo>,
+        set: Arc<ResultSet>,
     ) -> Result<Arc<ResultSet>, Error> {
         // Large work is offered as a blob first, which takes the outbox task.
         let outgoing = subs
@@ -300,79 +357,43 @@ impl Client {
                     .map_err(|e| Error::Usage(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let set = ResultSet::new(tasks);
-        {
-            let mut pending = lock(&self.inner.pending);
-            for (index, (msg_id, _)) in outgoing.iter().enumerate() {
-                let waiting = Waiting {
-                    set: set.clone(),
-                    index,
-                    offered: None,
-                };
-                pending.insert(*msg_id, waiting);
-            }
-        }
-        for (_, message) in outgoing {
-            // Publish from this thread when the bus can and nothing queued
-            // would be overtaken; else through the outbox task, in order.
-            if let Outgoing::Ready(subject, payload) = &message
-                && self.inner.queued.load(Ordering::Acquire) == 0
-                && let Some(done) = self.inner.bus.publish_now(subject, payload)
-            {
-                done?;
-                continue;
-            }
-            self.inner.queued.fetch_add(1, Ordering::AcqRel);
-            self.inner
-                .outbox
-                .send(message)
-                .map_err(|_| Error::Bus(grid_bus::BusError::Closed))?;
-        }
+        self.inner.inflight.submit(&set, outgoing);
         Ok(set)
     }
 
-    /// Asks the controller.
+    /// Asks the controller (any [`HubRequest`]; the typed methods below are
+    /// easier). Works from any async executor.
     pub async fn hub(&self, request: HubRequest) -> Result<HubReply, Error> {
-        let subject = self.inner.subjects.hub(request.op());
-        let bytes = grid_proto::encode(&request).map_err(|e| Error::Usage(e.to_string()))?;
-        let msg = self
-            .inner
-            .bus
-            .request(&subject, Bytes::from(bytes), HUB_TIMEOUT)
-            .await?;
-        match grid_proto::decode::<HubReply>(&msg.payload) {
-            Ok(HubReply::Error(message)) => Err(Error::Hub(message)),
-            Ok(reply) => Ok(reply),
-            Err(e) => Err(Error::Hub(format!("malformed reply: {e}"))),
-        }
+        let client = self.clone();
+        self.on_runtime(async move {
+            hub_request(&*client.inner.bus, &client.inner.subjects, request).await
+        })
+        .await
     }
 
     fn hub_blocking(&self, request: HubRequest) -> Result<HubReply, Error> {
         let client = self.clone();
-        self.block(async move { client.hub(request).await })?
+        self.block(async move {
+            hub_request(&*client.inner.bus, &client.inner.subjects, request).await
+        })?
     }
 
-    /// The registered engines.
+    /// The registered engines, by id.
     pub async fn engines_async(&self) -> Result<Vec<EngineInfo>, Error> {
-        match self.hub(HubRequest::Engines).await? {
-            HubReply::Engines(mut engines) => {
-                engines.sort_by_key(|e| e.id);
-                Ok(engines)
-            }
-            other => Err(unexpected(other)),
-        }
+        engines(self.hub(HubRequest::Engines).await?)
     }
 
+    /// [`engines_async`](Self::engines_async), blocking.
     pub fn engines(&self) -> Result<Vec<EngineInfo>, Error> {
-        let client = self.clone();
-        self.block(async move { client.engines_async().await })?
+        engines(self.hub_blocking(HubRequest::Engines)?)
     }
 
-    /// The ids of the registered engines, ascending.
+    /// The ids of the registered engines, ascending (ipyparallel's `rc.ids`).
     pub fn ids(&self) -> Result<Vec<EngineId>, Error> {
         Ok(self.engines()?.into_iter().map(|e| e.id).collect())
     }
 
+    /// [`ids`](Self::ids), async.
     pub async fn ids_async(&self) -> Result<Vec<EngineId>, Error> {
         Ok(self
             .engines_async()
@@ -382,7 +403,8 @@ impl Client {
             .collect())
     }
 
-    /// A view on some engines (`[id]` for one; see also [`Client::view_all`]).
+    /// A view on some engines, by id (see also [`Client::select`] to pick
+    /// them by position, as ipyparallel's `rc[...]`).
     pub fn view(&self, targets: impl Into<Vec<EngineId>>) -> DirectView {
         DirectView::new(self.clone(), targets.into(), false)
     }
@@ -392,9 +414,42 @@ impl Client {
         DirectView::new(self.clone(), vec![target], true)
     }
 
-    /// A view on every engine registered now.
+    /// A view on every engine registered now (ipyparallel's `rc[:]`).
     pub fn view_all(&self) -> Result<DirectView, Error> {
         Ok(self.view(self.ids()?))
+    }
+
+    /// A view on the engines at these positions of [`ids`](Self::ids),
+    /// evaluated now, as ipyparallel's `rc[...]`: an index (negative from
+    /// the end) gives a one-engine view, a range a list; see [`Select`].
+    ///
+    /// | ipyparallel | Grid |
+    /// |---|---|
+    /// | `rc[0]`, `rc[-1]` | `client.select(0)?`, `client.select(-1)?` |
+    /// | `rc[1:3]`, `rc[2:]`, `rc[:2]` | `client.select(1..3)?`, `client.select(2..)?`, `client.select(..2)?` |
+    /// | `rc[:]` | `client.select(..)?` |
+    /// | `rc[::2]`, `rc[1::2]`, `rc[::-1]` | `client.select((.., 2))?`, `client.select((1.., 2))?`, `client.select((.., -1))?` |
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), grid_client::Error> {
+    /// let client = grid_client::Client::local(4)?;
+    /// assert_eq!(client.select(-1)?.targets(), &[grid_client::EngineId(3)]);
+    /// assert_eq!(client.select((.., 2))?.targets().len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn select(&self, which: impl Into<Select>) -> Result<DirectView, Error> {
+        let which = which.into();
+        let ids = self.ids()?;
+        let targets = which.pick(&ids)?;
+        Ok(DirectView::new(self.clone(), targets, which.is_index()))
+    }
+
+    /// [`select`](Self::select), async.
+    pub async fn select_async(&self, which: impl Into<Select>) -> Result<DirectView, Error> {
+        let which = which.into();
+        let ids = self.ids_async().await?;
+        let targets = which.pick(&ids)?;
+        Ok(DirectView::new(self.clone(), targets, which.is_index()))
     }
 
     /// A load-balanced view: the scheduler picks the engine of each task.
@@ -415,23 +470,25 @@ impl Client {
     pub async fn load_module_async(&self, path: impl AsRef<Path>) -> Result<Module, Error> {
         let path = path.as_ref();
         let bytes = module::read_module(path)?;
-        self.upload(bytes, path.display().to_string()).await
+        let client = self.clone();
+        let name = path.display().to_string();
+        self.on_runtime(async move { client.upload(bytes, name).await })
+            .await
     }
 
     /// Uploads a module given as bytes (wasm or WAT).
     pub fn module_from_bytes(&self, bytes: &[u8]) -> Result<Module, Error> {
+        let binary = module_binary(bytes)?;
         let client = self.clone();
-        let bytes = bytes.to_vec();
-        self.block(async move { client.module_from_bytes_async(&bytes).await })?
+        self.block(async move { client.upload(binary, "<bytes>".into()).await })?
     }
 
     /// [`module_from_bytes`](Self::module_from_bytes), async.
     pub async fn module_from_bytes_async(&self, bytes: &[u8]) -> Result<Module, Error> {
-        let binary = module::binary(bytes).map_err(|reason| Error::Module {
-            path: "<bytes>".into(),
-            reason,
-        })?;
-        self.upload(binary, "<bytes>".into()).await
+        let binary = module_binary(bytes)?;
+        let client = self.clone();
+        self.on_runtime(async move { client.upload(binary, "<bytes>".into()).await })
+            .await
     }
 
     async fn upload(&self, binary: Vec<u8>, name: String) -> Result<Module, Error> {
@@ -441,36 +498,45 @@ impl Client {
 
     /// Whether the cluster's blob store has this module.
     pub async fn has_module(&self, module: &Module) -> Result<bool, Error> {
-        Ok(self
-            .inner
-            .bus
-            .get_blob(&BlobHash(module.hash().0))
-            .await?
-            .is_some())
+        let client = self.clone();
+        let hash = BlobHash(module.hash().0);
+        self.on_runtime(async move { Ok(client.inner.bus.get_blob(&hash).await?.is_some()) })
+            .await
     }
 
-    /// Tasks queued and done per engine.
+    /// Tasks queued and done per engine, and waiting in the scheduler.
     pub fn queue_status(&self) -> Result<QueueStatus, Error> {
-        match self.hub_blocking(HubRequest::QueueStatus)? {
-            HubReply::QueueStatus(q) => Ok(q),
-            other => Err(unexpected(other)),
-        }
+        queue_status(self.hub_blocking(HubRequest::QueueStatus)?)
     }
 
-    /// Which of `msg_ids` are done, and which pending.
+    /// [`queue_status`](Self::queue_status), async.
+    pub async fn queue_status_async(&self) -> Result<QueueStatus, Error> {
+        queue_status(self.hub(HubRequest::QueueStatus).await?)
+    }
+
+    /// Which of `msg_ids` the controller has a result for, and which not
+    /// (pending, or never seen), as `(completed, pending)`.
     pub fn result_status(&self, msg_ids: Vec<MsgId>) -> Result<(Vec<MsgId>, Vec<MsgId>), Error> {
-        match self.hub_blocking(HubRequest::ResultStatus { msg_ids })? {
-            HubReply::ResultStatus { completed, pending } => Ok((completed, pending)),
-            other => Err(unexpected(other)),
-        }
+        result_status(self.hub_blocking(HubRequest::ResultStatus { msg_ids })?)
     }
 
-    /// Results recorded by the controller, submitted by any client.
+    /// [`result_status`](Self::result_status), async.
+    pub async fn result_status_async(
+        &self,
+        msg_ids: Vec<MsgId>,
+    ) -> Result<(Vec<MsgId>, Vec<MsgId>), Error> {
+        result_status(self.hub(HubRequest::ResultStatus { msg_ids }).await?)
+    }
+
+    /// Results recorded by the controller, submitted by any client; ids
+    /// without a result yet are left out.
     pub fn get_result(&self, msg_ids: Vec<MsgId>) -> Result<Vec<Reply>, Error> {
-        match self.hub_blocking(HubRequest::GetResult { msg_ids })? {
-            HubReply::Results(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+        results(self.hub_blocking(HubRequest::GetResult { msg_ids })?)
+    }
+
+    /// [`get_result`](Self::get_result), async.
+    pub async fn get_result_async(&self, msg_ids: Vec<MsgId>) -> Result<Vec<Reply>, Error> {
+        results(self.hub(HubRequest::GetResult { msg_ids }).await?)
     }
 
     /// Forgets recorded results (all of them when `msg_ids` is empty).
@@ -479,18 +545,89 @@ impl Client {
             .map(|_| ())
     }
 
-    /// Aborts tasks wherever they are.
-    pub fn abort(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
-        self.hub_blocking(HubRequest::Abort { msg_ids }).map(|_| ())
+    /// [`purge_results`](Self::purge_results), async.
+    pub async fn purge_results_async(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
+        self.hub(HubRequest::PurgeResults { msg_ids })
+            .await
+            .map(|_| ())
     }
 
+    /// Aborts tasks wherever they are: those still waiting in this client
+    /// for room on the wire end `aborted` here; the controller aborts the
+    /// others (queued ones dropped, running ones interrupted).
+    pub fn abort(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
+        let sent = self.inner.inflight.abort_unsent(&msg_ids);
+        if sent.is_empty() {
+            return Ok(());
+        }
+        self.hub_blocking(HubRequest::Abort { msg_ids: sent })
+            .map(|_| ())
+    }
+
+    /// [`abort`](Self::abort), async.
     pub async fn abort_async(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
-        self.hub(HubRequest::Abort { msg_ids }).await.map(|_| ())
+        let sent = self.inner.inflight.abort_unsent(&msg_ids);
+        if sent.is_empty() {
+            return Ok(());
+        }
+        self.hub(HubRequest::Abort { msg_ids: sent })
+            .await
+            .map(|_| ())
     }
 
     /// Stops the engines and the controller.
     pub fn shutdown(&self) -> Result<(), Error> {
         self.hub_blocking(HubRequest::Shutdown).map(|_| ())
+    }
+
+    /// [`shutdown`](Self::shutdown), async.
+    pub async fn shutdown_async(&self) -> Result<(), Error> {
+        self.hub(HubRequest::Shutdown).await.map(|_| ())
+    }
+}
+
+fn module_binary(bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    module::binary(bytes).map_err(|reason| Error::Module {
+        path: "<bytes>".into(),
+        reason,
+    })
+}
+
+fn engines(reply: HubReply) -> Result<Vec<EngineInfo>, Error> {
+    match reply {
+        HubReply::Engines(mut engines) => {
+            engines.sort_by_key(|e| e.id);
+            Ok(engines)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+fn queue_status(reply: HubReply) -> Result<QueueStatus, Error> {
+    match reply {
+        HubReply::QueueStatus(q) => Ok(q),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn result_status(reply: HubReply) -> Result<(Vec<MsgId>, Vec<MsgId>), Error> {
+    match reply {
+        HubReply::ResultStatus {
+            completed,
+            mut pending,
+            unknown,
+        } => {
+            pending.extend(unknown);
+            Ok((completed, pending))
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+fn results(reply: HubReply) -> Result<Vec<Reply>, Error> {
+    match reply {
+        HubReply::Results(r) => Ok(r),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -96,6 +96,18 @@ pub enum Error {
     Module { path: String, reason: String },
     #[error("no engines to run on")]
     NoEngines,
+    /// [`Client::wait_for_engines`](crate::Client::wait_for_engines) gave up:
+    /// fewer than `wanted` engines registered within its timeout.
+    #[error(
+        "timed out after {:.1} s waiting for {wanted} engine{s}: {found} registered",
+        waited.as_secs_f64(),
+        s = if *wanted == 1 { "" } else { "s" }
+    )]
+    EnginesTimeout {
+        wanted: usize,
+        found: usize,
+        waited: Duration,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("cannot start the client's runtime: {0}")]

@@ -22,21 +22,67 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Beyond that, as ipyparallel's client has it:
+//! - engines by position, evaluated now: [`Client::select`] (`rc[-1]`,
+//!   `rc[1:3]`, `rc[::2]` are `select(-1)`, `select(1..3)`,
+//!   `select((.., 2))`; see [`Select`]);
+//! - a map over any iterator in bounded memory: `imap` on both views, an
+//!   [`Imap`] that is an `Iterator` and, with [`Imap::into_stream`], a
+//!   `Stream`;
+//! - waiting: [`Client::wait`] for several results (or everything
+//!   [`outstanding`](Client::outstanding)), [`Client::wait_for_engines`];
+//! - every hub query in a blocking and an async form; the async forms, and
+//!   those of the results, work on any executor, not only tokio's.
+//!
 //! The client never runs wasm itself: every call travels as a message to an
-//! engine, on the LocalBus or on NATS alike.
+//! engine, on the LocalBus or on NATS alike. Nothing it sends is lost
+//! unnoticed: at most [`DEFAULT_MAX_IN_FLIGHT`] tasks are on the wire at
+//! once (the rest wait in the client: see [`Client::set_max_in_flight`]),
+//! and a watchdog asks the controller about tasks that get no reply, to
+//! recover a lost result or publish a lost task again ([`QUIET`],
+//! [`MAX_RESENT`]).
 
 mod client;
 mod connect;
 mod error;
+mod imap;
+mod inflight;
 #[cfg(feature = "local")]
 mod local;
+mod map;
 mod module;
 mod result;
+mod select;
 mod view;
+mod wait;
+mod watchdog;
 
 pub use client::Client;
+pub use connect::RECONNECT_GRACE;
 pub use error::{CompositeError, Error, RemoteError};
-pub use grid_proto::{Arg, EngineId, Limits, MsgId, Status, TaskError, Value};
+pub use imap::{Imap, default_max_outstanding};
+pub use inflight::DEFAULT_MAX_IN_FLIGHT;
+pub use map::{AsyncMapResult, MapIter};
 pub use module::{Function, Module};
-pub use result::{AsyncMapResult, AsyncResult, MapIter, Metadata};
+pub use result::{AsyncResult, Metadata, Wait};
+pub use select::Select;
 pub use view::{DirectView, LoadBalancedView, reference, zip};
+pub use watchdog::{CONTROLLER_GRACE, MAX_RESENT, QUIET, RESEND_BATCH};
+
+/// The cluster's data model and messages, as they appear in this crate's
+/// signatures (re-exported from `grid-proto`, so users need not depend on it).
+pub use grid_proto::{
+    Arg, ArgsHash, BlobHash, Body, ClientId, ClusterEvent, DEFAULT_CLUSTER, EngineId, EngineInfo,
+    EngineQueue, EngineRef, EngineUuid, Fingerprint, Frame, HubReply, HubRequest, LimitKind,
+    Limits, ModuleHash, MsgId, Outcome, QueueStatus, Reply, Status, Subjects, TaskError,
+    TaskResult, Timestamp, TrapKind, Value,
+};
+
+/// The engines' configuration, for [`Client::local_with`] (re-exported
+/// from `grid-host`).
+#[cfg(feature = "local")]
+pub use grid_host::EngineConfig;
+
+/// The bus a client talks through, for [`Client::connect_bus`] (re-exported
+/// from `grid-bus`).
+pub use grid_bus::{Bus, BusError, BusEvent, LocalBus, NatsBus};

@@ -1,10 +1,12 @@
-//! AsyncResult and AsyncMapResult: results that arrive later.
+//! AsyncResult: results that arrive later.
 //!
 //! A [`ResultSet`] is the shared state of one submission's tasks: the client's
 //! dispatcher fills it as replies arrive on `result.<client>`, and results
-//! wait on it, blocking (a condition variable) or async (a `Notify`). Results
-//! are kept in submission order and, for unordered iteration, in the order
-//! they completed. Per-item values of a map are recovered from chunk results.
+//! wait on it, blocking (a condition variable) or async (a `Notify`, which
+//! needs no particular executor). Results are kept in submission order and,
+//! for unordered iteration, in the order they completed. Per-item values of
+//! a map are recovered from chunk results. [`AsyncResult`] is the view of a
+//! set that `apply` and the data methods return; `map.rs` has the map's.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -37,10 +39,17 @@ struct Arrived {
     received: Timestamp,
 }
 
-struct State {
+pub(crate) struct State {
     replies: Vec<Option<Arrived>>,
-    done: usize,
+    pub(crate) done: usize,
     completion: Vec<usize>,
+}
+
+impl State {
+    /// The index of the `k`-th task to complete, once it has.
+    pub(crate) fn completion(&self, k: usize) -> Option<usize> {
+        self.completion.get(k).copied()
+    }
 }
 
 /// Replies of one submission, filled by the client's dispatcher.
@@ -49,10 +58,19 @@ pub(crate) struct ResultSet {
     state: Mutex<State>,
     cond: Condvar,
     notify: tokio::sync::Notify,
+    /// Told of each task done, with this set's tag (an imap's completions).
+    listener: Option<(Arc<crate::imap::Completions>, u64)>,
 }
 
 impl ResultSet {
     pub(crate) fn new(tasks: Vec<TaskInfo>) -> Arc<ResultSet> {
+        Self::with_listener(tasks, None)
+    }
+
+    pub(crate) fn with_listener(
+        tasks: Vec<TaskInfo>,
+        listener: Option<(Arc<crate::imap::Completions>, u64)>,
+    ) -> Arc<ResultSet> {
         let n = tasks.len();
         Arc::new(ResultSet {
             tasks,
@@ -63,18 +81,23 @@ impl ResultSet {
             }),
             cond: Condvar::new(),
             notify: tokio::sync::Notify::new(),
+            listener,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records the reply of task `index` (the first one wins).
     pub(crate) fn arrive(&self, index: usize, reply: Reply, result: TaskResult) {
         let mut s = self.lock();
-        if s.replies[index].is_none() {
-            s.replies[index] = Some(Arrived {
+        let Some(slot) = s.replies.get_mut(index) else {
+            return;
+        };
+        let first = slot.is_none();
+        if first {
+            *slot = Some(Arrived {
                 reply,
                 result,
                 received: Timestamp::now(),
@@ -85,14 +108,46 @@ impl ResultSet {
         drop(s);
         self.cond.notify_all();
         self.notify.notify_waiters();
+        if let (true, Some((listener, tag))) = (first, &self.listener) {
+            listener.done(*tag);
+        }
     }
 
-    fn done(&self) -> usize {
+    pub(crate) fn done(&self) -> usize {
         self.lock().done
     }
 
+    /// Blocks until task `index` is done.
+    pub(crate) fn wait_index(&self, index: usize) {
+        let mut s = self.lock();
+        while s.replies.get(index).is_some_and(Option::is_none) {
+            s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Waits (async) until task `index` is done.
+    pub(crate) async fn wait_index_async(&self, index: usize) {
+        self.wait_until_async(|s| s.replies.get(index).is_none_or(Option::is_some))
+            .await
+    }
+
+    /// Waits (async) until `count` tasks are done.
+    pub(crate) async fn wait_count_async(&self, count: usize) {
+        self.wait_for_async(count).await
+    }
+
+    /// Blocks until every task is done or the deadline passes.
+    pub(crate) fn wait_all(&self, deadline: Option<Instant>) -> bool {
+        self.wait_for(self.tasks.len(), deadline)
+    }
+
+    /// Waits (async, on any executor) until every task is done.
+    pub(crate) async fn wait_all_async(&self) {
+        self.wait_for_async(self.tasks.len()).await
+    }
+
     /// Blocks until `count` tasks are done or the deadline passes.
-    fn wait_for(&self, count: usize, deadline: Option<Instant>) -> bool {
+    pub(crate) fn wait_for(&self, count: usize, deadline: Option<Instant>) -> bool {
         // A reply often comes within microseconds: look again for a short
         // while before sleeping, as waking a sleeping thread (an idle vCPU,
         // in a VM) can cost more than the whole round trip.
@@ -127,7 +182,7 @@ impl ResultSet {
         self.wait_until_async(|s| s.done >= count).await
     }
 
-    async fn wait_until_async(&self, ready: impl Fn(&State) -> bool) {
+    pub(crate) async fn wait_until_async(&self, ready: impl Fn(&State) -> bool) {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -176,7 +231,7 @@ impl ResultSet {
     }
 
     /// Every item's value or error, in input order (all tasks must be done).
-    fn all_items(&self) -> Vec<Result<Value, RemoteError>> {
+    pub(crate) fn all_items(&self) -> Vec<Result<Value, RemoteError>> {
         let s = self.lock();
         let mut out = Vec::new();
         for index in 0..self.tasks.len() {
@@ -185,7 +240,13 @@ impl ResultSet {
         out
     }
 
-    fn push_items(&self, s: &State, index: usize, out: &mut Vec<Result<Value, RemoteError>>) {
+    /// Appends task `index`'s items (values or errors) to `out`.
+    pub(crate) fn push_items(
+        &self,
+        s: &State,
+        index: usize,
+        out: &mut Vec<Result<Value, RemoteError>>,
+    ) {
         let first = self.tasks[index].first_item;
         for (k, outcome) in self.item_outcomes(s, index).into_iter().enumerate() {
             out.push(match outcome {
@@ -249,9 +310,25 @@ impl AsyncResult {
             .wait_for(self.set.tasks.len(), timeout.map(|t| Instant::now() + t))
     }
 
-    /// Waits (async) for every task.
+    /// Waits (async, from any executor) for every task.
     pub async fn wait_async(&self) {
-        self.set.wait_for_async(self.set.tasks.len()).await
+        self.set.wait_all_async().await
+    }
+
+    /// Waits (async, from any executor) for every task, up to `timeout`;
+    /// returns whether they are done. The timer runs on the client's runtime.
+    pub async fn wait_async_timeout(&self, timeout: Option<Duration>) -> bool {
+        let Some(t) = timeout else {
+            self.wait_async().await;
+            return true;
+        };
+        let set = self.set.clone();
+        self.client
+            .on_runtime(
+                async move { Ok(tokio::time::timeout(t, set.wait_all_async()).await.is_ok()) },
+            )
+            .await
+            .unwrap_or(false)
     }
 
     /// The value (one target) or the values in target order; the first
@@ -263,13 +340,10 @@ impl AsyncResult {
         self.collect()
     }
 
-    /// [`get`](Self::get), async, with an optional timeout.
+    /// [`get`](Self::get), async (from any executor), with an optional timeout.
     pub async fn get_async(&self, timeout: Option<Duration>) -> Result<Value, Error> {
-        match timeout {
-            None => self.wait_async().await,
-            Some(t) => tokio::time::timeout(t, self.wait_async())
-                .await
-                .map_err(|_| Error::Timeout(t))?,
+        if !self.wait_async_timeout(timeout).await {
+            return Err(Error::Timeout(timeout.unwrap_or_default()));
         }
         self.collect()
     }
@@ -301,7 +375,8 @@ impl AsyncResult {
         }
     }
 
-    /// The values by engine id.
+    /// The values by engine id (ipyparallel's `get_dict`), for results of a
+    /// direct view, one task per engine.
     pub fn get_dict(&self, timeout: Option<Duration>) -> Result<BTreeMap<EngineId, Value>, Error> {
         if !self.wait(timeout) {
             return Err(Error::Timeout(timeout.unwrap_or_default()));
@@ -460,7 +535,7 @@ impl AsyncResult {
     }
 }
 
-fn split(items: Vec<Result<Value, RemoteError>>) -> (Vec<Value>, Vec<RemoteError>) {
+pub(crate) fn split(items: Vec<Result<Value, RemoteError>>) -> (Vec<Value>, Vec<RemoteError>) {
     let mut values = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for item in items {
@@ -472,156 +547,27 @@ fn split(items: Vec<Result<Value, RemoteError>>) -> (Vec<Value>, Vec<RemoteError
     (values, errors)
 }
 
-/// The result of a map: per-item values, iterable as they arrive.
-#[derive(Clone)]
-pub struct AsyncMapResult {
-    pub(crate) result: AsyncResult,
-    pub(crate) items: usize,
-    pub(crate) ordered: bool,
-}
+/// Something that can be waited for: an [`AsyncResult`] or an
+/// [`AsyncMapResult`](crate::AsyncMapResult), as
+/// [`Client::wait`](crate::Client::wait) takes them.
+pub trait Wait: Send + Sync {
+    /// Blocks until done or `deadline`; whether it is done.
+    fn wait_until(&self, deadline: Option<Instant>) -> bool;
 
-impl std::ops::Deref for AsyncMapResult {
-    type Target = AsyncResult;
-    fn deref(&self) -> &AsyncResult {
-        &self.result
-    }
-}
-
-impl AsyncMapResult {
-    /// Number of items mapped.
-    pub fn items(&self) -> usize {
-        self.items
-    }
-
-    /// Every item's value in input order; fails with the failures.
-    pub fn get(&self, timeout: Option<Duration>) -> Result<Vec<Value>, Error> {
-        if !self.result.wait(timeout) {
-            return Err(Error::Timeout(timeout.unwrap_or_default()));
-        }
-        let (values, errors) = split(self.result.set.all_items());
-        match Error::from_failures(errors) {
-            Some(e) => Err(e),
-            None => Ok(values),
-        }
-    }
-
-    /// Every item's own result, in input order, without failing as a whole.
-    pub fn results(
+    /// Waits (async, from any executor) until done.
+    fn wait_async_dyn(
         &self,
-        timeout: Option<Duration>,
-    ) -> Result<Vec<Result<Value, RemoteError>>, Error> {
-        if !self.result.wait(timeout) {
-            return Err(Error::Timeout(timeout.unwrap_or_default()));
-        }
-        Ok(self.result.set.all_items())
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+}
+
+impl Wait for AsyncResult {
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        self.set.wait_all(deadline)
     }
 
-    /// Iterates over items as their tasks complete: in input order, or in
-    /// completion order when the map was made with `ordered(false)`. Blocks.
-    pub fn iter(&self) -> MapIter {
-        MapIter {
-            set: self.result.set.clone(),
-            ordered: self.ordered,
-            next_task: 0,
-            buffer: std::collections::VecDeque::new(),
-        }
-    }
-
-    /// The same as [`iter`](Self::iter), as an async `Stream`.
-    pub fn stream(
+    fn wait_async_dyn(
         &self,
-    ) -> impl futures_core::Stream<Item = Result<Value, RemoteError>> + Send + 'static {
-        let set = self.result.set.clone();
-        let ordered = self.ordered;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut it = MapIter {
-                set: set.clone(),
-                ordered,
-                next_task: 0,
-                buffer: std::collections::VecDeque::new(),
-            };
-            loop {
-                if it.buffer.is_empty() {
-                    if it.next_task >= set.tasks.len() {
-                        return;
-                    }
-                    // Wait here, async, so that `next` below does not block.
-                    if ordered {
-                        set.wait_until_async(|s| s.replies[it.next_task].is_some())
-                            .await;
-                    } else {
-                        set.wait_until_async(|s| s.done > it.next_task).await;
-                    }
-                }
-                match it.next() {
-                    Some(item) => {
-                        if tx.send(item).is_err() {
-                            return;
-                        }
-                    }
-                    None => return,
-                }
-            }
-        });
-        ReceiverStream(rx)
-    }
-}
-
-struct ReceiverStream<T>(tokio::sync::mpsc::UnboundedReceiver<T>);
-
-impl<T> futures_core::Stream for ReceiverStream<T> {
-    type Item = T;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<T>> {
-        self.0.poll_recv(cx)
-    }
-}
-
-/// Blocking iterator over a map's items (see [`AsyncMapResult::iter`]).
-pub struct MapIter {
-    set: Arc<ResultSet>,
-    ordered: bool,
-    /// Tasks consumed so far (by position in submission or completion order).
-    next_task: usize,
-    buffer: std::collections::VecDeque<Result<Value, RemoteError>>,
-}
-
-impl Iterator for MapIter {
-    type Item = Result<Value, RemoteError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.buffer.pop_front() {
-                return Some(item);
-            }
-            if self.next_task >= self.set.tasks.len() {
-                return None;
-            }
-            let index = if self.ordered {
-                self.set.wait_for_index(self.next_task);
-                self.next_task
-            } else {
-                self.set.wait_for(self.next_task + 1, None);
-                self.set.lock().completion[self.next_task]
-            };
-            self.next_task += 1;
-            let s = self.set.lock();
-            let mut out = Vec::new();
-            self.set.push_items(&s, index, &mut out);
-            self.buffer.extend(out);
-        }
-    }
-}
-
-impl ResultSet {
-    /// Blocks until task `index` is done.
-    fn wait_for_index(&self, index: usize) {
-        let mut s = self.lock();
-        while s.replies[index].is_none() {
-            s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.wait_async())
     }
 }

@@ -15,8 +15,10 @@ use grid_proto::{
 
 use crate::Client;
 use crate::error::Error;
+use crate::imap::{Imap, Placement, arg_list, one_arg};
+use crate::map::AsyncMapResult;
 use crate::module::Function;
-use crate::result::{AsyncMapResult, AsyncResult, TaskInfo};
+use crate::result::{AsyncResult, ResultSet, TaskInfo};
 
 /// An argument that is the value named `name` in the engine's namespace.
 pub fn reference(name: &str) -> Arg {
@@ -44,7 +46,7 @@ fn args(args: impl IntoIterator<Item = impl Into<Arg>>) -> Vec<Arg> {
     args.into_iter().map(Into::into).collect()
 }
 
-fn task(f: &Function, msg_id: MsgId, call: Call, limits: Limits) -> Task {
+pub(crate) fn task(f: &Function, msg_id: MsgId, call: Call, limits: Limits) -> Task {
     Task {
         msg_id,
         module: f.module,
@@ -53,7 +55,7 @@ fn task(f: &Function, msg_id: MsgId, call: Call, limits: Limits) -> Task {
     }
 }
 
-fn submission(
+pub(crate) fn submission(
     client: &Client,
     msg_id: MsgId,
     work: Work,
@@ -68,7 +70,7 @@ fn submission(
     })
 }
 
-fn info(
+pub(crate) fn info(
     msg_id: MsgId,
     function: &str,
     first_item: Option<usize>,
@@ -156,7 +158,7 @@ impl DirectView {
             ));
             infos.push(info);
         }
-        let set = self.client.submit(subs, infos)?;
+        let set = self.client.submit(subs, ResultSet::new(infos))?;
         let result = AsyncResult {
             set,
             client: self.client.clone(),
@@ -245,7 +247,7 @@ impl DirectView {
         }
         if works.is_empty() && n == 0 {
             return Ok(AsyncMapResult {
-                result: AsyncResult {
+                tasks: AsyncResult {
                     set: crate::result::ResultSet::new(Vec::new()),
                     client: self.client.clone(),
                     single: false,
@@ -256,7 +258,7 @@ impl DirectView {
             });
         }
         Ok(AsyncMapResult {
-            result: self.send(works, false)?,
+            tasks: self.send(works, false)?,
             items: n,
             ordered: true,
         })
@@ -274,6 +276,44 @@ impl DirectView {
     /// [`map`](Self::map) and wait for the values.
     pub fn map_sync(&self, f: &Function, sequences: Vec<Vec<Value>>) -> Result<Vec<Value>, Error> {
         self.map_async(f, sequences)?.get(None)
+    }
+
+    /// A lazy map of `f` over `items`, one argument each, in bounded
+    /// memory: tasks go to the targets in turn, at most `max_outstanding`
+    /// at a time (see [`Imap`]). Nothing is read or sent until the first
+    /// item is taken.
+    pub fn imap<I>(&self, f: &Function, items: I) -> Imap<I::IntoIter>
+    where
+        I: IntoIterator,
+        I::Item: Into<Value>,
+    {
+        self.imap_with(f, items.into_iter(), one_arg)
+    }
+
+    /// [`imap`](Self::imap) over argument lists (`vec![3, 4]` calls `f(3, 4)`).
+    pub fn imap_items<I, A>(&self, f: &Function, items: I) -> Imap<I::IntoIter>
+    where
+        I: IntoIterator<Item = Vec<A>>,
+        A: Into<Arg>,
+    {
+        self.imap_with(f, items.into_iter(), arg_list)
+    }
+
+    fn imap_with<I: Iterator>(
+        &self,
+        f: &Function,
+        items: I,
+        to_args: fn(I::Item) -> Vec<Arg>,
+    ) -> Imap<I> {
+        let placement = Placement::Direct(self.targets.clone());
+        Imap::new(
+            self.client.clone(),
+            f,
+            self.limits,
+            placement,
+            items,
+            to_args,
+        )
     }
 
     /// Stores `values` in every target's namespace.
@@ -465,7 +505,7 @@ impl LoadBalancedView {
             ));
             infos.push(info);
         }
-        let set = self.client.submit(subs, infos)?;
+        let set = self.client.submit(subs, ResultSet::new(infos))?;
         let result = AsyncResult {
             set,
             client: self.client.clone(),
@@ -551,7 +591,7 @@ impl LoadBalancedView {
             start += size;
         }
         Ok(AsyncMapResult {
-            result: self.send(works)?,
+            tasks: self.send(works)?,
             items: n,
             ordered: self.ordered,
         })
@@ -567,6 +607,58 @@ impl LoadBalancedView {
 
     pub fn map_sync(&self, f: &Function, sequences: Vec<Vec<Value>>) -> Result<Vec<Value>, Error> {
         self.map_async(f, sequences)?.get(None)
+    }
+
+    /// A lazy map of `f` over `items`, one argument each, in bounded
+    /// memory, with this view's chunksize, order and flags: at most
+    /// `max_outstanding` tasks in flight (see [`Imap`]). Nothing is read or
+    /// sent until the first item is taken.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), grid_client::Error> {
+    /// # let client = grid_client::Client::local(2)?;
+    /// # let square = client.load_module("examples/guests/wat/square.wat")?.func("square");
+    /// let lb = client.load_balanced_view().chunksize(1000);
+    /// let mut total = 0i64;
+    /// for value in lb.imap(&square, 0..100_000_000i64) {
+    ///     total = total.wrapping_add(value?.as_i64().unwrap_or(0));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn imap<I>(&self, f: &Function, items: I) -> Imap<I::IntoIter>
+    where
+        I: IntoIterator,
+        I::Item: Into<Value>,
+    {
+        self.imap_with(f, items.into_iter(), one_arg)
+    }
+
+    /// [`imap`](Self::imap) over argument lists (`vec![3, 4]` calls `f(3, 4)`).
+    pub fn imap_items<I, A>(&self, f: &Function, items: I) -> Imap<I::IntoIter>
+    where
+        I: IntoIterator<Item = Vec<A>>,
+        A: Into<Arg>,
+    {
+        self.imap_with(f, items.into_iter(), arg_list)
+    }
+
+    fn imap_with<I: Iterator>(
+        &self,
+        f: &Function,
+        items: I,
+        to_args: fn(I::Item) -> Vec<Arg>,
+    ) -> Imap<I> {
+        let placement = Placement::Balanced(self.flags());
+        Imap::new(
+            self.client.clone(),
+            f,
+            self.limits,
+            placement,
+            items,
+            to_args,
+        )
+        .chunksize(self.chunksize)
+        .ordered(self.ordered)
     }
 }
 

@@ -21,9 +21,28 @@
 //! - The store keeps each task's client, submission time, engine and, once
 //!   done, its [`Reply`]; not its work (arguments can be large, and nothing
 //!   here resubmits yet).
-//! - `ResultStatus` counts ids it has no result for as pending, including ids
-//!   it never saw: a query can overtake its own submission on the bus.
-//!   `GetResult` returns only completed results; the others are absent.
+//! - `ResultStatus` sorts ids in three: completed, pending (known, not done)
+//!   and unknown (never seen, or purged). Unknown is not lost: a query can
+//!   overtake its own submission on the bus; a client that keeps getting
+//!   "unknown" for a task it sent may conclude it was dropped. `GetResult`
+//!   returns only completed results; the others are absent.
+//! - An abort can overtake the task it names (it travels on `hub.abort`, the
+//!   task on `sched.submit` or `engine.<id>.task`, read by other
+//!   subscriptions), so an abort of a task not seen yet is remembered, at
+//!   most [`EARLY_ABORTS`] of them, the oldest forgotten first. When the
+//!   task shows up, a load-balanced one fails at once with
+//!   `TaskError::Aborted`, exactly as an abort of a task waiting in the
+//!   scheduler does, and is never dispatched; a direct one gets a
+//!   `Control::Abort` sent to its engine, which drops or interrupts it
+//!   (the engine remembers early aborts too, so the order in which it gets
+//!   the task and the abort does not matter). A result for the id spends its
+//!   early abort. An id aborted after its record was purged counts as not
+//!   seen yet: resubmitting it would abort it.
+//! - Each engine's heartbeat carries how many messages its bus dropped
+//!   (slow consumer) and `QueueStatus` reports the last count per engine;
+//!   the controller's own count, which only the shell can read from its
+//!   bus, is fed in as [`HubEvent::BusDrops`] and reported as
+//!   `QueueStatus::dropped`.
 //! - When an engine leaves, every task it holds fails with `EngineDied`,
 //!   direct ones included, so no client waits forever. A direct task sent to
 //!   an engine that left (or never registered) fails at once the same way.
@@ -39,6 +58,10 @@ use grid_proto::{
 };
 
 use crate::scheduler::{SchedAction, SchedEvent, Scheduler, SchedulerConfig};
+
+/// How many aborts of tasks not seen yet the hub remembers; beyond that the
+/// oldest are forgotten (as the engine's queue does, `host/src/queue.rs`).
+const EARLY_ABORTS: usize = 10_000;
 
 /// When a registered engine starts receiving work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,11 +115,18 @@ pub enum HubEvent {
     },
     /// A result on `result.<client>`.
     Replied(Box<Reply>),
-    /// A heartbeat (`heartbeat.<id>`) from this engine, with the task it runs.
+    /// A heartbeat (`heartbeat.<id>`) from this engine, with the task it runs
+    /// and how many messages its bus dropped ([`grid_proto::Heartbeat`]).
     Heartbeat {
         engine: EngineRef,
         running: Option<MsgId>,
+        dropped: u64,
     },
+    /// The controller's own bus has dropped this many messages in all
+    /// ([`grid_bus::Bus::dropped_messages`]), for [`QueueStatus::dropped`].
+    /// The shell reads the count, which only it can, and feeds it in when it
+    /// changes; the hub only reports it. No actions.
+    BusDrops(u64),
     /// Time passed (see [`Hub::poll_timeout`]).
     Tick,
 }
@@ -131,6 +161,52 @@ pub struct Hub {
     engines: Vec<EngineRecord>,
     by_uuid: HashMap<EngineUuid, EngineId>,
     tasks: HashMap<MsgId, TaskRecord>,
+    /// The last [`HubEvent::BusDrops`].
+    bus_dropped: u64,
+    /// Aborts of tasks not seen yet, oldest first.
+    early_aborts: EarlyAborts,
+}
+
+/// Ids aborted before their task was seen: at most [`EARLY_ABORTS`], the
+/// oldest forgotten first. Each id carries its place in line, so spending
+/// one (its task arrived) leaves nothing stale behind.
+#[derive(Debug, Default)]
+struct EarlyAborts {
+    by_id: HashMap<MsgId, u64>,
+    in_order: BTreeMap<u64, MsgId>,
+    next: u64,
+}
+
+impl EarlyAborts {
+    /// Remembers `msg_id` (once: a repeated abort keeps its first place).
+    fn remember(&mut self, msg_id: MsgId) {
+        if let Entry::Vacant(entry) = self.by_id.entry(msg_id) {
+            entry.insert(self.next);
+            self.in_order.insert(self.next, msg_id);
+            self.next += 1;
+        }
+        while self.by_id.len() > EARLY_ABORTS {
+            let Some((_, oldest)) = self.in_order.pop_first() else {
+                break;
+            };
+            self.by_id.remove(&oldest);
+        }
+    }
+
+    /// Whether `msg_id` was aborted early; forgets it either way.
+    fn take(&mut self, msg_id: &MsgId) -> bool {
+        match self.by_id.remove(msg_id) {
+            Some(place) => {
+                self.in_order.remove(&place);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
 }
 
 #[derive(Debug)]
@@ -145,6 +221,8 @@ struct EngineRecord {
     last_heard: Option<Instant>,
     /// The task it said it was running at its last heartbeat.
     running: Option<MsgId>,
+    /// The messages its bus had dropped, at its last heartbeat.
+    dropped: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,12 +260,19 @@ impl Hub {
             engines: Vec::new(),
             by_uuid: HashMap::new(),
             tasks: HashMap::new(),
+            bus_dropped: 0,
+            early_aborts: EarlyAborts::default(),
         }
     }
 
     /// The scheduler, for inspection.
     pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler
+    }
+
+    /// How many early aborts (of tasks not seen yet) are remembered.
+    pub fn early_aborts(&self) -> usize {
+        self.early_aborts.len()
     }
 
     /// When the hub next needs a [`HubEvent::Tick`]: a scheduling deadline,
@@ -213,13 +298,22 @@ impl Hub {
         match event {
             HubEvent::Request(request) => self.request(request, now, &mut out),
             HubEvent::Submitted(submission) => {
-                if let Entry::Vacant(entry) = self.tasks.entry(submission.msg_id) {
+                let msg_id = submission.msg_id;
+                if let Entry::Vacant(entry) = self.tasks.entry(msg_id) {
                     entry.insert(TaskRecord {
                         client: submission.client,
                         submitted: submission.submitted,
                         state: TaskState::Unassigned,
                     });
-                    self.schedule(SchedEvent::Submit(submission), now, &mut out);
+                    if self.early_aborts.take(&msg_id) {
+                        // As an abort of a task waiting in the scheduler
+                        // would: the same reply, and the scheduler never
+                        // holds it.
+                        let (client, submitted) = (submission.client, submission.submitted);
+                        self.fail(msg_id, client, submitted, TaskError::Aborted, &mut out);
+                    } else {
+                        self.schedule(SchedEvent::Submit(submission), now, &mut out);
+                    }
                 }
             }
             HubEvent::Observed { engine, submission } => {
@@ -227,11 +321,17 @@ impl Hub {
             }
             HubEvent::Replied(reply) => {
                 let msg_id = reply.msg_id;
+                // Done, wherever it ran: nothing left to abort.
+                self.early_aborts.take(&msg_id);
                 if self.record_reply(reply) {
                     self.schedule(SchedEvent::Finished { msg_id }, now, &mut out);
                 }
             }
-            HubEvent::Heartbeat { engine, running } => {
+            HubEvent::Heartbeat {
+                engine,
+                running,
+                dropped,
+            } => {
                 // Only from the uuid that holds the id: a slot of an earlier
                 // registration (or a stranger) does not make the id live.
                 let Some(record) = self.record_mut(engine.id) else {
@@ -242,10 +342,12 @@ impl Hub {
                 }
                 record.last_heard = Some(now);
                 record.running = running;
+                record.dropped = dropped;
                 if record.state == EngineState::Joining {
                     self.bring_up(engine.id, now, &mut out);
                 }
             }
+            HubEvent::BusDrops(dropped) => self.bus_dropped = dropped,
             HubEvent::Tick => {
                 self.bury_the_silent(now, &mut out);
                 self.schedule(SchedEvent::Tick, now, &mut out);
@@ -282,10 +384,21 @@ impl Hub {
                 self.queue_status(),
             ))),
             HubRequest::ResultStatus { msg_ids } => {
-                let (completed, pending) = msg_ids.into_iter().partition(|id| self.is_done(id));
+                let (mut completed, mut pending, mut unknown) =
+                    (Vec::new(), Vec::new(), Vec::new());
+                for msg_id in msg_ids {
+                    match self.tasks.get(&msg_id).map(|t| &t.state) {
+                        Some(TaskState::Done(_)) => completed.push(msg_id),
+                        Some(TaskState::Unassigned | TaskState::Assigned(_)) => {
+                            pending.push(msg_id)
+                        }
+                        None => unknown.push(msg_id),
+                    }
+                }
                 out.push(HubAction::Respond(HubReply::ResultStatus {
                     completed,
                     pending,
+                    unknown,
                 }));
             }
             HubRequest::GetResult { msg_ids } => {
@@ -343,6 +456,7 @@ impl Hub {
                     completed: 0,
                     last_heard: None,
                     running: None,
+                    dropped: 0,
                 });
                 self.by_uuid.insert(uuid, id);
                 id
@@ -439,9 +553,18 @@ impl Hub {
                 state: TaskState::Assigned(engine),
             },
         );
+        let aborted_early = self.early_aborts.take(&msg_id);
         let error = match self.record_mut(engine) {
             Some(record) if record.state != EngineState::Gone => {
                 record.outstanding.insert(msg_id);
+                if aborted_early {
+                    // The engine may hold the task already or get it later
+                    // (it remembers early aborts too): telling it is enough.
+                    out.push(HubAction::Control {
+                        engine,
+                        control: Control::Abort(vec![msg_id]),
+                    });
+                }
                 return;
             }
             Some(_) => TaskError::EngineDied(engine),
@@ -459,8 +582,9 @@ impl Hub {
                 Some(TaskState::Assigned(engine)) => {
                     on_engines.entry(*engine).or_default().push(msg_id)
                 }
-                // Done already, or never seen: nothing to abort.
-                Some(TaskState::Done(_)) | None => {}
+                Some(TaskState::Done(_)) => {}
+                // Not seen yet: the abort overtook its task on the bus.
+                None => self.early_aborts.remember(msg_id),
             }
         }
         if !waiting.is_empty() {
@@ -514,6 +638,7 @@ impl Hub {
                     running,
                     completed: r.completed,
                     current: r.running,
+                    dropped: r.dropped,
                 };
                 (r.info.id, queue)
             })
@@ -521,6 +646,7 @@ impl Hub {
         QueueStatus {
             engines,
             unassigned: self.scheduler.waiting() as u64,
+            dropped: self.bus_dropped,
         }
     }
 
@@ -600,12 +726,6 @@ impl Hub {
             },
         );
         true
-    }
-
-    fn is_done(&self, msg_id: &MsgId) -> bool {
-        self.tasks
-            .get(msg_id)
-            .is_some_and(|t| matches!(t.state, TaskState::Done(_)))
     }
 
     fn record(&self, id: EngineId) -> Option<&EngineRecord> {
@@ -724,9 +844,14 @@ mod tests {
             self.queue_status().engines[&e(id)]
         }
 
-        fn result_status(&mut self, msg_ids: Vec<MsgId>) -> (Vec<MsgId>, Vec<MsgId>) {
+        /// Completed, pending and unknown.
+        fn result_status(&mut self, msg_ids: Vec<MsgId>) -> (Vec<MsgId>, Vec<MsgId>, Vec<MsgId>) {
             match self.ask(HubRequest::ResultStatus { msg_ids }).0 {
-                HubReply::ResultStatus { completed, pending } => (completed, pending),
+                HubReply::ResultStatus {
+                    completed,
+                    pending,
+                    unknown,
+                } => (completed, pending, unknown),
                 other => panic!("{other:?}"),
             }
         }
@@ -824,7 +949,8 @@ mod tests {
         assert_eq!(
             b.on(HubEvent::Heartbeat {
                 engine: stranger,
-                running: None
+                running: None,
+                dropped: 0,
             }),
             vec![],
             "not its uuid"
@@ -833,6 +959,7 @@ mod tests {
         let actions = b.on(HubEvent::Heartbeat {
             engine: me,
             running: None,
+            dropped: 0,
         });
         assert!(matches!(
             actions[0],
@@ -842,7 +969,8 @@ mod tests {
         assert_eq!(
             b.on(HubEvent::Heartbeat {
                 engine: me,
-                running: None
+                running: None,
+                dropped: 0,
             }),
             vec![],
             "only the first counts"
@@ -854,7 +982,8 @@ mod tests {
         assert_eq!(
             b.on(HubEvent::Heartbeat {
                 engine: unknown,
-                running: None
+                running: None,
+                dropped: 0,
             }),
             vec![],
             "unknown engines are ignored"
@@ -880,7 +1009,8 @@ mod tests {
                 queue: 2,
                 running: 1,
                 completed: 0,
-                current: None
+                current: None,
+                dropped: 0
             }
         );
         assert_eq!(status.unassigned, 0);
@@ -896,7 +1026,8 @@ mod tests {
                 queue: 0,
                 running: 1,
                 completed: 2,
-                current: None
+                current: None,
+                dropped: 0
             }
         );
         assert_eq!(
@@ -905,7 +1036,8 @@ mod tests {
                 queue: 0,
                 running: 0,
                 completed: 1,
-                current: None
+                current: None,
+                dropped: 0
             }
         );
     }
@@ -924,7 +1056,7 @@ mod tests {
         let ids = vec![running.msg_id, done.msg_id, never_seen];
         assert_eq!(
             b.result_status(ids.clone()),
-            (vec![done.msg_id], vec![running.msg_id, never_seen])
+            (vec![done.msg_id], vec![running.msg_id], vec![never_seen])
         );
         assert_eq!(b.get_result(ids), vec![answer]);
     }
@@ -1104,8 +1236,9 @@ mod tests {
         assert_eq!(answer, HubReply::Ok);
         assert_eq!(b.get_result(vec![c.msg_id]), vec![]);
         assert_eq!(
-            b.result_status(vec![pending.msg_id]).1,
-            vec![pending.msg_id]
+            b.result_status(vec![pending.msg_id, c.msg_id]),
+            (vec![], vec![pending.msg_id], vec![c.msg_id]),
+            "a purged task is unknown"
         );
         // Counts outlive purged results.
         assert_eq!(b.engine_queue(0).completed, 2);
@@ -1140,6 +1273,7 @@ mod tests {
         b.on(HubEvent::Heartbeat {
             engine: me,
             running: None,
+            dropped: 0,
         });
         let t = task();
         let actions = b.on(HubEvent::Submitted(Box::new(t.clone())));
@@ -1149,6 +1283,7 @@ mod tests {
         b.on(HubEvent::Heartbeat {
             engine: me,
             running: None,
+            dropped: 0,
         });
         b.now += Duration::from_secs(2);
         assert!(b.on(HubEvent::Tick).is_empty());
@@ -1164,7 +1299,8 @@ mod tests {
         assert!(
             b.on(HubEvent::Heartbeat {
                 engine: me,
-                running: None
+                running: None,
+                dropped: 0,
             })
             .is_empty()
         );
@@ -1179,13 +1315,187 @@ mod tests {
         b.on(HubEvent::Heartbeat {
             engine: me,
             running: Some(running),
+            dropped: 0,
         });
         assert_eq!(b.engine_queue(id.0).current, Some(running));
         b.on(HubEvent::Heartbeat {
             engine: me,
             running: None,
+            dropped: 0,
         });
         assert_eq!(b.engine_queue(id.0).current, None);
+    }
+
+    #[test]
+    fn queue_status_reports_what_engines_and_the_controller_dropped() {
+        let mut b = Bench::new(Readiness::FirstHeartbeat, 64);
+        let (id, _) = b.register(EngineUuid::new());
+        let me = b.engine(id.0);
+        b.on(HubEvent::Heartbeat {
+            engine: me,
+            running: None,
+            dropped: 5,
+        });
+        assert_eq!(b.engine_queue(id.0).dropped, 5);
+        assert_eq!(b.queue_status().dropped, 0);
+        assert_eq!(b.on(HubEvent::BusDrops(7)), vec![]);
+        assert_eq!(b.queue_status().dropped, 7);
+        // The last heartbeat's count, not a sum: it is a running total.
+        b.on(HubEvent::Heartbeat {
+            engine: me,
+            running: None,
+            dropped: 6,
+        });
+        assert_eq!(b.engine_queue(id.0).dropped, 6);
+    }
+
+    /// The race of trap 2, made deterministic: the abort (on `hub.abort`) is
+    /// handled before the submission (on `sched.submit`) it names.
+    #[test]
+    fn an_abort_that_overtakes_a_load_balanced_submission_fails_it_on_arrival() {
+        let mut b = Bench::with_engines(1, 64);
+        let early = task();
+        let (answer, actions) = b.ask(HubRequest::Abort {
+            msg_ids: vec![early.msg_id],
+        });
+        assert_eq!((answer, actions), (HubReply::Ok, vec![]));
+        assert_eq!(
+            b.result_status(vec![early.msg_id]),
+            (vec![], vec![], vec![early.msg_id]),
+            "remembered, but no task is known yet"
+        );
+
+        let actions = b.on(HubEvent::Submitted(Box::new(early.clone())));
+        assert_eq!(dispatches(&actions), vec![], "never dispatched");
+        let replies = delivered(&actions);
+        assert_eq!(replies.len(), 1, "{actions:?}");
+        assert_eq!(b.hub.scheduler().locate(&early.msg_id), None);
+        assert_eq!(b.queue_status().unassigned, 0);
+        assert_eq!(b.engine_queue(0).queue + b.engine_queue(0).running, 0);
+        assert_eq!(b.result_status(vec![early.msg_id]).0, vec![early.msg_id]);
+        assert_eq!(b.get_result(vec![early.msg_id]), replies);
+
+        // The same reply as an abort of a task waiting in the scheduler
+        // (but for the times inside the result).
+        let mut b2 = Bench::with_engines(0, 64);
+        b2.on(HubEvent::Submitted(Box::new(early.clone())));
+        let (_, actions) = b2.ask(HubRequest::Abort {
+            msg_ids: vec![early.msg_id],
+        });
+        let usual = delivered(&actions);
+        let summary = |r: &Reply| {
+            (
+                r.msg_id,
+                r.status,
+                r.client,
+                r.submitted,
+                r.engine,
+                error_of(r),
+            )
+        };
+        assert_eq!(summary(&replies[0]), summary(&usual[0]));
+        assert_eq!(
+            summary(&replies[0]),
+            (
+                early.msg_id,
+                Status::Aborted,
+                early.client,
+                early.submitted,
+                None,
+                TaskError::Aborted
+            )
+        );
+
+        // Seen again (resent): done already, nothing happens.
+        assert_eq!(b.on(HubEvent::Submitted(Box::new(early.clone()))), vec![]);
+        // Other tasks are untouched.
+        let later = task();
+        let actions = b.on(HubEvent::Submitted(Box::new(later.clone())));
+        assert_eq!(dispatches(&actions), vec![(e(0), later.msg_id)]);
+    }
+
+    /// The same race for a direct task, observed on `engine.<id>.task`: the
+    /// engine is told (it may have the task already, or get it later, and
+    /// remembers early aborts itself).
+    #[test]
+    fn an_abort_that_overtakes_a_direct_task_reaches_its_engine() {
+        let mut b = Bench::with_engines(2, 64);
+        let early = task();
+        b.ask(HubRequest::Abort {
+            msg_ids: vec![early.msg_id],
+        });
+        let seen = HubEvent::Observed {
+            engine: e(1),
+            submission: Box::new(early.clone()),
+        };
+        assert_eq!(
+            b.on(seen.clone()),
+            vec![HubAction::Control {
+                engine: e(1),
+                control: Control::Abort(vec![early.msg_id])
+            }]
+        );
+        assert_eq!(b.result_status(vec![early.msg_id]).1, vec![early.msg_id]);
+        assert_eq!(b.on(seen), vec![], "told once");
+
+        // The engine answers `aborted`; the task is done.
+        let aborted = TaskResult::immediate(early.msg_id, Outcome::Err(TaskError::Aborted));
+        let answer =
+            Reply::new(early.client, early.submitted, Some(b.engine(1)), &aborted).unwrap();
+        assert_eq!(b.on(HubEvent::Replied(Box::new(answer))), vec![]);
+        assert_eq!(b.result_status(vec![early.msg_id]).0, vec![early.msg_id]);
+        assert_eq!(b.engine_queue(1).completed, 1);
+    }
+
+    /// A task whose result the controller saw first (the engine aborted it
+    /// on its own early-abort memory) is done: its early abort is spent.
+    #[test]
+    fn an_early_abort_is_spent_by_the_result_of_its_task() {
+        let mut b = Bench::with_engines(1, 64);
+        let early = task();
+        b.ask(HubRequest::Abort {
+            msg_ids: vec![early.msg_id],
+        });
+        let aborted = TaskResult::immediate(early.msg_id, Outcome::Err(TaskError::Aborted));
+        let answer =
+            Reply::new(early.client, early.submitted, Some(b.engine(0)), &aborted).unwrap();
+        b.on(HubEvent::Replied(Box::new(answer)));
+        assert_eq!(b.hub.early_aborts(), 0);
+        let seen = HubEvent::Observed {
+            engine: e(0),
+            submission: Box::new(early),
+        };
+        assert_eq!(b.on(seen), vec![], "done: nothing to abort");
+    }
+
+    #[test]
+    fn early_aborts_are_bounded_and_the_oldest_are_forgotten_first() {
+        let mut b = Bench::with_engines(1, 64);
+        let tasks: Vec<Submission> = (0..EARLY_ABORTS + 2).map(|_| task()).collect();
+        // In two requests, the first one's ids repeated in the second: a
+        // repeated id is remembered once, with its first place in line.
+        let (first, second) = tasks.split_at(10);
+        b.ask(HubRequest::Abort {
+            msg_ids: first.iter().map(|t| t.msg_id).collect(),
+        });
+        b.ask(HubRequest::Abort {
+            msg_ids: tasks.iter().map(|t| t.msg_id).collect(),
+        });
+        assert_eq!(b.hub.early_aborts(), EARLY_ABORTS);
+        assert!(second.len() > 2);
+
+        // The two oldest are forgotten: they run.
+        for t in &tasks[..2] {
+            let actions = b.on(HubEvent::Submitted(Box::new(t.clone())));
+            assert_eq!(dispatches(&actions), vec![(e(0), t.msg_id)]);
+        }
+        // The rest are still aborted on arrival.
+        for t in [&tasks[2], &tasks[EARLY_ABORTS + 1]] {
+            let actions = b.on(HubEvent::Submitted(Box::new(t.clone())));
+            assert_eq!(dispatches(&actions), vec![]);
+            assert_eq!(delivered(&actions)[0].status, Status::Aborted);
+        }
+        assert_eq!(b.hub.early_aborts(), EARLY_ABORTS - 2);
     }
 
     #[test]

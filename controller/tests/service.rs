@@ -1,32 +1,36 @@
 //! The controller's shell on a `LocalBus`, with fake engines and a fake
 //! client made of plain subscriptions: registration, load-balanced dispatch,
-//! results and queries, the timeout timer, malformed input, and both ways of
-//! stopping.
+//! results and queries, the timeout timer, malformed input, both ways of
+//! stopping, an abort that overtakes its task, and dropped messages reported
+//! (through a bus that pretends to drop).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use grid_bus::{Bus, LocalBus, Message, Subscription};
+use grid_bus::{Bus, BusError, LocalBus, Message, Subscription};
 use grid_controller::{ControllerConfig, ControllerHandle, start};
 use grid_proto::{
-    ClientId, ClusterEvent, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply,
-    HubRequest, MsgId, Outcome, Reply, SchedFlags, Subjects, Submission, TaskError, TaskResult,
-    Timestamp, Value, Work, decode, encode,
+    BlobHash, ClientId, ClusterEvent, Control, EngineId, EngineRef, EngineUuid, Heartbeat,
+    HubReply, HubRequest, MsgId, Outcome, Reply, SchedFlags, Status, Subjects, Submission,
+    TaskError, TaskResult, Timestamp, Value, Work, decode, encode,
 };
 
 /// Only reached when something is broken.
 const PATIENCE: Duration = Duration::from_secs(10);
 
 struct Cluster {
-    bus: Arc<LocalBus>,
+    bus: Arc<DroppingBus>,
     subjects: Subjects,
     controller: ControllerHandle,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        let bus = Arc::new(LocalBus::new());
+        let bus = Arc::new(DroppingBus::default());
         let subjects = Subjects::new("svc-test").unwrap();
         let controller = start(bus.clone(), subjects.clone(), ControllerConfig::default())
             .await
@@ -57,6 +61,12 @@ impl Cluster {
     /// Registers a fake engine that listens on its subjects, then says so
     /// with a heartbeat.
     async fn engine(&self) -> FakeEngine {
+        self.engine_that_dropped(0).await
+    }
+
+    /// [`Cluster::engine`], whose heartbeat says its bus dropped `dropped`
+    /// messages.
+    async fn engine_that_dropped(&self, dropped: u64) -> FakeEngine {
         let uuid = EngineUuid::new();
         let request = HubRequest::Register {
             uuid,
@@ -73,6 +83,7 @@ impl Cluster {
             running: None,
             queued: 0,
             done: 0,
+            dropped,
         };
         self.publish(&self.subjects.heartbeat(id), &beat).await;
         FakeEngine { me, tasks, control }
@@ -87,7 +98,9 @@ impl Cluster {
                 msg_ids: msg_ids.to_vec(),
             };
             match self.ask(request).await {
-                HubReply::ResultStatus { pending, .. } if pending.is_empty() => return,
+                HubReply::ResultStatus {
+                    pending, unknown, ..
+                } if pending.is_empty() && unknown.is_empty() => return,
                 HubReply::ResultStatus { .. } => {}
                 other => panic!("unexpected answer {other:?}"),
             }
@@ -275,4 +288,203 @@ async fn a_stopped_controller_no_longer_answers() {
         .request(&cluster.subjects.hub("engines"), payload, PATIENCE)
         .await;
     assert!(answer.is_err(), "{answer:?}");
+}
+
+#[tokio::test]
+async fn an_abort_that_overtakes_its_submission_still_aborts_it() {
+    let cluster = Cluster::start().await;
+    let mut engine = cluster.engine().await;
+    let client = ClientId::new();
+    let mut results = cluster.subscribe(&cluster.subjects.result(client)).await;
+    let early = submission(client);
+    // The answer comes back once the hub has handled the abort: the
+    // submission published after it is certainly later.
+    let abort = HubRequest::Abort {
+        msg_ids: vec![early.msg_id],
+    };
+    assert_eq!(cluster.ask(abort).await, HubReply::Ok);
+    cluster
+        .publish(&cluster.subjects.sched_submit(), &early)
+        .await;
+    let reply: Reply = next_as(&mut results).await;
+    assert_eq!(
+        (reply.msg_id, reply.status),
+        (early.msg_id, Status::Aborted)
+    );
+    assert_eq!(reply.engine, None);
+
+    // A direct task aborted early: its engine is told.
+    let direct = submission(client);
+    let abort = HubRequest::Abort {
+        msg_ids: vec![direct.msg_id],
+    };
+    assert_eq!(cluster.ask(abort).await, HubReply::Ok);
+    cluster
+        .publish(&cluster.subjects.engine_task(engine.me.id), &direct)
+        .await;
+    assert_eq!(
+        next_as::<Control>(&mut engine.control).await,
+        Control::Abort(vec![direct.msg_id])
+    );
+    // The load-balanced one never reached the engine: the direct one is
+    // the first (and only) task it saw.
+    let first: Submission = next_as(&mut engine.tasks).await;
+    assert_eq!(first.msg_id, direct.msg_id);
+    cluster.controller.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn queue_status_reports_the_messages_buses_dropped() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine_that_dropped(2).await;
+    let queue_status = || async {
+        match cluster.ask(HubRequest::QueueStatus).await {
+            HubReply::QueueStatus(status) => status,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    };
+    // The heartbeat travels on its own subject: wait until it is handled.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while queue_status()
+        .await
+        .engines
+        .get(&engine.me.id)
+        .is_none_or(|q| q.dropped != 2)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "heartbeat unseen");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(queue_status().await.dropped, 0);
+    // The controller reads its bus's count before each message it handles,
+    // the request included.
+    cluster.bus.dropped.store(17, Ordering::Relaxed);
+    assert_eq!(queue_status().await.dropped, 17);
+    cluster.controller.stop().await.unwrap();
+}
+
+/// A `LocalBus` that reports as many dropped messages as the test says.
+#[derive(Default)]
+struct DroppingBus {
+    inner: LocalBus,
+    dropped: AtomicU64,
+}
+
+/// What `async_trait` makes of an `async fn` in the `Bus` trait (this crate
+/// does not depend on it): the inner bus's futures are passed on as they are.
+type BusFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BusError>> + Send + 'a>>;
+
+impl Bus for DroppingBus {
+    fn dropped_messages(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn publish<'a, 'b, 'f>(&'a self, subject: &'b str, payload: Bytes) -> BusFuture<'f, ()>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        self.inner.publish(subject, payload)
+    }
+
+    fn publish_with_reply<'a, 'b, 'c, 'f>(
+        &'a self,
+        subject: &'b str,
+        reply: &'c str,
+        payload: Bytes,
+    ) -> BusFuture<'f, ()>
+    where
+        'a: 'f,
+        'b: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        self.inner.publish_with_reply(subject, reply, payload)
+    }
+
+    fn publish_now(&self, subject: &str, payload: &Bytes) -> Option<Result<(), BusError>> {
+        self.inner.publish_now(subject, payload)
+    }
+
+    fn delivers_on_runtime(&self) -> bool {
+        self.inner.delivers_on_runtime()
+    }
+
+    fn subscribe<'a, 'b, 'f>(&'a self, subject: &'b str) -> BusFuture<'f, Subscription>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        self.inner.subscribe(subject)
+    }
+
+    fn queue_subscribe<'a, 'b, 'c, 'f>(
+        &'a self,
+        subject: &'b str,
+        queue: &'c str,
+    ) -> BusFuture<'f, Subscription>
+    where
+        'a: 'f,
+        'b: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        self.inner.queue_subscribe(subject, queue)
+    }
+
+    fn request<'a, 'b, 'f>(
+        &'a self,
+        subject: &'b str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> BusFuture<'f, Message>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        self.inner.request(subject, payload, timeout)
+    }
+
+    fn new_inbox(&self) -> String {
+        self.inner.new_inbox()
+    }
+
+    fn flush<'a, 'f>(&'a self) -> BusFuture<'f, ()>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.inner.flush()
+    }
+
+    fn put_blob<'a, 'f>(&'a self, bytes: Bytes) -> BusFuture<'f, BlobHash>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.inner.put_blob(bytes)
+    }
+
+    fn get_blob<'a, 'b, 'f>(&'a self, hash: &'b BlobHash) -> BusFuture<'f, Option<Bytes>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        self.inner.get_blob(hash)
+    }
+
+    fn offer_blob<'a, 'f>(&'a self, bytes: Bytes) -> BusFuture<'f, BlobHash>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.inner.offer_blob(bytes)
+    }
+
+    fn release_blob(&self, hash: &BlobHash) {
+        self.inner.release_blob(hash)
+    }
 }

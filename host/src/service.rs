@@ -214,6 +214,7 @@ impl Shell {
             running: self.interrupter.current(),
             queued: self.counters.queued.load(Ordering::Relaxed),
             done: self.counters.done.load(Ordering::Relaxed),
+            dropped: self.bus.dropped_messages(),
         };
         let bytes = grid_proto::encode(&beat).map_err(|e| BusError::Other(e.to_string()))?;
         self.bus

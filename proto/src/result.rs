@@ -159,6 +159,11 @@ pub enum TaskError {
     /// timeout, impossible dependency).
     #[error("cannot schedule: {0}")]
     Unschedulable(String),
+    /// The task or its result was lost on the way (a message dropped by a
+    /// slow consumer, resubmitted in vain, or a controller that stopped
+    /// answering): the client gave up on it rather than wait forever.
+    #[error("lost: {0}")]
+    Lost(String),
     #[error("internal engine error: {0}")]
     Internal(String),
 }
@@ -202,6 +207,7 @@ impl TaskError {
             TaskError::EngineDied(_) => "engine_died",
             TaskError::Unschedulable(_) => "unschedulable",
             TaskError::Disconnected(_) => "disconnected",
+            TaskError::Lost(_) => "lost",
             TaskError::Internal(_) => "internal",
         }
     }

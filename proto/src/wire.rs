@@ -133,6 +133,11 @@ pub struct Heartbeat {
     pub queued: u64,
     /// Tasks finished since the engine started.
     pub done: u64,
+    /// Messages the engine's bus connection dropped since it connected
+    /// (NATS slow consumer); a lower bound, see `grid_bus::Bus::dropped_messages`.
+    /// Shared by the slots of one engine process. Absent from older engines: 0.
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 /// What engines report about themselves.
@@ -158,7 +163,7 @@ pub enum HubRequest {
     Engines,
     /// Per-engine queue lengths: [`HubReply::QueueStatus`].
     QueueStatus,
-    /// Which of these are done: [`HubReply::ResultStatus`].
+    /// Which of these are done, pending or unknown: [`HubReply::ResultStatus`].
     ResultStatus {
         msg_ids: Vec<MsgId>,
     },
@@ -203,9 +208,18 @@ pub enum HubReply {
     },
     Engines(Vec<EngineInfo>),
     QueueStatus(QueueStatus),
+    /// Every asked id in exactly one list, in the order asked.
     ResultStatus {
+        /// Done (in any state): [`HubRequest::GetResult`] returns them.
         completed: Vec<MsgId>,
+        /// Known to the controller (submitted, or seen on an engine's task
+        /// subject) and not done.
         pending: Vec<MsgId>,
+        /// Never seen by the controller, or purged: a submission may still
+        /// be on its way, or it was lost (a slow consumer dropped it).
+        /// Absent from older controllers, which counted these as pending.
+        #[serde(default)]
+        unknown: Vec<MsgId>,
     },
     Results(Vec<Reply>),
     Ok,
@@ -218,6 +232,11 @@ pub struct QueueStatus {
     pub engines: BTreeMap<EngineId, EngineQueue>,
     /// Load-balanced tasks not yet placed on an engine.
     pub unassigned: u64,
+    /// Messages the controller's own bus connection dropped (NATS slow
+    /// consumer) since it connected; a lower bound. Absent from older
+    /// controllers: 0.
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +250,10 @@ pub struct EngineQueue {
     /// The task the engine said it was running at its last heartbeat.
     #[serde(default)]
     pub current: Option<MsgId>,
+    /// Messages the engine's bus connection dropped, as of its last
+    /// heartbeat ([`Heartbeat::dropped`]).
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 /// Broadcast on `events`.
@@ -239,4 +262,90 @@ pub enum ClusterEvent {
     EngineRegistered(EngineInfo),
     EngineUnregistered(EngineId),
     EngineDied(EngineId),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode, encode};
+
+    /// The messages as a peer from before the drop counts and `unknown`
+    /// encodes them: the same fields, less the new ones.
+    #[derive(Serialize)]
+    enum OldHubReply {
+        ResultStatus {
+            completed: Vec<MsgId>,
+            pending: Vec<MsgId>,
+        },
+    }
+
+    #[derive(Serialize)]
+    struct OldHeartbeat {
+        engine: EngineRef,
+        running: Option<MsgId>,
+        queued: u64,
+        done: u64,
+    }
+
+    #[derive(Serialize)]
+    struct OldQueueStatus {
+        engines: BTreeMap<EngineId, OldEngineQueue>,
+        unassigned: u64,
+    }
+
+    #[derive(Serialize)]
+    struct OldEngineQueue {
+        queue: u64,
+        running: u64,
+        completed: u64,
+        current: Option<MsgId>,
+    }
+
+    #[test]
+    fn messages_of_older_peers_still_decode() {
+        let (a, b) = (MsgId::new(), MsgId::new());
+        let old = OldHubReply::ResultStatus {
+            completed: vec![a],
+            pending: vec![b],
+        };
+        let new: HubReply = decode(&encode(&old).unwrap()).unwrap();
+        assert_eq!(
+            new,
+            HubReply::ResultStatus {
+                completed: vec![a],
+                pending: vec![b],
+                unknown: vec![],
+            }
+        );
+
+        let engine = EngineRef {
+            id: EngineId(3),
+            uuid: EngineUuid::new(),
+        };
+        let old = OldHeartbeat {
+            engine,
+            running: Some(a),
+            queued: 2,
+            done: 7,
+        };
+        let new: Heartbeat = decode(&encode(&old).unwrap()).unwrap();
+        assert_eq!((new.engine, new.done, new.dropped), (engine, 7, 0));
+
+        let old = OldQueueStatus {
+            engines: BTreeMap::from([(
+                EngineId(3),
+                OldEngineQueue {
+                    queue: 1,
+                    running: 1,
+                    completed: 9,
+                    current: None,
+                },
+            )]),
+            unassigned: 4,
+        };
+        let new: QueueStatus = decode(&encode(&old).unwrap()).unwrap();
+        assert_eq!((new.unassigned, new.dropped), (4, 0));
+        assert_eq!(new.engines[&EngineId(3)].completed, 9);
+        assert_eq!(new.engines[&EngineId(3)].dropped, 0);
+    }
 }

@@ -1,9 +1,11 @@
 //! `grid apply MODULE FUNC [ARG...]`: one call, on whichever engine the
 //! scheduler picks, its result printed as JSON.
 //!
-//! Each ARG is one JSON argument (never spread, unlike `map`'s items). A
-//! failed call prints one line saying which engine and why, and exits 1; an
-//! invalid module or a missing export is a usage error, exit 2.
+//! Each ARG is one JSON argument (never spread, unlike `map`'s items). What
+//! the call printed is shown on stderr first, as `[stdout:E] ...` lines (E
+//! the engine), even when the call failed. A failed call prints one line
+//! saying which engine and why, and exits 1; an invalid module or a missing
+//! export is a usage error, exit 2.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +18,7 @@ use crate::cluster::{ClusterArgs, ModuleFile};
 use crate::failure::{self, FAILED};
 use crate::items;
 use crate::limits::LimitArgs;
-use crate::output::write_value;
+use crate::output::{OutputArgs, print_task_output, write_value};
 
 const ABOUT: &str = "Call a function once and print its result as JSON";
 
@@ -27,6 +29,10 @@ Calls FUNC of MODULE with the ARGs, each one JSON value (a string is written \
 with its quotes: '\"text\"'), on an engine that the scheduler picks, of a \
 local cluster or, with --url, of a running one, and writes the result as one \
 line of JSON on stdout.
+
+What the function printed to its stdout and stderr is shown on stderr, before \
+the result, each line prefixed with the stream and the engine that ran it: \
+`[stdout:0] hello`; --output none hides it.
 
 A failed call prints `error: [engine E] FUNC: cause` on stderr and exits 1. An \
 invalid module or a FUNC the module does not export is reported with the \
@@ -66,6 +72,9 @@ pub struct ApplyArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -77,7 +86,14 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let result = view
         .apply_async(&func, call_args)
         .context("cannot submit the call")?;
-    match result.get(None) {
+    let outcome = result.get(None);
+    for task in result.metadata() {
+        let engine = task
+            .engine_id
+            .map_or_else(|| "?".to_string(), |id| id.to_string());
+        print_task_output(&engine, &task.stdout, &task.stderr, args.output.output);
+    }
+    match outcome {
         Ok(value) => {
             write_value(&mut std::io::stdout(), &value)?;
             Ok(ExitCode::SUCCESS)

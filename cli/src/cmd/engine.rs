@@ -23,7 +23,7 @@ use grid_host::{EngineConfig, EngineSlot, Runtime};
 use grid_proto::{EngineId, HubRequest, Subjects};
 use tokio::task::JoinSet;
 
-use crate::cluster::engines_or_cores;
+use crate::cluster::{config_for_slots, engine_slots};
 use crate::limits::LimitArgs;
 use crate::service::{self, ServiceArgs, StopSignals};
 
@@ -85,27 +85,27 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    fn slots(&self) -> usize {
-        engines_or_cores(self.engines)
+    /// The slots to start: a usage error when this process cannot hold them.
+    fn slots(&self) -> anyhow::Result<usize> {
+        engine_slots(self.engines)
     }
 
-    /// The engine configuration: defaults, with the limits given here.
-    fn config(&self) -> EngineConfig {
+    /// The engine configuration for `slots` slots: defaults, with the limits
+    /// given here.
+    fn config(&self, slots: usize) -> EngineConfig {
         let given = self.limits.limits();
         let mut config = EngineConfig::default().fuel_metering(self.fuel);
         config.limits.wall_time_ms = given.wall_time_ms.or(config.limits.wall_time_ms);
         config.limits.memory_bytes = given.memory_bytes.or(config.limits.memory_bytes);
-        // Room for one instance per slot, however many slots.
-        let slots = u32::try_from(self.slots()).unwrap_or(u32::MAX);
-        config.max_instances = config.max_instances.max(slots);
-        config
+        config_for_slots(config, slots)
     }
 }
 
 pub fn run(args: EngineArgs) -> anyhow::Result<ExitCode> {
+    let slots = args.slots()?;
     service::init_logging();
     let subjects = args.service.subjects()?;
-    let runtime = Runtime::new(args.config()).context("cannot start the wasm runtime")?;
+    let runtime = Runtime::new(args.config(slots)).context("cannot start the wasm runtime")?;
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -114,7 +114,7 @@ pub fn run(args: EngineArgs) -> anyhow::Result<ExitCode> {
     service::block_on(async {
         let mut signals = StopSignals::install()?;
         let bus = args.service.connect("engine").await?;
-        let start = start_slots(&bus, &subjects, &runtime, &host, args.slots());
+        let start = start_slots(&bus, &subjects, &runtime, &host, slots);
         let slots = tokio::select! {
             slots = start => slots.with_context(|| format!(
                 "cannot register the engines with cluster `{cluster}` at {url} within {} s \
@@ -218,7 +218,9 @@ mod tests {
             "2",
             "--fuel",
         ]);
-        let config = cli.engine.config();
+        let slots = cli.engine.slots().unwrap();
+        assert_eq!(slots, 100);
+        let config = cli.engine.config(slots);
         let defaults = EngineConfig::default();
         assert_eq!(config.limits.wall_time_ms, Some(2000));
         assert_eq!(config.limits.memory_bytes, defaults.limits.memory_bytes);

@@ -1,13 +1,19 @@
 //! `grid map MODULE FUNC [ITEM...]`: a function over many items, in parallel.
 //!
-//! The items are read whole (from the command line, `--range` or stdin), then
-//! submitted at once as a load-balanced map in tasks of `--chunksize` items;
-//! results are written as they arrive, one JSON line per item, in input order
-//! or, with `--unordered`, in completion order. A failed item prints its
-//! error on stderr and nothing on stdout, and the map goes on; a failure that
-//! every item would share (an invalid module, a missing export) stops the map
-//! and is reported once.
+//! The items (from the command line, `--range` or stdin) are read lazily
+//! and mapped through the client's bounded `imap` in tasks of `--chunksize`
+//! items: only a bounded number of tasks is in flight, and each result is
+//! written, one JSON line per item, as soon as its turn comes (input order,
+//! or completion order with `--unordered`), so `seq 1 100000000 | grid map
+//! ...` runs in constant memory. Each task's own output goes to stderr,
+//! prefixed by its items, before its values. A failed item prints its error
+//! on stderr and nothing on stdout, and the map goes on; a failure that
+//! every item would share (an invalid module, a missing export) stops the
+//! map and is reported once. A line of stdin that is not JSON stops the map
+//! where it is (the items before it are done and written) with a usage
+//! error naming the line.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
 use std::ops::Range;
@@ -16,13 +22,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use grid_client::AsyncMapResult;
+use grid_client::Imap;
 
 use crate::cluster::{ClusterArgs, ModuleFile};
 use crate::failure::{self, FAILED};
 use crate::items::{self, CallArgs};
 use crate::limits::LimitArgs;
-use crate::output::{Written, write_value};
+use crate::output::{OutputArgs, Written, items_label, print_task_output, write_value};
 use crate::progress::Progress;
 
 const ABOUT: &str = "Map a function over items, in parallel, printing one JSON result per line";
@@ -100,6 +106,13 @@ pub struct MapArgs {
     #[arg(long)]
     pub stats: bool,
 
+    /// Tasks in flight at most [default: 65536 / chunksize, between 4 and 256]
+    #[arg(long, value_name = "N")]
+    pub max_outstanding: Option<NonZeroUsize>,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
@@ -108,21 +121,31 @@ pub struct MapArgs {
 }
 
 impl MapArgs {
-    /// Each item's call arguments, from wherever they were given.
-    fn items(&self) -> anyhow::Result<Vec<CallArgs>> {
+    /// Each item's call arguments, from wherever they were given, lazily
+    /// for a range and stdin; a bad line of stdin ends the items and leaves
+    /// its error in `bad_input`. The total, when known.
+    fn items<'a>(
+        &'a self,
+        bad_input: &'a RefCell<Option<anyhow::Error>>,
+    ) -> anyhow::Result<(Box<dyn Iterator<Item = CallArgs> + 'a>, Option<u64>)> {
         if let Some(range) = &self.range {
-            Ok(items::from_range(range.clone()))
+            let total = range.end.abs_diff(range.start);
+            Ok((Box::new(items::from_range(range.clone())), Some(total)))
         } else if !self.items.is_empty() {
-            items::from_texts(&self.items)
+            let items = items::from_texts(&self.items)?;
+            let total = items.len() as u64;
+            Ok((Box::new(items.into_iter()), Some(total)))
         } else {
-            items::from_lines(io::stdin().lock(), "stdin")
+            let lines = items::lines_lazily(io::stdin().lock(), "stdin", bad_input);
+            Ok((Box::new(lines), None))
         }
     }
 }
 
 pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
-    // Input first: a typo in it should not wait for a cluster to start.
-    let items = args.items()?;
+    // Items on the command line first: a typo should not wait for a cluster.
+    let bad_input = RefCell::new(None);
+    let (items, total) = args.items(&bad_input)?;
     let module = ModuleFile::read(&args.module)?;
     let cluster = args.cluster.connect()?;
     let func = module.upload(&cluster.client)?.func(&args.func);
@@ -132,38 +155,60 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
         .chunksize(args.chunksize.get())
         .ordered(!args.unordered)
         .limits(args.limits.limits());
-    let result = view
-        .map_items(&func, items)
-        .context("cannot submit the map")?;
-    let total = result.items();
+    let progress = Progress::start(total);
+    let shown = progress.clone();
+    let mode = args.output.output;
+    let mut map = view
+        .imap_items(&func, items)
+        .on_task(move |items, metadata| {
+            if metadata.stdout.is_empty() && metadata.stderr.is_empty() {
+                return;
+            }
+            let label = items_label(items.start, items.len());
+            shown.suspend(|| print_task_output(&label, &metadata.stdout, &metadata.stderr, mode));
+        });
+    if let Some(n) = args.max_outstanding {
+        map = map.max_outstanding(n.get());
+    }
 
-    let progress = Progress::start(&result);
-    let mut out = io::stdout().lock();
+    let mut out = io::BufWriter::new(io::stdout().lock());
     let mut failed = 0;
-    for item in result.iter() {
+    while let Some(item) = map.next() {
+        progress.set(map.items_done());
         match item {
             Ok(value) => {
                 let written = progress.suspend_for_stdout(|| write_value(&mut out, &value))?;
                 if written == Written::ReaderGone {
-                    let _ = result.abort();
+                    let _ = map.abort();
+                    return Ok(ExitCode::SUCCESS);
+                }
+                // A task's items are written together, then let out at once.
+                if map.buffered() == 0 && flush(&mut out)? == Written::ReaderGone {
+                    let _ = map.abort();
                     return Ok(ExitCode::SUCCESS);
                 }
             }
             Err(e) if failure::is_fatal(&e) => {
-                let _ = result.abort();
+                let _ = map.abort();
                 return Err(failure::fatal(&module.name(), &e));
             }
             Err(e) => {
                 failed += 1;
+                flush(&mut out)?;
                 progress.suspend(|| eprintln!("error: {}", e.summary()));
             }
         }
     }
     progress.finish();
-    out.flush().context("cannot write to stdout")?;
-
+    if flush(&mut out)? == Written::ReaderGone {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(e) = bad_input.borrow_mut().take() {
+        return Err(e);
+    }
+    let total = map.items_done();
     if args.stats {
-        eprintln!("{}", stats(&result, cluster.engines));
+        eprintln!("{}", stats(&map, cluster.engines));
     }
     if failed > 0 {
         eprintln!("error: {failed} of {total} items failed");
@@ -172,13 +217,22 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Flushes stdout; a reader that went away is not an error.
+fn flush(out: &mut impl Write) -> anyhow::Result<Written> {
+    match out.flush() {
+        Ok(()) => Ok(Written::Yes),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Written::ReaderGone),
+        Err(e) => Err(e).context("cannot write to stdout"),
+    }
+}
+
 /// The `--stats` object.
-fn stats(result: &AsyncMapResult, engines: usize) -> serde_json::Value {
-    let wall = result.wall_time().as_secs_f64();
-    let serial = result.serial_time().as_secs_f64();
+fn stats<I: Iterator>(map: &Imap<I>, engines: usize) -> serde_json::Value {
+    let wall = map.wall_time().as_secs_f64();
+    let serial = map.serial_time().as_secs_f64();
     serde_json::json!({
-        "tasks": result.len(),
-        "items": result.items(),
+        "tasks": map.tasks_done(),
+        "items": map.items_done(),
         "engines": engines,
         "wall_time": wall,
         "serial_time": serial,

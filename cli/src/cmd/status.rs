@@ -6,6 +6,13 @@
 //! that `grid cluster start` recorded under `--cluster`: a local cluster
 //! started only to be shown would have nothing to show. The current task is
 //! what the engine's last heartbeat (every second) said it was running.
+//!
+//! It also shows the messages NATS dropped because a subscriber fell behind
+//! (slow consumer): each engine's count as of its last heartbeat (shared by
+//! the slots of one `grid engine` process, which share a connection) and the
+//! controller's. Counts are lower bounds. When any is non-zero, a warning on
+//! stderr says so: a task or result may have been lost, which clients
+//! recover from by asking the controller about their tasks.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,9 +35,13 @@ Asks the controller of cluster --cluster on the NATS server at --url for its \
 engines and prints one line per engine: its id, uuid and host, whether it is \
 busy or idle, the tasks queued on it, running (0 or 1) and done, and the id of \
 the task it runs (as of its last heartbeat); then the load-balanced tasks still \
-waiting for an engine. --json prints the same as one JSON object: \
+waiting for an engine. DROPPED counts the messages the engine's NATS connection \
+dropped because it fell behind (slow consumer); the controller's own count follows \
+the number of waiting tasks when it is not zero. When any count is not zero, a \
+warning on stderr says so. --json prints the same as one JSON object: \
 {\"cluster\", \"url\", \"engines\": [{\"id\", \"uuid\", \"host\", \"state\", \
-\"queued\", \"running\", \"done\", \"current\"}], \"unassigned\"}.
+\"queued\", \"running\", \"done\", \"dropped\", \"current\"}], \"unassigned\", \
+\"dropped\"}.
 
 Without --url (or GRID_URL), shows the cluster started by `grid cluster start` \
 (as `grid cluster status` does).";
@@ -100,6 +111,9 @@ pub fn show(url: &str, cluster: &str, json: bool) -> anyhow::Result<ExitCode> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("cannot write to stdout")?;
+    if let Some(warning) = status.warning() {
+        eprintln!("{warning}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -111,6 +125,8 @@ struct Status {
     engines: Vec<EngineRow>,
     /// Load-balanced tasks not yet placed on an engine.
     unassigned: u64,
+    /// Messages the controller's NATS connection dropped (slow consumer).
+    dropped: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +139,9 @@ struct EngineRow {
     queued: u64,
     running: u64,
     done: u64,
+    /// Messages the engine's NATS connection dropped (slow consumer), as of
+    /// its last heartbeat.
+    dropped: u64,
     /// The task running at the engine's last heartbeat.
     current: Option<String>,
 }
@@ -141,6 +160,7 @@ impl Status {
                     queued: queue.queue,
                     running: queue.running,
                     done: queue.completed,
+                    dropped: queue.dropped,
                     current: queue.current.map(|id| id.to_string()),
                 }
             })
@@ -150,14 +170,35 @@ impl Status {
             url: url.to_string(),
             engines,
             unassigned: queues.unassigned,
+            dropped: queues.dropped,
         }
+    }
+
+    /// The line for stderr when messages were dropped anywhere.
+    fn warning(&self) -> Option<String> {
+        let mut counts = Vec::new();
+        if self.dropped > 0 {
+            counts.push(format!("controller: {}", self.dropped));
+        }
+        for e in self.engines.iter().filter(|e| e.dropped > 0) {
+            counts.push(format!("engine {}: {}", e.id, e.dropped));
+        }
+        if counts.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "warning: NATS dropped messages to slow consumers ({}); tasks or results may \
+             have been lost, which clients recover by asking the controller about their tasks",
+            counts.join(", ")
+        ))
     }
 
     /// Aligned columns, a header, and a summary line.
     fn table(&self) -> String {
         let mut rows = vec![
             [
-                "ENGINE", "UUID", "HOST", "STATE", "QUEUED", "RUNNING", "DONE", "CURRENT",
+                "ENGINE", "UUID", "HOST", "STATE", "QUEUED", "RUNNING", "DONE", "DROPPED",
+                "CURRENT",
             ]
             .map(String::from),
         ];
@@ -170,14 +211,15 @@ impl Status {
                 e.queued.to_string(),
                 e.running.to_string(),
                 e.done.to_string(),
+                e.dropped.to_string(),
                 e.current.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
-        let widths: Vec<usize> = (0..8)
+        let widths: Vec<usize> = (0..9)
             .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
             .collect();
         let mut text = format!(
-            "cluster `{}` at {}: {} engine{}, {} task{} waiting for an engine\n",
+            "cluster `{}` at {}: {} engine{}, {} task{} waiting for an engine",
             self.cluster,
             self.url,
             self.engines.len(),
@@ -185,6 +227,14 @@ impl Status {
             self.unassigned,
             plural(self.unassigned)
         );
+        if self.dropped > 0 {
+            text.push_str(&format!(
+                ", {} message{} dropped by the controller",
+                self.dropped,
+                plural(self.dropped)
+            ));
+        }
+        text.push('\n');
         if self.engines.is_empty() {
             return text;
         }
@@ -194,9 +244,9 @@ impl Status {
                 .iter()
                 .zip(&widths)
                 .enumerate()
-                // Numbers (columns 4 to 6) align right.
+                // Numbers (columns 4 to 7) align right.
                 .map(|(c, (cell, &w))| {
-                    if (4..7).contains(&c) {
+                    if (4..8).contains(&c) {
                         format!("{cell:>w$}")
                     } else {
                         format!("{cell:<w$}")
@@ -246,25 +296,54 @@ mod tests {
                     running: 1,
                     completed: 140,
                     current: None,
+                    dropped: 0,
                 },
             )]),
             unassigned: 1,
+            dropped: 0,
         };
-        let status = Status::new("c", "nats://h:1", engines, &queues);
+        let mut status = Status::new("c", "nats://h:1", engines, &queues);
         assert_eq!(
             status.table(),
             format!(
                 "cluster `c` at nats://h:1: 2 engines, 1 task waiting for an engine\n\
                  \n\
-                 ENGINE  UUID{pad}  HOST   STATE  QUEUED  RUNNING  DONE  CURRENT\n\
-                 0       {nil}  alpha  idle        0        0     0  -\n\
-                 12      {nil}  b      busy        3        1   140  -\n",
+                 ENGINE  UUID{pad}  HOST   STATE  QUEUED  RUNNING  DONE  DROPPED  CURRENT\n\
+                 0       {nil}  alpha  idle        0        0     0        0  -\n\
+                 12      {nil}  b      busy        3        1   140        0  -\n",
                 pad = " ".repeat(nil.len() - 4)
             )
         );
+        assert_eq!(status.warning(), None);
         let json = serde_json::to_value(&status).expect("json");
         assert_eq!(json["engines"][1]["state"], "busy");
         assert_eq!(json["engines"][0]["done"], 0);
+        assert_eq!(json["engines"][0]["dropped"], 0);
         assert_eq!(json["unassigned"], 1);
+        assert_eq!(json["dropped"], 0);
+
+        // Drops show in the table, the summary and a warning.
+        status.dropped = 1;
+        status.engines[1].dropped = 12345;
+        let table = status.table();
+        assert!(
+            table.starts_with(
+                "cluster `c` at nats://h:1: 2 engines, 1 task waiting for an engine, \
+                 1 message dropped by the controller\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("  busy        3        1   140    12345  -\n"),
+            "{table}"
+        );
+        let warning = status.warning().expect("a warning");
+        assert!(
+            warning.starts_with(
+                "warning: NATS dropped messages to slow consumers (controller: 1, engine 12: 12345)"
+            ),
+            "{warning}"
+        );
+        assert!(warning.contains("asking the controller"), "{warning}");
     }
 }

@@ -28,7 +28,7 @@ use grid_client::{Client, Error};
 use tokio::time::Instant;
 
 use super::stop;
-use crate::cluster::{ClusterName, engines_or_cores};
+use crate::cluster::{ClusterName, engine_slots};
 use crate::failure::FAILED;
 use crate::limits::LimitArgs;
 use crate::process::{self, POLL, Recorded};
@@ -103,8 +103,10 @@ pub struct StartArgs {
 }
 
 impl StartArgs {
-    fn engines(&self) -> usize {
-        engines_or_cores(self.engines)
+    /// The engines to start, all in one `grid engine` process: a usage
+    /// error when one process cannot hold them.
+    fn engines(&self) -> anyhow::Result<usize> {
+        engine_slots(self.engines)
     }
 }
 
@@ -131,6 +133,7 @@ impl std::fmt::Display for Died {
 impl std::error::Error for Died {}
 
 pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
+    let engines = args.engines()?;
     let cluster = args.name.cluster.clone();
     let state = StateFile::of(&cluster)?;
     let starter = Recorded::identify(
@@ -139,7 +142,7 @@ pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
         std::env::args().collect(),
         None,
     )?;
-    let mut record = ClusterRecord::new(&cluster, "", args.engines(), state.dir());
+    let mut record = ClusterRecord::new(&cluster, "", engines, state.dir());
     record.processes.push(starter);
     claim(&state, &record)?;
 

@@ -1,0 +1,136 @@
+//! The client's watchdog: notices tasks lost on the way and recovers them,
+//! so a dropped message never means a caller waiting forever.
+//!
+//! Core NATS is at-most-once: a submission or a reply can be dropped (a slow
+//! consumer anywhere, a connection that broke at the wrong moment). The
+//! controller records every submission it sees and every result, so it is
+//! the witness to ask. Once a second, when the client has tasks in flight
+//! and either no reply has come for [`QUIET`] or its bus reports dropped
+//! messages, the watchdog asks the controller (`hub.result_status`) about the
+//! tasks published more than [`QUIET`] ago (the oldest [`MAX_ASKED`]):
+//!
+//! - **done** there: the reply was lost on its way here; it is fetched
+//!   (`hub.get_result`) and delivered as if it had come.
+//! - **unknown** there: the submission was lost; it is published again,
+//!   with the same msg_id (the controller and the client keep only the
+//!   first result of a task, so a task that did arrive somewhere after all
+//!   is answered once), at most [`RESEND_BATCH`] a round, so that a burst
+//!   of resubmissions does not overrun what overran before. After
+//!   [`MAX_RESENT`] attempts it fails as `lost`.
+//! - **pending** there: queued or running; nothing to do.
+//!
+//! If no controller answers for [`CONTROLLER_GRACE`], every waiting task
+//! fails as `lost`, naming why. Asking about a task waiting [`QUIET`] costs
+//! one small request a second, only while the client waits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grid_bus::Bus;
+use grid_proto::{HubReply, HubRequest, Subjects, TaskError};
+
+use crate::client::{deliver, hub_request};
+use crate::inflight::InFlight;
+
+/// How long a client waits without any reply before asking about its tasks.
+pub const QUIET: Duration = Duration::from_secs(2);
+
+/// How often the watchdog looks.
+const PERIOD: Duration = Duration::from_secs(1);
+
+/// Tasks asked about at once.
+const MAX_ASKED: usize = 4096;
+
+/// How many times a task the controller never saw is published again.
+pub const MAX_RESENT: u32 = 10;
+
+/// Tasks published again per round, at most.
+pub const RESEND_BATCH: usize = 256;
+
+/// How long the controller may fail to answer before waiting tasks fail.
+pub const CONTROLLER_GRACE: Duration = Duration::from_secs(30);
+
+/// Watches until `stop` says the client is gone.
+pub(crate) async fn watch(
+    bus: Arc<dyn Bus>,
+    subjects: Subjects,
+    inflight: Arc<InFlight>,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) {
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drops = bus.dropped_messages();
+    let mut unanswered_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = Instant::now();
+        let dropped = bus.dropped_messages();
+        let quiet = inflight
+            .quiet_since()
+            .is_some_and(|since| now.saturating_duration_since(since) >= QUIET);
+        if !quiet && dropped == drops {
+            unanswered_since = None;
+            continue;
+        }
+        drops = dropped;
+        let Some(cutoff) = now.checked_sub(QUIET) else {
+            continue;
+        };
+        let asked = inflight.published_before(cutoff, MAX_ASKED);
+        if asked.is_empty() {
+            continue;
+        }
+        let request = HubRequest::ResultStatus { msg_ids: asked };
+        match hub_request(&*bus, &subjects, request).await {
+            Ok(HubReply::ResultStatus {
+                completed, unknown, ..
+            }) => {
+                unanswered_since = None;
+                recover(&*bus, &subjects, &inflight, completed).await;
+                let batch = &unknown[..unknown.len().min(RESEND_BATCH)];
+                inflight.resend(batch, MAX_RESENT);
+            }
+            Ok(other) => tracing::warn!("unexpected answer to result_status: {other:?}"),
+            Err(e) => {
+                let since = *unanswered_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= CONTROLLER_GRACE {
+                    let why = format!(
+                        "no controller has answered for {CONTROLLER_GRACE:?} ({e}); \
+                         the task's fate is unknown"
+                    );
+                    tracing::warn!("{why}: failing the tasks still waiting");
+                    inflight.fail_all(TaskError::Lost(why));
+                    unanswered_since = None;
+                }
+            }
+        }
+    }
+}
+
+/// Fetches results the controller has and this client never received.
+async fn recover(
+    bus: &dyn Bus,
+    subjects: &Subjects,
+    inflight: &InFlight,
+    msg_ids: Vec<grid_proto::MsgId>,
+) {
+    if msg_ids.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        tasks = msg_ids.len(),
+        "results lost on the way: fetching them from the controller"
+    );
+    match hub_request(bus, subjects, HubRequest::GetResult { msg_ids }).await {
+        Ok(HubReply::Results(replies)) => {
+            for reply in replies {
+                deliver(bus, inflight, reply).await;
+            }
+        }
+        Ok(other) => tracing::warn!("unexpected answer to get_result: {other:?}"),
+        Err(e) => tracing::warn!(error = %e, "cannot fetch lost results"),
+    }
+}

@@ -1,0 +1,48 @@
+//! Runs every client program of `examples/examples/` (each one's `main`, in
+//! this process), so the examples a user copies keep compiling and keep
+//! doing what their comments say: each asserts what it shows.
+
+#[path = "../examples/abort.rs"]
+mod abort;
+#[path = "../examples/data.rs"]
+mod data;
+#[path = "../examples/errors.rs"]
+mod errors;
+#[allow(dead_code)] // its `main`: the test calls `run` with fewer items
+#[path = "../examples/maps.rs"]
+mod maps;
+#[path = "../examples/metadata.rs"]
+mod metadata;
+#[path = "../examples/views.rs"]
+mod views;
+
+#[test]
+fn views_and_slices() {
+    views::main().unwrap();
+}
+
+#[test]
+fn maps_and_imap() {
+    // `main` maps a million items: fine in release, some 20 s in a debug build.
+    maps::run(100_000).unwrap();
+}
+
+#[test]
+fn data_movement_and_references() {
+    data::main().unwrap();
+}
+
+#[test]
+fn metadata_and_timing() {
+    metadata::main().unwrap();
+}
+
+#[test]
+fn abort_queued_and_running_tasks() {
+    abort::main().unwrap();
+}
+
+#[test]
+fn remote_errors() {
+    errors::main().unwrap();
+}

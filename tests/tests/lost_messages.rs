@@ -1,0 +1,224 @@
+//! No task lost without someone noticing (issue 10, trap 0): a client whose
+//! submissions and replies are dropped on the way still gets every value,
+//! once on the LocalBus and once on a real nats-server.
+//!
+//! Core NATS drops messages to slow consumers; here the loss is made
+//! deterministic by a bus that drops every 7th submission the client
+//! publishes and every 5th reply it would receive, in front of a real bus
+//! (the controller and engines run on it unchanged). The client's watchdog
+//! must notice: a submission the controller never saw is published again,
+//! and a result the controller recorded but the client never received is
+//! fetched from the controller.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use grid_bus::testing::NatsServer;
+use grid_bus::{Bus, BusError, Message, NatsBus, Subscription};
+use grid_client::{Client, Value};
+use grid_controller::ControllerConfig;
+use grid_host::EngineConfig;
+use grid_local::LocalCluster;
+use grid_proto::{BlobHash, Subjects};
+use grid_tests::{Backend, on_both_buses};
+
+const T: Option<Duration> = Some(Duration::from_secs(120));
+
+on_both_buses!(dropped_submissions_and_replies_are_recovered);
+
+/// Drops every `submissions`-th task it publishes and every `replies`-th
+/// message its subscriptions would deliver; counts both.
+struct LossyBus {
+    inner: Arc<dyn Bus>,
+    submissions: u64,
+    replies: u64,
+    published: AtomicU64,
+    delivered: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl LossyBus {
+    fn drops_this_publish(&self, subject: &str) -> bool {
+        let task = subject.ends_with(".sched.submit") || subject.ends_with(".task");
+        if !task {
+            return false;
+        }
+        let n = self.published.fetch_add(1, Ordering::SeqCst) + 1;
+        let drop = n.is_multiple_of(self.submissions);
+        if drop {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+        drop
+    }
+}
+
+#[async_trait::async_trait]
+impl Bus for LossyBus {
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
+        if self.drops_this_publish(subject) {
+            return Ok(());
+        }
+        self.inner.publish(subject, payload).await
+    }
+
+    async fn publish_with_reply(
+        &self,
+        subject: &str,
+        reply: &str,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        self.inner.publish_with_reply(subject, reply, payload).await
+    }
+
+    fn publish_now(&self, _: &str, _: &Bytes) -> Option<Result<(), BusError>> {
+        // Everything goes through `publish`, where the drops are decided.
+        None
+    }
+
+    fn delivers_on_runtime(&self) -> bool {
+        self.inner.delivers_on_runtime()
+    }
+
+    fn dropped_messages(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
+    async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError> {
+        let inner = self.inner.subscribe(subject).await?;
+        let (every, delivered, dropped) =
+            (self.replies, self.delivered.clone(), self.dropped.clone());
+        let lossy = inner.filter(move |_: &Message| {
+            let n = delivered.fetch_add(1, Ordering::SeqCst) + 1;
+            let keep = !n.is_multiple_of(every);
+            if !keep {
+                dropped.fetch_add(1, Ordering::SeqCst);
+            }
+            std::future::ready(keep)
+        });
+        Ok(Subscription::new(lossy))
+    }
+
+    async fn queue_subscribe(&self, subject: &str, queue: &str) -> Result<Subscription, BusError> {
+        self.inner.queue_subscribe(subject, queue).await
+    }
+
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
+        self.inner.request(subject, payload, timeout).await
+    }
+
+    fn new_inbox(&self) -> String {
+        self.inner.new_inbox()
+    }
+
+    async fn flush(&self) -> Result<(), BusError> {
+        self.inner.flush().await
+    }
+
+    async fn put_blob(&self, bytes: Bytes) -> Result<BlobHash, BusError> {
+        self.inner.put_blob(bytes).await
+    }
+
+    async fn get_blob(&self, hash: &BlobHash) -> Result<Option<Bytes>, BusError> {
+        self.inner.get_blob(hash).await
+    }
+
+    async fn offer_blob(&self, bytes: Bytes) -> Result<BlobHash, BusError> {
+        self.inner.offer_blob(bytes).await
+    }
+
+    fn release_blob(&self, hash: &BlobHash) {
+        self.inner.release_blob(hash)
+    }
+}
+
+fn dropped_submissions_and_replies_are_recovered(backend: Backend) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = match backend {
+        Backend::Nats => Some(NatsServer::start().unwrap_or_else(|e| panic!("{e}"))),
+        Backend::Local => None,
+    };
+    let (cluster, real_bus) = runtime.block_on(async {
+        let bus: Arc<dyn Bus> = match &server {
+            Some(server) => Arc::new(NatsBus::connect(&server.url()).await.expect("connects")),
+            None => Arc::new(grid_bus::LocalBus::new()),
+        };
+        let config = ControllerConfig {
+            heartbeat_timeout: None,
+            ..ControllerConfig::default()
+        };
+        let cluster = LocalCluster::start_on(
+            bus.clone(),
+            Subjects::default(),
+            2,
+            EngineConfig::default().cache_dir(None),
+            config,
+        )
+        .await
+        .expect("cluster starts");
+        // The client gets a connection of its own on NATS, as a client would.
+        let client_bus: Arc<dyn Bus> = match &server {
+            Some(server) => Arc::new(NatsBus::connect(&server.url()).await.expect("connects")),
+            None => bus,
+        };
+        (cluster, client_bus)
+    });
+    let dropped = Arc::new(AtomicU64::new(0));
+    let lossy = Arc::new(LossyBus {
+        inner: real_bus,
+        submissions: 7,
+        replies: 5,
+        published: AtomicU64::new(0),
+        delivered: Arc::new(AtomicU64::new(0)),
+        dropped: dropped.clone(),
+    });
+    let client = runtime
+        .block_on(Client::connect_bus(lossy, Subjects::default()))
+        .expect("client connects");
+    let square = client
+        .load_module(grid_examples::wat_square())
+        .expect("module uploads")
+        .func("square");
+
+    let n = 300i64;
+    let lb = client.load_balanced_view();
+    let values = lb
+        .map_async(&square, vec![(0..n).map(Value::from).collect()])
+        .unwrap()
+        .get(T)
+        .expect("every task answered, none lost");
+    assert_eq!(
+        values,
+        (0..n).map(|i| Value::from(i * i)).collect::<Vec<_>>()
+    );
+    // Direct tasks too, and apply.
+    let direct = client.view_all().unwrap();
+    let parts = direct
+        .map_async(&square, vec![(0..n).map(Value::from).collect()])
+        .unwrap()
+        .get(T)
+        .unwrap();
+    assert_eq!(parts.len(), n as usize);
+    for i in 0..30 {
+        let r = lb.apply_async(&square, [Value::from(i)]).unwrap();
+        assert_eq!(r.get(T).unwrap(), Value::from(i * i));
+    }
+    assert!(
+        dropped.load(Ordering::SeqCst) > 10,
+        "the bus dropped messages, so recovery was exercised"
+    );
+    assert!(client.outstanding().is_empty());
+    drop(client);
+    runtime.block_on(cluster.stop());
+}
