@@ -149,7 +149,8 @@ pub trait Bus: Send + Sync + 'static {
 
     /// How many messages to this process's subscriptions the bus dropped
     /// since it connected, because a subscriber fell too far behind (NATS's
-    /// slow consumer). A lower bound: see [`NatsBus`] for why. Never
+    /// slow consumer) or the connection was lost (one per disconnect). A
+    /// lower bound: see [`NatsBus`] for why. Never
     /// decreases; the in-process bus never drops a message, so 0 by default.
     fn dropped_messages(&self) -> u64 {
         0

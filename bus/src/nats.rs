@@ -46,7 +46,8 @@
 //! events when full, so the count is a lower bound: zero means no loss was
 //! seen, not a proof of none. The server can also cut off a connection that
 //! does not read its socket fast enough (its own slow-consumer limit), which
-//! shows as a disconnect rather than a count. Payloads
+//! shows as a disconnect: a lost connection loses whatever was on its way,
+//! unseen, so each disconnect counts as one dropped message. Payloads
 //! are limited to the server's `max_payload` (1 MiB by default); dropping a
 //! subscription unsubscribes asynchronously, so messages already on their way
 //! from other connections are discarded (a queue group can lose such a
@@ -591,7 +592,8 @@ async fn forward_event(
     events: broadcast::Sender<BusEvent>,
     dropped: &AtomicU64,
 ) {
-    if let async_nats::Event::SlowConsumer(_) = event {
+    // A lost connection loses whatever was on its way: it counts as one.
+    if let async_nats::Event::SlowConsumer(_) | async_nats::Event::Disconnected = event {
         dropped.fetch_add(1, Ordering::Relaxed);
     }
     let Some(event) = BusEvent::from_nats(event) else {

@@ -564,6 +564,14 @@ impl Client {
             .map(|_| ())
     }
 
+    /// Aborts every task of these results at once (ipyparallel's
+    /// `rc.abort(jobs)`), so none of them starts on an engine freed by
+    /// aborting another.
+    pub fn abort_results(&self, results: &[&dyn Wait]) -> Result<(), Error> {
+        let msg_ids = results.iter().flat_map(|r| r.msg_ids()).collect();
+        self.abort(msg_ids)
+    }
+
     /// [`abort`](Self::abort), async.
     pub async fn abort_async(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
         let sent = self.inner.inflight.abort_unsent(&msg_ids);

@@ -275,7 +275,12 @@ impl InFlight {
 
     /// Fails every waiting task with `error` (the connection is gone).
     pub(crate) fn fail_all(&self, error: TaskError) {
-        let ids: Vec<MsgId> = self.lock().waiting.keys().copied().collect();
+        let ids: Vec<MsgId> = {
+            let mut s = self.lock();
+            // Nothing more goes out: failing one must not let another leave.
+            s.backlog.clear();
+            s.waiting.keys().copied().collect()
+        };
         for msg_id in ids {
             self.fail(msg_id, error.clone());
         }

@@ -196,6 +196,10 @@ impl Wait for AsyncMapResult {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         self.tasks.wait_async_dyn()
     }
+
+    fn msg_ids(&self) -> Vec<MsgId> {
+        self.tasks.msg_ids()
+    }
 }
 
 impl IntoIterator for &AsyncMapResult {

@@ -558,6 +558,9 @@ pub trait Wait: Send + Sync {
     fn wait_async_dyn(
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+
+    /// The msg_ids of its tasks.
+    fn msg_ids(&self) -> Vec<MsgId>;
 }
 
 impl Wait for AsyncResult {
@@ -569,5 +572,9 @@ impl Wait for AsyncResult {
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(self.wait_async())
+    }
+
+    fn msg_ids(&self) -> Vec<MsgId> {
+        AsyncResult::msg_ids(self)
     }
 }

@@ -43,6 +43,17 @@
 //!   the controller's own count, which only the shell can read from its
 //!   bus, is fed in as [`HubEvent::BusDrops`] and reported as
 //!   `QueueStatus::dropped`.
+//! - A dropped message can leave the hub counting a task on an engine that
+//!   does not have it: the task never reached the engine, or its result
+//!   never reached the controller. Either would hold the client (or the
+//!   engine's place in the scheduler) forever. So once any drop is reported
+//!   (the engine's count or the controller's grows), an engine that is idle
+//!   (nothing running, nothing queued) at two heartbeats in a row while the
+//!   hub counts tasks on it has lost those tasks: they fail as `lost`, and
+//!   their places are freed. Two beats, so that a task still on its way at
+//!   the first is not taken for lost; only after drops, so that normal runs
+//!   never pay for the check. (Submissions and replies lost between a client
+//!   and the controller are the client's watchdog's business.)
 //! - When an engine leaves, every task it holds fails with `EngineDied`,
 //!   direct ones included, so no client waits forever. A direct task sent to
 //!   an engine that left (or never registered) fails at once the same way.
@@ -115,11 +126,13 @@ pub enum HubEvent {
     },
     /// A result on `result.<client>`.
     Replied(Box<Reply>),
-    /// A heartbeat (`heartbeat.<id>`) from this engine, with the task it runs
-    /// and how many messages its bus dropped ([`grid_proto::Heartbeat`]).
+    /// A heartbeat (`heartbeat.<id>`) from this engine, with the task it
+    /// runs, how many wait in its queue, and how many messages its bus
+    /// dropped ([`grid_proto::Heartbeat`]).
     Heartbeat {
         engine: EngineRef,
         running: Option<MsgId>,
+        queued: u64,
         dropped: u64,
     },
     /// The controller's own bus has dropped this many messages in all
@@ -223,6 +236,12 @@ struct EngineRecord {
     running: Option<MsgId>,
     /// The messages its bus had dropped, at its last heartbeat.
     dropped: u64,
+    /// Set when a message to or from it may have been dropped since its
+    /// tasks were sent (its bus or the controller's dropped some): its idle
+    /// heartbeats are then checked for tasks it no longer holds.
+    lossy: bool,
+    /// Tasks it did not hold at its last heartbeat, which was idle.
+    suspects: HashSet<MsgId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,6 +349,7 @@ impl Hub {
             HubEvent::Heartbeat {
                 engine,
                 running,
+                queued,
                 dropped,
             } => {
                 // Only from the uuid that holds the id: a slot of an earlier
@@ -342,12 +362,24 @@ impl Hub {
                 }
                 record.last_heard = Some(now);
                 record.running = running;
+                if dropped > record.dropped {
+                    record.lossy = true;
+                }
                 record.dropped = dropped;
                 if record.state == EngineState::Joining {
                     self.bring_up(engine.id, now, &mut out);
                 }
+                let idle = running.is_none() && queued == 0;
+                self.find_lost(engine.id, idle, now, &mut out);
             }
-            HubEvent::BusDrops(dropped) => self.bus_dropped = dropped,
+            HubEvent::BusDrops(dropped) => {
+                if dropped > self.bus_dropped {
+                    for record in &mut self.engines {
+                        record.lossy = true;
+                    }
+                }
+                self.bus_dropped = dropped;
+            }
             HubEvent::Tick => {
                 self.bury_the_silent(now, &mut out);
                 self.schedule(SchedEvent::Tick, now, &mut out);
@@ -453,6 +485,8 @@ impl Hub {
                     },
                     state: EngineState::Gone,
                     outstanding: HashSet::new(),
+                    lossy: false,
+                    suspects: HashSet::new(),
                     completed: 0,
                     last_heard: None,
                     running: None,
@@ -670,6 +704,54 @@ impl Hub {
                     error,
                 } => self.fail(msg_id, client, submitted, error, out),
             }
+        }
+    }
+
+    /// After messages were dropped, an engine idle at two heartbeats in a
+    /// row while the hub counts tasks on it has lost them: their message
+    /// never reached it, or their result never reached the controller. They
+    /// fail as `lost` (a client that has the result keeps it; the first
+    /// result wins), which also frees their places in the scheduler. Two
+    /// heartbeats, a second apart, so that a task on its way at the first is
+    /// not taken for lost.
+    fn find_lost(&mut self, id: EngineId, idle: bool, now: Instant, out: &mut Vec<HubAction>) {
+        let Some(record) = self.record_mut(id) else {
+            return;
+        };
+        if !record.lossy {
+            return;
+        }
+        if !idle {
+            record.suspects.clear();
+            return;
+        }
+        let mut lost: Vec<MsgId> = record
+            .suspects
+            .iter()
+            .filter(|m| record.outstanding.contains(m))
+            .copied()
+            .collect();
+        lost.sort_unstable();
+        record.suspects = record
+            .outstanding
+            .iter()
+            .filter(|m| !lost.contains(m))
+            .copied()
+            .collect();
+        record.lossy = !record.outstanding.is_empty();
+        for msg_id in lost {
+            let Some(task) = self.tasks.get(&msg_id) else {
+                continue;
+            };
+            let (client, submitted) = (task.client, task.submitted);
+            let why = format!(
+                "engine {id} no longer has the task: a message was dropped on the \
+                 way (slow consumer), so it never ran there or its result never \
+                 reached the controller"
+            );
+            tracing::warn!(%msg_id, "{why}");
+            self.fail(msg_id, client, submitted, TaskError::Lost(why), out);
+            self.schedule(SchedEvent::Finished { msg_id }, now, out);
         }
     }
 
@@ -950,6 +1032,7 @@ mod tests {
             b.on(HubEvent::Heartbeat {
                 engine: stranger,
                 running: None,
+                queued: 0,
                 dropped: 0,
             }),
             vec![],
@@ -959,6 +1042,7 @@ mod tests {
         let actions = b.on(HubEvent::Heartbeat {
             engine: me,
             running: None,
+            queued: 0,
             dropped: 0,
         });
         assert!(matches!(
@@ -970,6 +1054,7 @@ mod tests {
             b.on(HubEvent::Heartbeat {
                 engine: me,
                 running: None,
+                queued: 0,
                 dropped: 0,
             }),
             vec![],
@@ -983,6 +1068,7 @@ mod tests {
             b.on(HubEvent::Heartbeat {
                 engine: unknown,
                 running: None,
+                queued: 0,
                 dropped: 0,
             }),
             vec![],
@@ -1273,6 +1359,7 @@ mod tests {
         b.on(HubEvent::Heartbeat {
             engine: me,
             running: None,
+            queued: 0,
             dropped: 0,
         });
         let t = task();
@@ -1283,6 +1370,7 @@ mod tests {
         b.on(HubEvent::Heartbeat {
             engine: me,
             running: None,
+            queued: 0,
             dropped: 0,
         });
         b.now += Duration::from_secs(2);
@@ -1300,6 +1388,7 @@ mod tests {
             b.on(HubEvent::Heartbeat {
                 engine: me,
                 running: None,
+                queued: 0,
                 dropped: 0,
             })
             .is_empty()
@@ -1315,12 +1404,14 @@ mod tests {
         b.on(HubEvent::Heartbeat {
             engine: me,
             running: Some(running),
+            queued: 0,
             dropped: 0,
         });
         assert_eq!(b.engine_queue(id.0).current, Some(running));
         b.on(HubEvent::Heartbeat {
             engine: me,
             running: None,
+            queued: 0,
             dropped: 0,
         });
         assert_eq!(b.engine_queue(id.0).current, None);
@@ -1334,6 +1425,7 @@ mod tests {
         b.on(HubEvent::Heartbeat {
             engine: me,
             running: None,
+            queued: 0,
             dropped: 5,
         });
         assert_eq!(b.engine_queue(id.0).dropped, 5);
@@ -1344,6 +1436,7 @@ mod tests {
         b.on(HubEvent::Heartbeat {
             engine: me,
             running: None,
+            queued: 0,
             dropped: 6,
         });
         assert_eq!(b.engine_queue(id.0).dropped, 6);
@@ -1523,5 +1616,72 @@ mod tests {
                 HubAction::Stop,
             ]
         );
+    }
+
+    /// A heartbeat from engine `id`: running `running`, `queued` waiting,
+    /// its bus having dropped `dropped` messages.
+    fn beat(
+        b: &mut Bench,
+        id: u32,
+        running: Option<MsgId>,
+        queued: u64,
+        dropped: u64,
+    ) -> Vec<HubAction> {
+        let engine = b.engine(id);
+        b.on(HubEvent::Heartbeat {
+            engine,
+            running,
+            queued,
+            dropped,
+        })
+    }
+
+    #[test]
+    fn after_drops_tasks_an_idle_engine_lacks_twice_in_a_row_fail_as_lost() {
+        let mut b = Bench::with_engines(1, 64);
+        let lost = task();
+        let kept = task();
+        b.on(HubEvent::Submitted(Box::new(lost.clone())));
+        // Without drops, an idle engine holding tasks is only a message behind.
+        for _ in 0..3 {
+            assert_eq!(beat(&mut b, 0, None, 0, 0), vec![]);
+        }
+        // Its bus dropped a message: the first idle beat makes a suspect,
+        // a running task clears the suspicion, two idle beats confirm it.
+        assert_eq!(beat(&mut b, 0, None, 0, 1), vec![]);
+        assert_eq!(beat(&mut b, 0, Some(lost.msg_id), 0, 1), vec![]);
+        assert_eq!(beat(&mut b, 0, None, 0, 1), vec![]);
+        b.on(HubEvent::Submitted(Box::new(kept.clone())));
+        let actions = beat(&mut b, 0, None, 0, 1);
+        let replies = delivered(&actions);
+        assert_eq!(replies.len(), 1, "{actions:?}");
+        assert_eq!(replies[0].msg_id, lost.msg_id);
+        assert_eq!(error_of(&replies[0]).kind(), "lost");
+        assert_eq!(b.result_status(vec![lost.msg_id]).0, vec![lost.msg_id]);
+        // The task sent after the first idle beat is only a suspect now;
+        // its result, arriving, clears it for good.
+        let r = reply(&kept, b.engine(0));
+        b.on(HubEvent::Replied(Box::new(r)));
+        assert_eq!(beat(&mut b, 0, None, 0, 1), vec![]);
+        assert_eq!(beat(&mut b, 0, None, 0, 1), vec![]);
+        assert_eq!(b.engine_queue(0).queue + b.engine_queue(0).running, 0);
+    }
+
+    #[test]
+    fn after_the_controller_drops_a_result_its_task_frees_the_engine() {
+        // hwm 1: a task whose result the controller never saw would block
+        // the engine for every load-balanced task after it.
+        let mut b = Bench::with_engines(1, 1);
+        let first = task();
+        let second = task();
+        b.on(HubEvent::Submitted(Box::new(first.clone())));
+        let waiting = b.on(HubEvent::Submitted(Box::new(second.clone())));
+        assert_eq!(dispatches(&waiting), vec![], "the engine is full");
+        // The result of `first` was dropped on its way to the controller.
+        b.on(HubEvent::BusDrops(1));
+        assert_eq!(beat(&mut b, 0, None, 0, 0), vec![]);
+        let actions = beat(&mut b, 0, None, 0, 0);
+        assert_eq!(delivered(&actions)[0].msg_id, first.msg_id);
+        assert_eq!(dispatches(&actions), vec![(e(0), second.msg_id)]);
     }
 }

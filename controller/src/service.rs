@@ -318,6 +318,7 @@ impl Shell {
                         HubEvent::Heartbeat {
                             engine: beat.engine,
                             running: beat.running,
+                            queued: beat.queued,
                             dropped: beat.dropped,
                         },
                         now,

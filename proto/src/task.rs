@@ -81,6 +81,21 @@ impl From<Value> for Arg {
     }
 }
 
+// Plain Rust values are arguments too: `apply(&f, [3])`, `apply(&f, ["text"])`.
+// A string is a string value; a namespace name is `Arg::Ref` only when asked.
+macro_rules! arg_from_value {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Arg {
+            fn from(v: $t) -> Arg {
+                Arg::Value(Value::from(v))
+            }
+        }
+    )*};
+}
+arg_from_value!(
+    i8, i16, i32, i64, u8, u16, u32, u64, isize, usize, f32, f64, bool, &str, String
+);
+
 /// Resource limits. `None` means "no limit" in an engine's configuration and
 /// "keep the engine's" in a task. A task can only lower the engine's limits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

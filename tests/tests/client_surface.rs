@@ -296,8 +296,9 @@ fn the_in_flight_window_holds_back_and_aborts_unsent_work(backend: Backend) {
     let waiting: Vec<_> = (0..5)
         .map(|i| lb.apply_async(&square, [Value::from(i)]).unwrap())
         .collect();
+    let refs: Vec<&dyn Wait> = waiting.iter().map(|w| w as &dyn Wait).collect();
+    client.abort_results(&refs).unwrap();
     for w in &waiting {
-        w.abort().unwrap();
         assert!(w.wait(T));
         let md = &w.metadata()[0];
         assert_eq!(md.status, Some(Status::Aborted));

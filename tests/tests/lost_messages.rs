@@ -1,14 +1,16 @@
-//! No task lost without someone noticing (issue 10, trap 0): a client whose
-//! submissions and replies are dropped on the way still gets every value,
-//! once on the LocalBus and once on a real nats-server.
+//! No task lost without someone noticing (issue 10, trap 0), once on the
+//! LocalBus and once on a real nats-server.
 //!
 //! Core NATS drops messages to slow consumers; here the loss is made
-//! deterministic by a bus that drops every 7th submission the client
-//! publishes and every 5th reply it would receive, in front of a real bus
-//! (the controller and engines run on it unchanged). The client's watchdog
-//! must notice: a submission the controller never saw is published again,
-//! and a result the controller recorded but the client never received is
-//! fetched from the controller.
+//! deterministic by a bus that drops every n-th message of some kind, in
+//! front of a real bus:
+//! - a client whose bus drops every 7th submission it publishes and every
+//!   5th reply it would receive still gets every value: its watchdog
+//!   publishes again what the controller never saw, and fetches from the
+//!   controller the results it recorded but the client never received;
+//! - engines whose bus drops every 7th task sent to them (and says so in
+//!   their heartbeats) leave no one waiting: the controller fails those
+//!   tasks as `lost` once the engine is idle without them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,14 +29,43 @@ use grid_tests::{Backend, on_both_buses};
 
 const T: Option<Duration> = Some(Duration::from_secs(120));
 
-on_both_buses!(dropped_submissions_and_replies_are_recovered);
+on_both_buses!(
+    dropped_submissions_and_replies_are_recovered,
+    tasks_dropped_before_their_engine_fail_as_lost_instead_of_hanging,
+);
+
+/// A runtime, a NATS server for `Backend::Nats`, and a connection to it
+/// (or a LocalBus).
+fn backend_bus(backend: Backend) -> (tokio::runtime::Runtime, Option<NatsServer>, Arc<dyn Bus>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = match backend {
+        Backend::Nats => Some(NatsServer::start().unwrap_or_else(|e| panic!("{e}"))),
+        Backend::Local => None,
+    };
+    let bus = runtime.block_on(connect(&server));
+    (runtime, server, bus)
+}
+
+/// A new connection to the test's server, or a new LocalBus.
+async fn connect(server: &Option<NatsServer>) -> Arc<dyn Bus> {
+    match server {
+        Some(server) => Arc::new(NatsBus::connect(&server.url()).await.expect("connects")),
+        None => Arc::new(grid_bus::LocalBus::new()),
+    }
+}
 
 /// Drops every `submissions`-th task it publishes and every `replies`-th
-/// message its subscriptions would deliver; counts both.
+/// message its subscriptions to subjects ending in `deliveries_to` would
+/// deliver; counts both.
 struct LossyBus {
     inner: Arc<dyn Bus>,
     submissions: u64,
     replies: u64,
+    deliveries_to: &'static str,
     published: AtomicU64,
     delivered: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
@@ -140,20 +171,8 @@ impl Bus for LossyBus {
 }
 
 fn dropped_submissions_and_replies_are_recovered(backend: Backend) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let server = match backend {
-        Backend::Nats => Some(NatsServer::start().unwrap_or_else(|e| panic!("{e}"))),
-        Backend::Local => None,
-    };
+    let (runtime, server, bus) = backend_bus(backend);
     let (cluster, real_bus) = runtime.block_on(async {
-        let bus: Arc<dyn Bus> = match &server {
-            Some(server) => Arc::new(NatsBus::connect(&server.url()).await.expect("connects")),
-            None => Arc::new(grid_bus::LocalBus::new()),
-        };
         let config = ControllerConfig {
             heartbeat_timeout: None,
             ..ControllerConfig::default()
@@ -168,8 +187,8 @@ fn dropped_submissions_and_replies_are_recovered(backend: Backend) {
         .await
         .expect("cluster starts");
         // The client gets a connection of its own on NATS, as a client would.
-        let client_bus: Arc<dyn Bus> = match &server {
-            Some(server) => Arc::new(NatsBus::connect(&server.url()).await.expect("connects")),
+        let client_bus = match &server {
+            Some(_) => connect(&server).await,
             None => bus,
         };
         (cluster, client_bus)
@@ -179,6 +198,7 @@ fn dropped_submissions_and_replies_are_recovered(backend: Backend) {
         inner: real_bus,
         submissions: 7,
         replies: 5,
+        deliveries_to: ".result",
         published: AtomicU64::new(0),
         delivered: Arc::new(AtomicU64::new(0)),
         dropped: dropped.clone(),
@@ -221,4 +241,88 @@ fn dropped_submissions_and_replies_are_recovered(backend: Backend) {
     assert!(client.outstanding().is_empty());
     drop(client);
     runtime.block_on(cluster.stop());
+}
+
+fn tasks_dropped_before_their_engine_fail_as_lost_instead_of_hanging(backend: Backend) {
+    let (runtime, server, bus) = backend_bus(backend);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let (controller, slots, client) = runtime.block_on(async {
+        let config = ControllerConfig {
+            heartbeat_timeout: None,
+            ..ControllerConfig::default()
+        };
+        let subjects = Subjects::default();
+        let controller = grid_controller::start(bus.clone(), subjects.clone(), config)
+            .await
+            .expect("controller starts");
+        // The engines' connection drops every 7th task sent to them.
+        let engine_bus: Arc<dyn Bus> = Arc::new(LossyBus {
+            inner: match &server {
+                Some(_) => connect(&server).await,
+                None => bus.clone(),
+            },
+            submissions: u64::MAX,
+            replies: 7,
+            deliveries_to: ".task",
+            published: AtomicU64::new(0),
+            delivered: Arc::new(AtomicU64::new(0)),
+            dropped: dropped.clone(),
+        });
+        let wasm =
+            grid_host::Runtime::new(EngineConfig::default().cache_dir(None)).expect("runtime");
+        let mut slots = Vec::new();
+        for _ in 0..2 {
+            let slot = grid_host::EngineSlot::start(
+                engine_bus.clone(),
+                subjects.clone(),
+                wasm.clone(),
+                "lossy".into(),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("engine starts");
+            slots.push(slot);
+        }
+        let client_bus = match &server {
+            Some(_) => connect(&server).await,
+            None => bus,
+        };
+        let client = Client::connect_bus(client_bus, subjects)
+            .await
+            .expect("client");
+        (controller, slots, client)
+    });
+    client.wait_for_engines(2, T).expect("engines up");
+    let square = client
+        .load_module(grid_examples::wat_square())
+        .expect("module uploads")
+        .func("square");
+    let n = 100i64;
+    for view in ["load-balanced", "direct"] {
+        // One task per item, so that some are dropped on both views.
+        let results: Vec<_> = match view {
+            "direct" => client.view_all().unwrap().imap(&square, 0..n).collect(),
+            _ => client.load_balanced_view().imap(&square, 0..n).collect(),
+        };
+        let mut lost = 0;
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(v) => assert_eq!(*v, Value::from(i as i64 * i as i64)),
+                Err(e) => {
+                    assert_eq!(e.kind(), "lost", "{view}: {e}");
+                    assert!(e.to_string().contains("slow consumer"), "{e}");
+                    lost += 1;
+                }
+            }
+        }
+        assert!(
+            lost > 0,
+            "{view}: some tasks were dropped, so some are lost"
+        );
+    }
+    drop(client);
+    for slot in &slots {
+        slot.kill();
+    }
+    runtime.block_on(async { controller.stop().await.ok() });
 }

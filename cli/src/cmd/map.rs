@@ -45,11 +45,18 @@ lines read from stdin (blank lines are skipped). An item that is a JSON array is
 spread into arguments: [3,4] calls FUNC(3, 4); wrap an array to pass it as one \
 argument: [[1,2]]. Any other item is the one argument.
 
+Input is read as it is needed: at most --max-outstanding tasks are in flight, \
+and each result is written as soon as its turn comes, so an endless stdin \
+(`seq 1 100000000 | grid map ...`) runs in constant memory. What the tasks print \
+goes to stderr, each line prefixed with its item: `[stdout:7] ...`, or \
+`[stdout:0-99] ...` for a chunk (--output none hides it).
+
 A failed item writes nothing on stdout and one line on stderr: `error: item N: \
 [engine E] FUNC: cause` (items count from 0, in input order); the other items \
 go on, and at the end `N of M items failed` and exit code 1. An invalid module \
 or a FUNC the module does not export stops the map with one error (listing the \
-module's exports) and exit code 2.";
+module's exports) and exit code 2; so does a line of stdin that is not JSON, \
+after the items before it.";
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 every item succeeded; 1 some item failed, or the cluster did; \
