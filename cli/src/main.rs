@@ -16,6 +16,7 @@ mod output;
 mod process;
 mod progress;
 mod service;
+mod slots;
 mod state;
 
 use std::process::ExitCode;

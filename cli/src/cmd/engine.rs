@@ -23,9 +23,9 @@ use grid_host::{EngineConfig, EngineSlot, Runtime};
 use grid_proto::{EngineId, HubRequest, Subjects};
 use tokio::task::JoinSet;
 
-use crate::cluster::{config_for_slots, engine_slots};
 use crate::limits::LimitArgs;
 use crate::service::{self, ServiceArgs, StopSignals};
+use crate::slots::{config_for_slots, engine_slots};
 
 /// How long the slots wait, together, for a controller to register them.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);

@@ -28,11 +28,12 @@ use grid_client::{Client, Error};
 use tokio::time::Instant;
 
 use super::stop;
-use crate::cluster::{ClusterName, engine_slots};
+use crate::cluster::ClusterName;
 use crate::failure::FAILED;
 use crate::limits::LimitArgs;
 use crate::process::{self, POLL, Recorded};
 use crate::service::{self, StopSignals};
+use crate::slots::engine_slots;
 use crate::state::{ClusterRecord, Created, StateFile};
 
 /// How long the NATS server gets to listen.
