@@ -8,7 +8,9 @@
 //! is per task (metadata, progress, timing, abort) says so. Unlike
 //! ipyparallel, where the map result inherits the plain result's methods,
 //! nothing here changes meaning: an [`AsyncMapResult`] is not an
-//! [`AsyncResult`] and does not deref to one.
+//! [`AsyncResult`] and does not deref to one, and what has no meaning for
+//! items is absent (`get_dict`, values by engine: each task's engine is in
+//! its [`metadata`](AsyncMapResult::metadata)).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

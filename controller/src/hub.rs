@@ -20,7 +20,13 @@
 //!   first result of a task wins; later ones are ignored.
 //! - The store keeps each task's client, submission time, engine and, once
 //!   done, its [`Reply`]; not its work (arguments can be large, and nothing
-//!   here resubmits yet).
+//!   here resubmits yet). It is bounded: past
+//!   [`ControllerConfig::max_records`] completed tasks or
+//!   [`ControllerConfig::max_record_bytes`] of their results, the oldest
+//!   completed are forgotten (queries then call them unknown; a client
+//!   still waiting for one publishes it again). Tasks not done are never
+//!   forgotten. So a controller's memory does not grow with the tasks it
+//!   has seen, only with those in flight.
 //! - `ResultStatus` sorts ids in three: completed, pending (known, not done)
 //!   and unknown (never seen, or purged). Unknown is not lost: a query can
 //!   overtake its own submission on the bus; a client that keeps getting
@@ -59,7 +65,7 @@
 //!   an engine that left (or never registered) fails at once the same way.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use grid_proto::{
@@ -96,10 +102,25 @@ pub struct ControllerConfig {
     /// second, so the default, 3 s, tolerates two lost beats. `None` never
     /// declares an engine dead (engines in the controller's own process).
     pub heartbeat_timeout: Option<Duration>,
+    /// Completed tasks kept for queries ([`DEFAULT_MAX_RECORDS`]); the
+    /// oldest are forgotten first.
+    pub max_records: usize,
+    /// Bytes of completed tasks' results kept for queries
+    /// ([`DEFAULT_MAX_RECORD_BYTES`]); the oldest are forgotten first.
+    pub max_record_bytes: usize,
 }
 
 /// The default [`ControllerConfig::heartbeat_timeout`].
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The default [`ControllerConfig::max_records`].
+pub const DEFAULT_MAX_RECORDS: usize = 1_000_000;
+
+/// The default [`ControllerConfig::max_record_bytes`].
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 256 << 20;
+
+/// What a completed task's record costs beyond its result's bytes, roughly.
+const RECORD_OVERHEAD: usize = 256;
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -107,6 +128,8 @@ impl Default for ControllerConfig {
             scheduler: SchedulerConfig::default(),
             readiness: Readiness::default(),
             heartbeat_timeout: Some(DEFAULT_HEARTBEAT_TIMEOUT),
+            max_records: DEFAULT_MAX_RECORDS,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }
@@ -174,6 +197,12 @@ pub struct Hub {
     engines: Vec<EngineRecord>,
     by_uuid: HashMap<EngineUuid, EngineId>,
     tasks: HashMap<MsgId, TaskRecord>,
+    /// Completed tasks in the order they completed, and what their records
+    /// cost: the store's bound (see the module docs).
+    done_order: VecDeque<MsgId>,
+    done_bytes: usize,
+    max_records: usize,
+    max_record_bytes: usize,
     /// The last [`HubEvent::BusDrops`].
     bus_dropped: u64,
     /// Aborts of tasks not seen yet, oldest first.
@@ -279,6 +308,10 @@ impl Hub {
             engines: Vec::new(),
             by_uuid: HashMap::new(),
             tasks: HashMap::new(),
+            done_order: VecDeque::new(),
+            done_bytes: 0,
+            max_records: config.max_records,
+            max_record_bytes: config.max_record_bytes,
             bus_dropped: 0,
             early_aborts: EarlyAborts::default(),
         }
@@ -636,6 +669,8 @@ impl Hub {
         if msg_ids.is_empty() {
             self.tasks
                 .retain(|_, task| !matches!(task.state, TaskState::Done(_)));
+            self.done_order.clear();
+            self.done_bytes = 0;
             return HubReply::Ok;
         }
         let pending: Vec<String> = msg_ids
@@ -654,9 +689,32 @@ impl Hub {
             ));
         }
         for msg_id in &msg_ids {
-            self.tasks.remove(msg_id);
+            self.forget(msg_id);
         }
         HubReply::Ok
+    }
+
+    /// Forgets a completed task's record. Its entry in `done_order` stays
+    /// until it comes up, and is then skipped: it is no longer `Done`.
+    fn forget(&mut self, msg_id: &MsgId) {
+        if let Some(TaskRecord {
+            state: TaskState::Done(reply),
+            ..
+        }) = self.tasks.remove(msg_id)
+        {
+            self.done_bytes = self.done_bytes.saturating_sub(record_cost(&reply));
+        }
+    }
+
+    /// Forgets the oldest completed tasks while the store is over its bound.
+    fn bound_the_store(&mut self) {
+        while self.done_order.len() > self.max_records || self.done_bytes > self.max_record_bytes {
+            let Some(msg_id) = self.done_order.pop_front() else {
+                self.done_bytes = 0;
+                return;
+            };
+            self.forget(&msg_id);
+        }
     }
 
     fn queue_status(&self) -> QueueStatus {
@@ -799,6 +857,7 @@ impl Hub {
             record.outstanding.remove(&msg_id);
             record.completed += 1;
         }
+        let cost = record_cost(&reply);
         self.tasks.insert(
             msg_id,
             TaskRecord {
@@ -807,6 +866,9 @@ impl Hub {
                 state: TaskState::Done(reply),
             },
         );
+        self.done_order.push_back(msg_id);
+        self.done_bytes += cost;
+        self.bound_the_store();
         true
     }
 
@@ -817,6 +879,11 @@ impl Hub {
     fn record_mut(&mut self, id: EngineId) -> Option<&mut EngineRecord> {
         self.engines.get_mut(usize::try_from(id.0).ok()?)
     }
+}
+
+/// What a completed task's record costs the store.
+fn record_cost(reply: &Reply) -> usize {
+    reply.result.len() + RECORD_OVERHEAD
 }
 
 #[cfg(test)]
@@ -1294,6 +1361,35 @@ mod tests {
             error_of(&delivered(&actions)[0]),
             TaskError::Unschedulable(_)
         ));
+    }
+
+    #[test]
+    fn the_store_forgets_the_oldest_completed_tasks_past_its_bounds() {
+        let mut b = Bench::with_engines(1, 0);
+        b.hub.max_records = 3;
+        let tasks: Vec<Submission> = (0..5).map(|_| task()).collect();
+        for t in &tasks {
+            b.on(HubEvent::Submitted(Box::new(t.clone())));
+        }
+        let ids: Vec<MsgId> = tasks.iter().map(|t| t.msg_id).collect();
+        for t in &tasks[..4] {
+            let r = reply(t, b.engine(0));
+            b.on(HubEvent::Replied(Box::new(r)));
+        }
+        let (done, pending, unknown) = b.result_status(ids.clone());
+        assert_eq!(done, ids[1..4].to_vec(), "the first is forgotten");
+        assert_eq!(pending, vec![ids[4]], "a task not done is never forgotten");
+        assert_eq!(unknown, vec![ids[0]]);
+        // The bytes bound too: one record's worth keeps only the newest.
+        b.hub.max_record_bytes = b.hub.done_bytes / 3;
+        let r = reply(&tasks[4], b.engine(0));
+        b.on(HubEvent::Replied(Box::new(r)));
+        assert_eq!(b.result_status(ids.clone()).0, vec![ids[4]]);
+        // Purging a record frees its bytes at once.
+        b.ask(HubRequest::PurgeResults {
+            msg_ids: vec![ids[4]],
+        });
+        assert_eq!(b.hub.done_bytes, 0);
     }
 
     #[test]

@@ -47,6 +47,12 @@ async fn wait_until_live(bus: &dyn Bus, subjects: &Subjects, n: usize) -> Result
     }
 }
 
+/// Completed tasks the local cluster's controller keeps for queries.
+pub const LOCAL_MAX_RECORDS: usize = 100_000;
+
+/// Bytes of completed tasks' results the local cluster's controller keeps.
+pub const LOCAL_MAX_RECORD_BYTES: usize = 16 << 20;
+
 /// Why a local cluster could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -72,8 +78,12 @@ impl LocalCluster {
     /// Starts a cluster of `engines` slots. Must run inside a tokio runtime.
     pub async fn start(engines: usize, config: EngineConfig) -> Result<LocalCluster, LocalError> {
         // Engines in this process cannot die on their own: no liveness checks.
+        // Its only client is in this process too, so it keeps few results
+        // for queries, and a long map's memory stays flat.
         let controller_config = ControllerConfig {
             heartbeat_timeout: None,
+            max_records: LOCAL_MAX_RECORDS,
+            max_record_bytes: LOCAL_MAX_RECORD_BYTES,
             ..ControllerConfig::default()
         };
         let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
