@@ -32,11 +32,15 @@ def main():
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--chunksize", type=int, default=1)
+    parser.add_argument("--patience", type=float, default=300,
+                        help="seconds after which a client still running counts as hung")
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--grid", help="this grid binary instead of a fresh release build "
+                        "(to compare with an older one)")
     args = parser.parse_args()
-    if not args.no_build:
+    if not args.no_build and not args.grid:
         subprocess.run(["cargo", "build", "--release", "-p", "grid-cli"], cwd=ROOT, check=True)
-    grid = os.path.join(ROOT, "target/release/grid")
+    grid = args.grid or os.path.join(ROOT, "target/release/grid")
     module = os.path.join(ROOT, "examples/guests/wat/square.wat")
     with tempfile.TemporaryDirectory() as state:
         env = dict(os.environ, GRID_STATE_DIR=state)
@@ -55,18 +59,23 @@ def run(grid, module, env, args):
     started = time.monotonic()
     procs = [
         subprocess.Popen([grid, "map", module, "square", "--range", f"0..{args.tasks}",
-                          "--chunksize", str(args.chunksize), "--output", "none"],
+                          "--chunksize", str(args.chunksize)],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(args.clients)
     ]
     failures = 0
     slowest = 0.0
     for k, p in enumerate(procs):
-        out, err = p.communicate(timeout=600)
+        try:
+            out, err = p.communicate(timeout=max(1.0, args.patience - (time.monotonic() - started)))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            err += f"\n(killed: still running after {args.patience} s)"
         slowest = max(slowest, time.monotonic() - started)
         if p.returncode != 0 or out.split() != expected:
             failures += 1
-            print(f"client {k}: exit {p.returncode}, {len(out.split())} lines\n{err}",
+            print(f"client {k}: exit {p.returncode}, {len(out.split())} lines: {err.strip()[-300:]}",
                   file=sys.stderr)
     wall = time.monotonic() - started
     total = args.clients * args.tasks
