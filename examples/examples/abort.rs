@@ -42,11 +42,10 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    // ar.abort() (ipyparallel's aborts only queued tasks). The queued one
-    // first: aborting the running one frees the engine, which would take the
-    // queued task at once.
-    queued.abort()?;
-    running.abort()?;
+    // rc.abort([ar1, ar2]) (ipyparallel's aborts only queued tasks). Both at
+    // once: aborting the running one alone would free the engine, which
+    // would take the queued task at once.
+    client.abort_results(&[&queued, &running])?;
     for (name, r) in [("running", &running), ("queued", &queued)] {
         let Err(Error::Remote(e)) = r.get(T) else {
             return Err(format!("the {name} task should have been aborted").into());
