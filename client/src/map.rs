@@ -180,7 +180,7 @@ impl AsyncMapResult {
                 if it.ordered {
                     set.wait_index_async(it.next_task).await;
                 } else {
-                    set.wait_count_async(it.next_task + 1).await;
+                    set.wait_for_async(it.next_task + 1).await;
                 }
                 it.take_next_task();
             }

@@ -41,7 +41,7 @@ struct Arrived {
 
 pub(crate) struct State {
     replies: Vec<Option<Arrived>>,
-    pub(crate) done: usize,
+    done: usize,
     completion: Vec<usize>,
 }
 
@@ -131,11 +131,6 @@ impl ResultSet {
             .await
     }
 
-    /// Waits (async) until `count` tasks are done.
-    pub(crate) async fn wait_count_async(&self, count: usize) {
-        self.wait_for_async(count).await
-    }
-
     /// Blocks until every task is done or the deadline passes.
     pub(crate) fn wait_all(&self, deadline: Option<Instant>) -> bool {
         self.wait_for(self.tasks.len(), deadline)
@@ -178,11 +173,12 @@ impl ResultSet {
         true
     }
 
-    async fn wait_for_async(&self, count: usize) {
+    /// Waits (async) until `count` tasks are done.
+    pub(crate) async fn wait_for_async(&self, count: usize) {
         self.wait_until_async(|s| s.done >= count).await
     }
 
-    pub(crate) async fn wait_until_async(&self, ready: impl Fn(&State) -> bool) {
+    async fn wait_until_async(&self, ready: impl Fn(&State) -> bool) {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
