@@ -159,9 +159,11 @@ pub enum TaskError {
     /// timeout, impossible dependency).
     #[error("cannot schedule: {0}")]
     Unschedulable(String),
-    /// The task or its result was lost on the way (a message dropped by a
-    /// slow consumer, resubmitted in vain, or a controller that stopped
-    /// answering): the client gave up on it rather than wait forever.
+    /// The task or its result was lost on the way, and whoever noticed gave
+    /// up on it rather than let anyone wait forever: the client (a task the
+    /// controller never saw however often it was published again, or a
+    /// controller that stopped answering), or the controller (a task an
+    /// idle engine no longer has after messages were dropped).
     #[error("lost: {0}")]
     Lost(String),
     #[error("internal engine error: {0}")]
