@@ -13,7 +13,6 @@
 
 use std::any::Any;
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -159,12 +158,7 @@ impl Client {
         let mut results = bus.subscribe(&subjects.result(id)).await?;
         let (stop, stopped) = tokio::sync::watch::channel(());
         let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
-        let inflight = Arc::new(InFlight::new(
-            bus.clone(),
-            id,
-            outbox,
-            Arc::new(AtomicUsize::new(0)),
-        ));
+        let inflight = Arc::new(InFlight::new(bus.clone(), id, outbox));
         let dispatch = inflight.clone();
         let fetcher = bus.clone();
         let mut dispatch_stop = stopped.clone();
@@ -438,17 +432,17 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn select(&self, which: impl Into<Select>) -> Result<DirectView, Error> {
-        let which = which.into();
-        let ids = self.ids()?;
-        let targets = which.pick(&ids)?;
-        Ok(DirectView::new(self.clone(), targets, which.is_index()))
+        self.view_of(which.into(), &self.ids()?)
     }
 
     /// [`select`](Self::select), async.
     pub async fn select_async(&self, which: impl Into<Select>) -> Result<DirectView, Error> {
-        let which = which.into();
-        let ids = self.ids_async().await?;
-        let targets = which.pick(&ids)?;
+        self.view_of(which.into(), &self.ids_async().await?)
+    }
+
+    /// The view on the engines of `ids` that `which` picks.
+    fn view_of(&self, which: Select, ids: &[EngineId]) -> Result<DirectView, Error> {
+        let targets = which.pick(ids)?;
         Ok(DirectView::new(self.clone(), targets, which.is_index()))
     }
 
@@ -556,12 +550,17 @@ impl Client {
     /// for room on the wire end `aborted` here; the controller aborts the
     /// others (queued ones dropped, running ones interrupted).
     pub fn abort(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
-        let sent = self.inner.inflight.abort_unsent(&msg_ids);
-        if sent.is_empty() {
-            return Ok(());
+        match self.abort_request(&msg_ids) {
+            Some(request) => self.hub_blocking(request).map(|_| ()),
+            None => Ok(()),
         }
-        self.hub_blocking(HubRequest::Abort { msg_ids: sent })
-            .map(|_| ())
+    }
+
+    /// Aborts here the tasks still waiting in this client; the request that
+    /// asks the controller to abort the others, if any.
+    fn abort_request(&self, msg_ids: &[MsgId]) -> Option<HubRequest> {
+        let sent = self.inner.inflight.abort_unsent(msg_ids);
+        (!sent.is_empty()).then_some(HubRequest::Abort { msg_ids: sent })
     }
 
     /// Aborts every task of these results at once (ipyparallel's
@@ -574,13 +573,10 @@ impl Client {
 
     /// [`abort`](Self::abort), async.
     pub async fn abort_async(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
-        let sent = self.inner.inflight.abort_unsent(&msg_ids);
-        if sent.is_empty() {
-            return Ok(());
+        match self.abort_request(&msg_ids) {
+            Some(request) => self.hub(request).await.map(|_| ()),
+            None => Ok(()),
         }
-        self.hub(HubRequest::Abort { msg_ids: sent })
-            .await
-            .map(|_| ())
     }
 
     /// Stops the engines and the controller.

@@ -23,15 +23,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use futures_core::Stream;
-use grid_proto::{
-    Arg, Call, EngineId, Limits, MsgId, SchedFlags, TaskError, Timestamp, Value, Work,
-};
+use grid_proto::{Arg, EngineId, Limits, MsgId, SchedFlags, TaskError, Timestamp, Value, Work};
 
 use crate::Client;
 use crate::error::{Error, RemoteError};
 use crate::module::Function;
 use crate::result::{AsyncResult, Metadata, ResultSet};
-use crate::view::{info, submission, task};
+use crate::view::{chunk_call, info, submission, task};
 
 /// Tasks in flight by default: enough to hide a round trip with one item
 /// per task, and no more than about 65,536 items in all with large chunks.
@@ -109,7 +107,7 @@ pub(crate) enum Placement {
 type OnTask = Box<dyn FnMut(Range<usize>, &Metadata) + Send>;
 
 /// A task submitted and not yet handed out.
-struct InFlight {
+struct Submitted {
     result: AsyncResult,
     items: Range<usize>,
 }
@@ -132,7 +130,7 @@ pub struct Imap<I: Iterator> {
     /// Tag of the next task; tags index `in_flight`.
     next_tag: u64,
     /// Submitted tasks, by tag, and (ordered) their tags in submission order.
-    in_flight: HashMap<u64, InFlight>,
+    in_flight: HashMap<u64, Submitted>,
     order: VecDeque<u64>,
     completions: Arc<Completions>,
     next_item: usize,
@@ -296,13 +294,7 @@ impl<I: Iterator> Imap<I> {
         self.next_tag += 1;
         let items = first..first + chunk.len();
         let msg_id = MsgId::new();
-        let name = self.function.name.clone();
-        let (call, is_chunk) = if self.chunksize == 1 {
-            let args = chunk.into_iter().next().unwrap_or_default();
-            (Call::Function { name, args }, false)
-        } else {
-            (Call::Map { name, items: chunk }, true)
-        };
+        let (call, is_chunk) = chunk_call(&self.function.name, chunk, self.chunksize);
         let work = Work::Task(task(&self.function, msg_id, call, self.limits));
         let place = match &self.placement {
             Placement::Balanced(flags) => {
@@ -333,11 +325,7 @@ impl<I: Iterator> Imap<I> {
         if let Err(e) = submitted {
             // Its items fail, the map goes on.
             let why = TaskError::Internal(format!("cannot submit the task: {e}"));
-            let result = grid_proto::TaskResult::immediate(msg_id, grid_proto::Outcome::Err(why));
-            let submitted = set.tasks[0].submitted;
-            if let Ok(reply) = grid_proto::Reply::new(self.client.id(), submitted, None, &result) {
-                set.arrive(0, reply, result);
-            }
+            set.fail(0, self.client.id(), why);
         }
         let result = AsyncResult {
             set,
@@ -345,7 +333,7 @@ impl<I: Iterator> Imap<I> {
             single: true,
             pull_one: false,
         };
-        self.in_flight.insert(tag, InFlight { result, items });
+        self.in_flight.insert(tag, Submitted { result, items });
         if self.ordered {
             self.order.push_back(tag);
         }
@@ -383,11 +371,7 @@ impl<I: Iterator> Imap<I> {
                 f(task.items.clone(), m);
             }
         }
-        let s = task.result.set.lock();
-        let mut out = Vec::with_capacity(task.items.len());
-        task.result.set.push_items(&s, 0, &mut out);
-        drop(s);
-        self.buffer.extend(out);
+        self.buffer.extend(task.result.set.task_items(0));
     }
 
     /// The next item, or what must be waited for.

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use grid_bus::Bus;
-use grid_proto::{BlobHash, ClientId, MsgId, Outcome, Reply, Submission, TaskError, TaskResult};
+use grid_proto::{BlobHash, ClientId, MsgId, Submission, TaskError};
 use tokio::sync::mpsc;
 
 use crate::result::ResultSet;
@@ -91,7 +91,7 @@ pub(crate) struct InFlight {
     max_in_flight: AtomicUsize,
     outbox: mpsc::UnboundedSender<Outgoing>,
     /// Messages in the outbox not yet published.
-    queued: Arc<AtomicUsize>,
+    queued: AtomicUsize,
 }
 
 impl InFlight {
@@ -99,7 +99,6 @@ impl InFlight {
         bus: Arc<dyn Bus>,
         client: ClientId,
         outbox: mpsc::UnboundedSender<Outgoing>,
-        queued: Arc<AtomicUsize>,
     ) -> InFlight {
         InFlight {
             bus,
@@ -112,7 +111,7 @@ impl InFlight {
             }),
             max_in_flight: AtomicUsize::new(DEFAULT_MAX_IN_FLIGHT),
             outbox,
-            queued,
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -259,17 +258,8 @@ impl InFlight {
 
     /// Fails a waiting task on the client's own authority.
     pub(crate) fn fail(&self, msg_id: MsgId, error: TaskError) {
-        if let Some(done) = self.finish(msg_id) {
-            self.arrive_error(done, msg_id, error);
-        }
-    }
-
-    fn arrive_error(&self, done: Finished, msg_id: MsgId, error: TaskError) {
-        let result = TaskResult::immediate(msg_id, Outcome::Err(error));
-        let submitted = done.set.tasks[done.index].submitted;
-        match Reply::new(self.client, submitted, None, &result) {
-            Ok(reply) => done.set.arrive(done.index, reply, result),
-            Err(e) => tracing::error!(%msg_id, error = %e, "cannot encode a failure"),
+        if let Some(Finished { set, index }) = self.finish(msg_id) {
+            set.fail(index, self.client, error);
         }
     }
 

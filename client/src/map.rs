@@ -234,19 +234,16 @@ impl MapIter {
 
     /// Moves the next task's items into the buffer; it must be done.
     fn take_next_task(&mut self) {
-        let s = self.set.lock();
         let index = if self.ordered {
             self.next_task
         } else {
-            match s.completion(self.next_task) {
+            match self.set.completed(self.next_task) {
                 Some(index) => index,
                 None => return,
             }
         };
         self.next_task += 1;
-        let mut out = Vec::new();
-        self.set.push_items(&s, index, &mut out);
-        self.buffer.extend(out);
+        self.buffer.extend(self.set.task_items(index));
     }
 }
 

@@ -13,7 +13,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use grid_proto::{
-    EngineId, EngineUuid, MsgId, Outcome, Reply, Status, TaskError, TaskResult, Timestamp, Value,
+    ClientId, EngineId, EngineUuid, MsgId, Outcome, Reply, Status, TaskError, TaskResult,
+    Timestamp, Value,
 };
 
 use crate::Client;
@@ -39,17 +40,10 @@ struct Arrived {
     received: Timestamp,
 }
 
-pub(crate) struct State {
+struct State {
     replies: Vec<Option<Arrived>>,
     done: usize,
     completion: Vec<usize>,
-}
-
-impl State {
-    /// The index of the `k`-th task to complete, once it has.
-    pub(crate) fn completion(&self, k: usize) -> Option<usize> {
-        self.completion.get(k).copied()
-    }
 }
 
 /// Replies of one submission, filled by the client's dispatcher.
@@ -85,7 +79,7 @@ impl ResultSet {
         })
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -113,8 +107,32 @@ impl ResultSet {
         }
     }
 
-    pub(crate) fn done(&self) -> usize {
+    fn done(&self) -> usize {
         self.lock().done
+    }
+
+    /// The index of the `k`-th task to complete, once it has.
+    pub(crate) fn completed(&self, k: usize) -> Option<usize> {
+        self.lock().completion.get(k).copied()
+    }
+
+    /// Task `index`'s items, values or errors (it must be done).
+    pub(crate) fn task_items(&self, index: usize) -> Vec<Result<Value, RemoteError>> {
+        let s = self.lock();
+        let mut out = Vec::with_capacity(self.tasks[index].items);
+        self.push_items(&s, index, &mut out);
+        out
+    }
+
+    /// Task `index` failed before any engine answered, on `client`'s own
+    /// authority (never sent, or given up on).
+    pub(crate) fn fail(&self, index: usize, client: ClientId, error: TaskError) {
+        let info = &self.tasks[index];
+        let result = TaskResult::immediate(info.msg_id, Outcome::Err(error));
+        match Reply::new(client, info.submitted, None, &result) {
+            Ok(reply) => self.arrive(index, reply, result),
+            Err(e) => tracing::error!(msg_id = %info.msg_id, error = %e, "cannot encode a failure"),
+        }
     }
 
     /// Blocks until task `index` is done.
@@ -237,12 +255,7 @@ impl ResultSet {
     }
 
     /// Appends task `index`'s items (values or errors) to `out`.
-    pub(crate) fn push_items(
-        &self,
-        s: &State,
-        index: usize,
-        out: &mut Vec<Result<Value, RemoteError>>,
-    ) {
+    fn push_items(&self, s: &State, index: usize, out: &mut Vec<Result<Value, RemoteError>>) {
         let first = self.tasks[index].first_item;
         for (k, outcome) in self.item_outcomes(s, index).into_iter().enumerate() {
             out.push(match outcome {

@@ -55,6 +55,19 @@ pub(crate) fn task(f: &Function, msg_id: MsgId, call: Call, limits: Limits) -> T
     }
 }
 
+/// The call of one task of a map of `chunksize` items per task: a plain call
+/// when tasks hold one item each, else a chunk whose values are per item
+/// (the `bool`).
+pub(crate) fn chunk_call(name: &str, mut chunk: Vec<Vec<Arg>>, chunksize: usize) -> (Call, bool) {
+    let name = name.to_string();
+    if chunksize == 1 {
+        let args = chunk.pop().unwrap_or_default();
+        (Call::Function { name, args }, false)
+    } else {
+        (Call::Map { name, items: chunk }, true)
+    }
+}
+
 pub(crate) fn submission(
     client: &Client,
     msg_id: MsgId,
@@ -565,28 +578,11 @@ impl LoadBalancedView {
         while start < n {
             let size = self.chunksize.min(n - start);
             let id = MsgId::new();
-            let (call, chunk) = if self.chunksize == 1 {
-                let a = items.next().unwrap_or_default();
-                (
-                    Call::Function {
-                        name: f.name.clone(),
-                        args: args(a),
-                    },
-                    false,
-                )
-            } else {
-                let chunk = items.by_ref().take(size).map(args).collect();
-                (
-                    Call::Map {
-                        name: f.name.clone(),
-                        items: chunk,
-                    },
-                    true,
-                )
-            };
+            let part: Vec<Vec<Arg>> = items.by_ref().take(size).map(args).collect();
+            let (call, is_chunk) = chunk_call(&f.name, part, self.chunksize);
             works.push((
                 Work::Task(task(f, id, call, self.limits)),
-                info(id, &f.name, Some(start), size, chunk),
+                info(id, &f.name, Some(start), size, is_chunk),
             ));
             start += size;
         }
