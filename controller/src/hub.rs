@@ -35,7 +35,7 @@
 //! - An abort can overtake the task it names (it travels on `hub.abort`, the
 //!   task on `sched.submit` or `engine.<id>.task`, read by other
 //!   subscriptions), so an abort of a task not seen yet is remembered, at
-//!   most [`EARLY_ABORTS`] of them, the oldest forgotten first. When the
+//!   most [`EARLY_ABORTS`](grid_proto::EARLY_ABORTS) of them, the oldest forgotten first. When the
 //!   task shows up, a load-balanced one fails at once with
 //!   `TaskError::Aborted`, exactly as an abort of a task waiting in the
 //!   scheduler does, and is never dispatched; a direct one gets a
@@ -69,16 +69,12 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use grid_proto::{
-    ClientId, ClusterEvent, Control, EngineId, EngineInfo, EngineQueue, EngineRef, EngineUuid,
-    HubReply, HubRequest, MsgId, Outcome, QueueStatus, Reply, Submission, TaskError, TaskResult,
-    Timestamp,
+    ClientId, ClusterEvent, Control, EarlyAborts, EngineId, EngineInfo, EngineQueue, EngineRef,
+    EngineUuid, HubReply, HubRequest, MsgId, Outcome, QueueStatus, Reply, Submission, TaskError,
+    TaskResult, Timestamp,
 };
 
 use crate::scheduler::{SchedAction, SchedEvent, Scheduler, SchedulerConfig};
-
-/// How many aborts of tasks not seen yet the hub remembers; beyond that the
-/// oldest are forgotten (as the engine's queue does, `host/src/queue.rs`).
-const EARLY_ABORTS: usize = 10_000;
 
 /// When a registered engine starts receiving work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -207,48 +203,6 @@ pub struct Hub {
     bus_dropped: u64,
     /// Aborts of tasks not seen yet, oldest first.
     early_aborts: EarlyAborts,
-}
-
-/// Ids aborted before their task was seen: at most [`EARLY_ABORTS`], the
-/// oldest forgotten first. Each id carries its place in line, so spending
-/// one (its task arrived) leaves nothing stale behind.
-#[derive(Debug, Default)]
-struct EarlyAborts {
-    by_id: HashMap<MsgId, u64>,
-    in_order: BTreeMap<u64, MsgId>,
-    next: u64,
-}
-
-impl EarlyAborts {
-    /// Remembers `msg_id` (once: a repeated abort keeps its first place).
-    fn remember(&mut self, msg_id: MsgId) {
-        if let Entry::Vacant(entry) = self.by_id.entry(msg_id) {
-            entry.insert(self.next);
-            self.in_order.insert(self.next, msg_id);
-            self.next += 1;
-        }
-        while self.by_id.len() > EARLY_ABORTS {
-            let Some((_, oldest)) = self.in_order.pop_first() else {
-                break;
-            };
-            self.by_id.remove(&oldest);
-        }
-    }
-
-    /// Whether `msg_id` was aborted early; forgets it either way.
-    fn take(&mut self, msg_id: &MsgId) -> bool {
-        match self.by_id.remove(msg_id) {
-            Some(place) => {
-                self.in_order.remove(&place);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.by_id.len()
-    }
 }
 
 #[derive(Debug)]
@@ -697,13 +651,12 @@ impl Hub {
     /// Forgets a completed task's record. Its entry in `done_order` stays
     /// until it comes up, and is then skipped: it is no longer `Done`.
     fn forget(&mut self, msg_id: &MsgId) {
-        if let Some(TaskRecord {
-            state: TaskState::Done(reply),
-            ..
-        }) = self.tasks.remove(msg_id)
-        {
-            self.done_bytes = self.done_bytes.saturating_sub(record_cost(&reply));
-        }
+        let Some(TaskState::Done(reply)) = self.tasks.get(msg_id).map(|t| &t.state) else {
+            // Not done (a stale entry whose id came back): never forgotten.
+            return;
+        };
+        self.done_bytes = self.done_bytes.saturating_sub(record_cost(reply));
+        self.tasks.remove(msg_id);
     }
 
     /// Forgets the oldest completed tasks while the store is over its bound.
@@ -890,7 +843,7 @@ fn record_cost(reply: &Reply) -> usize {
 mod tests {
     use std::time::Duration;
 
-    use grid_proto::{SchedFlags, Status, Value, Work};
+    use grid_proto::{EARLY_ABORTS, SchedFlags, Status, Value, Work};
 
     use super::*;
     use crate::scheduler::Scheme;

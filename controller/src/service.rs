@@ -16,9 +16,9 @@
 //! Messages the bus drops (NATS's slow consumer: see
 //! [`Bus::dropped_messages`]) cannot be seen here, only counted: before each
 //! input the shell reads the bus's count, feeds it to the hub when it changed
-//! ([`HubEvent::BusDrops`], reported in `queue_status`), and logs a warning
-//! with the number of new drops, at most once a second.
-//! The count is read when an input arrives, and engines beat every second,
+//! ([`HubEvent::BusDrops`], reported in `queue_status`). Warning about
+//! them is the business of whoever watches the bus's connection events
+//! (`grid controller` logs them, rate-limited). The count is read when an input arrives, and engines beat every second,
 //! so a drop shows within about a second.
 //!
 //! [`start`] returns once every subscription is registered, so engines that
@@ -26,7 +26,7 @@
 //! request, on [`ControllerHandle::stop`], or when its handle is dropped.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use grid_bus::{Bus, BusError, Message, Subscription, spawn_consumer};
@@ -38,11 +38,6 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::hub::{ControllerConfig, Hub, HubAction, HubEvent};
-
-/// The controller warns about dropped messages at most this often, so that
-/// a flood of drops is a line per second with a count, not a line per
-/// message.
-const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the controller could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +105,7 @@ pub async fn start(
         bus,
         subjects,
         hub: Hub::new(config),
-        drops: Drops::default(),
+        drops_fed: 0,
     };
     // Every load-balanced task goes through here twice: see the module docs.
     let bus = Arc::clone(&shell.bus);
@@ -180,17 +175,8 @@ struct Shell {
     bus: Arc<dyn Bus>,
     subjects: Subjects,
     hub: Hub,
-    drops: Drops,
-}
-
-/// What the shell knows of its bus's dropped messages.
-#[derive(Default)]
-struct Drops {
-    /// The count last fed to the hub.
-    fed: u64,
-    /// The count at the last warning.
-    warned: u64,
-    last_warning: Option<Instant>,
+    /// The bus's drop count last fed to the hub.
+    drops_fed: u64,
 }
 
 impl Shell {
@@ -236,29 +222,13 @@ impl Shell {
         (actions, reply_to)
     }
 
-    /// Feeds the hub the bus's drop count if it changed, and warns about new
-    /// drops unless it warned less than [`DROP_WARNING_INTERVAL`] ago (they
-    /// are then counted in the next warning).
+    /// Feeds the hub the bus's drop count if it changed.
     fn watch_drops(&mut self, now: Instant) -> Vec<HubAction> {
         let dropped = self.bus.dropped_messages();
-        let quiet = self
-            .drops
-            .last_warning
-            .is_some_and(|at| now.saturating_duration_since(at) < DROP_WARNING_INTERVAL);
-        if dropped > self.drops.warned && !quiet {
-            tracing::warn!(
-                "the controller's bus dropped {} messages (slow consumer; {dropped} since it \
-                 connected): submissions, results or requests may be lost; clients recover \
-                 their tasks by asking the controller",
-                dropped - self.drops.warned
-            );
-            self.drops.warned = dropped;
-            self.drops.last_warning = Some(now);
-        }
-        if dropped == self.drops.fed {
+        if dropped == self.drops_fed {
             return Vec::new();
         }
-        self.drops.fed = dropped;
+        self.drops_fed = dropped;
         self.hub.handle(HubEvent::BusDrops(dropped), now)
     }
 

@@ -7,12 +7,9 @@
 //! bounded number of them, and that work is aborted on arrival. The async
 //! shell in `service.rs` feeds events in and carries actions out.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
-use grid_proto::{MsgId, Submission};
-
-/// How many early aborts are remembered.
-const EARLY_ABORTS: usize = 10_000;
+use grid_proto::{EarlyAborts, MsgId, Submission};
 
 #[derive(Debug)]
 pub(crate) enum QueueEvent {
@@ -35,8 +32,7 @@ pub(crate) enum QueueAction {
 pub(crate) struct TaskQueue {
     waiting: VecDeque<Submission>,
     running: Option<MsgId>,
-    early_aborts: HashSet<MsgId>,
-    early_order: VecDeque<MsgId>,
+    early_aborts: EarlyAborts,
     done: u64,
 }
 
@@ -45,7 +41,7 @@ impl TaskQueue {
         let mut actions = Vec::new();
         match event {
             QueueEvent::Arrived(sub) => {
-                if self.early_aborts.remove(&sub.msg_id) {
+                if self.early_aborts.take(&sub.msg_id) {
                     actions.push(QueueAction::Aborted(sub));
                 } else {
                     self.waiting.push_back(sub);
@@ -60,7 +56,7 @@ impl TaskQueue {
                             actions.push(QueueAction::Aborted(sub));
                         }
                     } else {
-                        self.remember_early_abort(id);
+                        self.early_aborts.remember(id);
                     }
                 }
             }
@@ -78,17 +74,6 @@ impl TaskQueue {
             actions.push(QueueAction::Start(next));
         }
         actions
-    }
-
-    fn remember_early_abort(&mut self, id: MsgId) {
-        if self.early_aborts.insert(id) {
-            self.early_order.push_back(id);
-        }
-        while self.early_order.len() > EARLY_ABORTS {
-            if let Some(old) = self.early_order.pop_front() {
-                self.early_aborts.remove(&old);
-            }
-        }
     }
 
     #[cfg(test)]

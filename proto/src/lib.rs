@@ -8,6 +8,7 @@
 //! performs no I/O and knows nothing of wasm or of any bus: it is what crosses
 //! the wire, so that the engine, the controller and the client agree on it.
 
+mod aborts;
 mod body;
 mod codec;
 mod ids;
@@ -17,6 +18,7 @@ mod task;
 mod value;
 mod wire;
 
+pub use aborts::{EARLY_ABORTS, EarlyAborts};
 pub use body::Body;
 pub use codec::{CodecError, decode, encode};
 pub use ids::{
