@@ -27,7 +27,7 @@ use grid_proto::{DEFAULT_CLUSTER, Subjects};
 
 use crate::failure::{one_line, usage};
 use crate::limits::parse_seconds;
-use crate::slots::{config_for_slots, engine_slots};
+use crate::slots::engine_slots;
 
 /// The `--engines`, `--url` and `--cluster` options of the client commands.
 #[derive(Args, Debug, Clone)]
@@ -103,8 +103,7 @@ impl ClusterArgs {
             return Ok(Connected { client, engines });
         }
         let engines = engine_slots(self.engines)?;
-        let config = config_for_slots(EngineConfig::default(), engines);
-        let client = Client::local_with(engines, config)
+        let client = Client::local_with(engines, EngineConfig::default())
             .with_context(|| format!("cannot start a local cluster of {engines} engines"))?;
         Ok(Connected { client, engines })
     }

@@ -33,14 +33,6 @@ pub fn engine_slots(engines: Option<NonZeroUsize>) -> anyhow::Result<usize> {
     }
 }
 
-/// `config` with room in wasmtime's pool for an instance per slot, however
-/// many slots (its default holds 64).
-pub fn config_for_slots(mut config: EngineConfig, slots: usize) -> EngineConfig {
-    let slots = u32::try_from(slots).unwrap_or(u32::MAX);
-    config.max_instances = config.max_instances.max(slots);
-    config
-}
-
 /// Engine slots one process runs at most, on any machine. Each slot is an
 /// OS thread with a wasm sandbox whose memory wasmtime's pooling allocator
 /// reserves up front: 4 GiB of address space plus guard pages, and about

@@ -70,6 +70,15 @@ impl EngineConfig {
         self.cache_dir = dir;
         self
     }
+
+    /// Room in the pool for an instance per slot, however many slots share
+    /// the runtime (the default holds 64; more slots than instances fail
+    /// their tasks with the pool's "maximum concurrent limit").
+    pub fn room_for_slots(mut self, slots: usize) -> Self {
+        let slots = u32::try_from(slots).unwrap_or(u32::MAX);
+        self.max_instances = self.max_instances.max(slots);
+        self
+    }
 }
 
 /// `$GRID_CACHE_DIR`, else `$XDG_CACHE_HOME/grid/modules`, else

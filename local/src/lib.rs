@@ -100,7 +100,7 @@ impl LocalCluster {
     ) -> Result<LocalCluster, LocalError> {
         let controller =
             grid_controller::start(shared.clone(), subjects.clone(), controller_config).await?;
-        let runtime = Runtime::new(config)?;
+        let runtime = Runtime::new(config.room_for_slots(engines))?;
         let mut slots = Vec::with_capacity(engines);
         for _ in 0..engines {
             slots.push(

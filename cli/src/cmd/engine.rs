@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::limits::LimitArgs;
 use crate::service::{self, ServiceArgs, StopSignals};
-use crate::slots::{config_for_slots, engine_slots};
+use crate::slots::engine_slots;
 
 /// How long the slots wait, together, for a controller to register them.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,7 +97,7 @@ impl EngineArgs {
         let mut config = EngineConfig::default().fuel_metering(self.fuel);
         config.limits.wall_time_ms = given.wall_time_ms.or(config.limits.wall_time_ms);
         config.limits.memory_bytes = given.memory_bytes.or(config.limits.memory_bytes);
-        config_for_slots(config, slots)
+        config.room_for_slots(slots)
     }
 }
 
