@@ -8,7 +8,8 @@
 //! what the engine's last heartbeat (every second) said it was running.
 //!
 //! It also shows the messages NATS dropped because a subscriber fell behind
-//! (slow consumer): each engine's count as of its last heartbeat (shared by
+//! (slow consumer) or a connection was lost (one per disconnect): each
+//! engine's count as of its last heartbeat (shared by
 //! the slots of one `grid engine` process, which share a connection) and the
 //! controller's. Counts are lower bounds. When any is non-zero, a warning on
 //! stderr says so: a task or result may have been lost, which clients
@@ -36,7 +37,7 @@ engines and prints one line per engine: its id, uuid and host, whether it is \
 busy or idle, the tasks queued on it, running (0 or 1) and done, and the id of \
 the task it runs (as of its last heartbeat); then the load-balanced tasks still \
 waiting for an engine. DROPPED counts the messages the engine's NATS connection \
-dropped because it fell behind (slow consumer); the controller's own count follows \
+dropped because it fell behind (slow consumer), and its reconnects; the controller's own count follows \
 the number of waiting tasks when it is not zero. When any count is not zero, a \
 warning on stderr says so. --json prints the same as one JSON object: \
 {\"cluster\", \"url\", \"engines\": [{\"id\", \"uuid\", \"host\", \"state\", \
