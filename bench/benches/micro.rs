@@ -41,8 +41,9 @@ use grid_bus::{Bus, LocalBus};
 use grid_controller::{SchedAction, SchedEvent, Scheduler, SchedulerConfig};
 use grid_host::{EngineConfig, Runtime};
 use grid_proto::{
-    ArgsHash, Body, ClientId, EngineId, EngineRef, EngineUuid, Fingerprint, ModuleHash, MsgId,
-    Outcome, Reply, SchedFlags, Subjects, Submission, Task, TaskResult, Timestamp, Value, Work,
+    ArgsHash, Body, ClientId, ConfigHash, EngineId, EngineRef, EngineUuid, Fingerprint, ModuleHash,
+    MsgId, Outcome, OutputHash, Reply, SchedFlags, Subjects, Submission, Task, TaskResult,
+    Timestamp, Value, Work,
 };
 
 /// A typical submission: `square(12)`, the work encoded in its body as a
@@ -65,8 +66,10 @@ fn task_result(module: ModuleHash) -> TaskResult {
     result.fingerprint = Fingerprint {
         module,
         args: ArgsHash::of(b"[12]"),
-        config: 0x5eed_cafe_f00d_beef,
+        config: ConfigHash::of(b"config"),
         fuel_used: None,
+        output: OutputHash::of_output(b"", b""),
+        seed: None,
     };
     result
 }

@@ -3,7 +3,9 @@
 //! It owns the subscription to `result.<client>` and a dispatcher that files
 //! each reply into the [`ResultSet`] waiting for it: a task on the runtime
 //! when the bus reads replies there (NATS), else a thread of its own that
-//! spins briefly before parking (see [`grid_bus::spawn_consumer`]).
+//! spins briefly before parking (see [`grid_bus::spawn_consumer`]). A
+//! second, plain task files live output from `iopub.<client>` with its
+//! running task and hands it to the [`OutputHandler`], if one is set.
 //! Submitting never blocks and works from sync and async code alike: when
 //! the bus can publish at once the calling thread publishes, else an outbox
 //! task does, in order. Hub queries are request-reply to the
@@ -19,14 +21,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use grid_bus::{Bus, SPILL_THRESHOLD, load_body, spawn_consumer, spill_body};
 use grid_proto::{
-    BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, ModuleHash, MsgId, Outcome,
-    QueueStatus, Reply, Subjects, Submission, TaskError, TaskResult,
+    BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, Iopub, ModuleHash, MsgId,
+    Outcome, QueueStatus, Reply, Subjects, Submission, TaskError, TaskResult,
 };
 use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::inflight::{Finished, InFlight, Outgoing};
 use crate::module::{self, Module};
+use crate::output::{OutputChunk, OutputHandler};
 use crate::result::{ResultSet, Wait};
 use crate::select::Select;
 use crate::view::{DirectView, LoadBalancedView};
@@ -84,6 +87,25 @@ pub(crate) async fn deliver(bus: &dyn Bus, inflight: &InFlight, reply: Reply) {
     set.arrive(index, reply, result);
 }
 
+/// Files a chunk of live output with its task and tells the handler what
+/// is now in order.
+fn file_output(
+    inflight: &InFlight,
+    handler: &std::sync::RwLock<Option<OutputHandler>>,
+    chunk: Iopub,
+) {
+    let Some(Finished { set, index }) = inflight.lookup(chunk.msg_id) else {
+        return; // done already: its result has the whole output
+    };
+    let ready: Vec<OutputChunk> = set.live_output(index, chunk);
+    let handler = handler.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(handler) = handler {
+        for piece in &ready {
+            handler(piece);
+        }
+    }
+}
+
 /// A connection to a cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -104,6 +126,7 @@ pub(crate) struct Inner {
     pub(crate) subjects: Subjects,
     pub(crate) id: ClientId,
     pub(crate) inflight: Arc<InFlight>,
+    output: Arc<std::sync::RwLock<Option<OutputHandler>>>,
     /// Dropped with the client, which stops the reply dispatcher and the watchdog.
     _stop: tokio::sync::watch::Sender<()>,
     handle: tokio::runtime::Handle,
@@ -178,6 +201,24 @@ impl Client {
             }
         };
         spawn_consumer(&*bus, "grid-client-results", dispatcher).map_err(Error::Runtime)?;
+        let output: Arc<std::sync::RwLock<Option<OutputHandler>>> = Arc::default();
+        let mut iopub = bus.subscribe(&subjects.iopub(id)).await?;
+        let (live, handler, mut iopub_stop) = (inflight.clone(), output.clone(), stopped.clone());
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    msg = iopub.next() => match msg {
+                        Some(msg) => msg,
+                        None => return,
+                    },
+                    _ = iopub_stop.changed() => return,
+                };
+                match grid_proto::decode::<Iopub>(&msg.payload) {
+                    Ok(chunk) => file_output(&live, &handler, chunk),
+                    Err(e) => tracing::warn!(error = %e, "skipping malformed live output"),
+                }
+            }
+        });
         let publisher = bus.clone();
         let spilling = inflight.clone();
         tokio::spawn(async move {
@@ -216,12 +257,31 @@ impl Client {
                 subjects,
                 id,
                 inflight,
+                output,
                 _stop: stop,
                 handle: tokio::runtime::Handle::current(),
                 keep: Mutex::new(Vec::new()),
                 runtime: Mutex::new(None),
             }),
         })
+    }
+
+    /// Calls `handler` with every piece of live output of this client's
+    /// running tasks, in order per task and stream, as it arrives
+    /// (ipyparallel's iopub); `None` stops. It runs on the client's
+    /// dispatcher, so it must return quickly (print, or send it on).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), grid_client::Error> {
+    /// # let client = grid_client::Client::local(2)?;
+    /// use std::io::Write;
+    /// client.on_output(Some(std::sync::Arc::new(|chunk: &grid_client::OutputChunk| {
+    ///     let _ = std::io::stderr().write_all(&chunk.data);
+    /// })));
+    /// # Ok(()) }
+    /// ```
+    pub fn on_output(&self, handler: Option<OutputHandler>) {
+        *self.inner.output.write().unwrap_or_else(|p| p.into_inner()) = handler;
     }
 
     pub(crate) fn weak(&self) -> WeakClient {

@@ -23,13 +23,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use futures_core::Stream;
-use grid_proto::{Arg, EngineId, Limits, MsgId, SchedFlags, TaskError, Timestamp, Value, Work};
+use grid_proto::{Arg, EngineId, MsgId, SchedFlags, TaskError, Timestamp, Value, Work};
 
 use crate::Client;
 use crate::error::{Error, RemoteError};
 use crate::module::Function;
 use crate::result::{AsyncResult, Metadata, ResultSet};
-use crate::view::{chunk_call, info, submission, task};
+use crate::view::{TaskOptions, chunk_call, info, submission, task};
 
 /// Tasks in flight by default: enough to hide a round trip with one item
 /// per task, and no more than about 65,536 items in all with large chunks.
@@ -119,7 +119,7 @@ struct Submitted {
 pub struct Imap<I: Iterator> {
     client: Client,
     function: Function,
-    limits: Limits,
+    options: TaskOptions,
     placement: Placement,
     input: std::iter::Fuse<I>,
     to_args: fn(I::Item) -> Vec<Arg>,
@@ -164,7 +164,7 @@ impl<I: Iterator> Imap<I> {
     pub(crate) fn new(
         client: Client,
         function: &Function,
-        limits: Limits,
+        options: TaskOptions,
         placement: Placement,
         input: I,
         to_args: fn(I::Item) -> Vec<Arg>,
@@ -172,7 +172,7 @@ impl<I: Iterator> Imap<I> {
         Imap {
             client,
             function: function.clone(),
-            limits,
+            options,
             placement,
             input: input.fuse(),
             to_args,
@@ -295,7 +295,7 @@ impl<I: Iterator> Imap<I> {
         let items = first..first + chunk.len();
         let msg_id = MsgId::new();
         let (call, is_chunk) = chunk_call(&self.function.name, chunk, self.chunksize);
-        let work = Work::Task(task(&self.function, msg_id, call, self.limits));
+        let work = Work::Task(task(&self.function, msg_id, call, self.options));
         let place = match &self.placement {
             Placement::Balanced(flags) => {
                 Ok((self.client.subjects().sched_submit(), flags.clone()))

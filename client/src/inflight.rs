@@ -256,6 +256,16 @@ impl InFlight {
         Some(finished)
     }
 
+    /// The result set and index of a task still waiting (for its live output).
+    pub(crate) fn lookup(&self, msg_id: MsgId) -> Option<Finished> {
+        let s = self.lock();
+        let waiting = s.waiting.get(&msg_id)?;
+        Some(Finished {
+            set: waiting.set.clone(),
+            index: waiting.index,
+        })
+    }
+
     /// Fails a waiting task on the client's own authority.
     pub(crate) fn fail(&self, msg_id: MsgId, error: TaskError) {
         if let Some(Finished { set, index }) = self.finish(msg_id) {

@@ -43,6 +43,7 @@
 //! [`MAX_RESENT`]).
 
 mod client;
+mod command;
 mod connect;
 mod error;
 mod imap;
@@ -51,6 +52,7 @@ mod inflight;
 mod local;
 mod map;
 mod module;
+mod output;
 mod result;
 mod select;
 mod view;
@@ -58,12 +60,14 @@ mod wait;
 mod watchdog;
 
 pub use client::Client;
+pub use command::Command;
 pub use connect::RECONNECT_GRACE;
 pub use error::{CompositeError, Error, RemoteError};
 pub use imap::{Imap, default_max_outstanding};
 pub use inflight::DEFAULT_MAX_IN_FLIGHT;
 pub use map::{AsyncMapResult, MapIter};
 pub use module::{Function, Module};
+pub use output::{OutputChunk, OutputHandler};
 pub use result::{AsyncResult, Metadata, Wait};
 pub use select::Select;
 pub use view::{DirectView, LoadBalancedView, reference, zip};
@@ -72,10 +76,11 @@ pub use watchdog::{CONTROLLER_GRACE, MAX_RESENT, QUIET, RESEND_BATCH};
 /// The cluster's data model and messages, as they appear in this crate's
 /// signatures (re-exported from `grid-proto`, so users need not depend on it).
 pub use grid_proto::{
-    Arg, ArgsHash, BlobHash, Body, ClientId, ClusterEvent, DEFAULT_CLUSTER, EngineId, EngineInfo,
-    EngineQueue, EngineRef, EngineUuid, Fingerprint, Frame, HubReply, HubRequest, LimitKind,
-    Limits, ModuleHash, MsgId, Outcome, QueueStatus, Reply, Status, Subjects, TaskError,
-    TaskResult, Timestamp, TrapKind, Value,
+    Arg, ArgsHash, BlobHash, Body, ClientId, ClusterEvent, ConfigHash, DEFAULT_CLUSTER,
+    Deterministic, DirGrant, EngineId, EngineInfo, EngineQueue, EngineRef, EngineUuid, Fingerprint,
+    Frame, HubReply, HubRequest, Iopub, LimitKind, Limits, ModuleHash, MsgId, Outcome, OutputHash,
+    QueueStatus, Reply, Status, Stream, Subjects, TaskError, TaskResult, Timestamp, TrapKind,
+    Value,
 };
 
 /// The engines' configuration, for [`Client::local_with`] (re-exported

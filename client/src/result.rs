@@ -5,20 +5,23 @@
 //! wait on it, blocking (a condition variable) or async (a `Notify`, which
 //! needs no particular executor). Results are kept in submission order and,
 //! for unordered iteration, in the order they completed. Per-item values of
-//! a map are recovered from chunk results. [`AsyncResult`] is the view of a
-//! set that `apply` and the data methods return; `map.rs` has the map's.
+//! a map are recovered from chunk results. While a task runs, its live
+//! output (`output.rs`) is kept with it, until its result replaces it.
+//! [`AsyncResult`] is the view of a set that `apply` and the data methods
+//! return; `map.rs` has the map's.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use grid_proto::{
-    ClientId, EngineId, EngineUuid, MsgId, Outcome, Reply, Status, TaskError, TaskResult,
-    Timestamp, Value,
+    ClientId, EngineId, EngineUuid, Fingerprint, Iopub, MsgId, Outcome, Reply, Status, Stream,
+    TaskError, TaskResult, Timestamp, Value,
 };
 
 use crate::Client;
 use crate::error::{Error, RemoteError};
+use crate::output::{Live, OutputChunk};
 
 /// What one task of a submission is.
 #[derive(Clone, Debug)]
@@ -44,6 +47,8 @@ struct State {
     replies: Vec<Option<Arrived>>,
     done: usize,
     completion: Vec<usize>,
+    /// Live output of tasks that are running (by index).
+    live: BTreeMap<usize, Live>,
 }
 
 /// Replies of one submission, filled by the client's dispatcher.
@@ -72,6 +77,7 @@ impl ResultSet {
                 replies: (0..n).map(|_| None).collect(),
                 done: 0,
                 completion: Vec::with_capacity(n),
+                live: BTreeMap::new(),
             }),
             cond: Condvar::new(),
             notify: tokio::sync::Notify::new(),
@@ -98,6 +104,7 @@ impl ResultSet {
             });
             s.done += 1;
             s.completion.push(index);
+            s.live.remove(&index);
         }
         drop(s);
         self.cond.notify_all();
@@ -109,6 +116,56 @@ impl ResultSet {
 
     fn done(&self) -> usize {
         self.lock().done
+    }
+
+    /// Files a chunk of task `index`'s live output; returns the pieces now
+    /// in order, for the client's output handler.
+    pub(crate) fn live_output(&self, index: usize, chunk: Iopub) -> Vec<OutputChunk> {
+        let mut s = self.lock();
+        if s.replies.get(index).is_none_or(Option::is_some) {
+            return Vec::new(); // done: its result has the whole output
+        }
+        let first = self.tasks[index].first_item;
+        let stream = chunk.stream;
+        let truncated = chunk.truncated;
+        let ready = s.live.entry(index).or_default().stream(stream).take(
+            chunk.offset,
+            chunk.item,
+            chunk.data,
+        );
+        ready
+            .into_iter()
+            .map(|(item, data)| OutputChunk {
+                msg_id: chunk.msg_id,
+                stream,
+                item: match (first, item) {
+                    (Some(first), Some(i)) => Some(first + i as usize),
+                    (Some(first), None) => Some(first),
+                    (None, _) => None,
+                },
+                data,
+                truncated,
+            })
+            .collect()
+    }
+
+    /// Each task's output of `stream` so far: the result's when it is
+    /// done, the live output while it runs.
+    pub(crate) fn output(&self, stream: Stream) -> Vec<Vec<u8>> {
+        let mut s = self.lock();
+        (0..self.tasks.len())
+            .map(|i| match &s.replies[i] {
+                Some(a) => match stream {
+                    Stream::Stdout => a.result.stdout.clone(),
+                    Stream::Stderr => a.result.stderr.clone(),
+                },
+                None => s
+                    .live
+                    .get_mut(&i)
+                    .map(|l| l.stream(stream).bytes.clone())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The index of the `k`-th task to complete, once it has.
@@ -286,6 +343,10 @@ pub struct Metadata {
     pub stderr: Vec<u8>,
     /// Fuel the task consumed, on metering engines.
     pub fuel_used: Option<u64>,
+    /// What identifies the work and the run (module, input, configuration,
+    /// fuel, output hashes), once done. `None` for work that never ran
+    /// wasm (namespace operations, tasks failed before reaching an engine).
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// The result of `apply`: one task per target engine.
@@ -419,6 +480,7 @@ impl AsyncResult {
                     stdout: Vec::new(),
                     stderr: Vec::new(),
                     fuel_used: None,
+                    fingerprint: None,
                 };
                 if let Some(a) = arrived {
                     let r = &a.result;
@@ -432,10 +494,23 @@ impl AsyncResult {
                     m.stdout = r.stdout.clone();
                     m.stderr = r.stderr.clone();
                     m.fuel_used = r.fingerprint.fuel_used;
+                    m.fingerprint = Some(r.fingerprint.clone())
+                        .filter(|f| f.module != grid_proto::ModuleHash::default());
                 }
                 m
             })
             .collect()
+    }
+
+    /// Each task's stdout so far, in submission order: live while it runs
+    /// (as ipyparallel's `ar.stdout`), complete once done.
+    pub fn stdout(&self) -> Vec<Vec<u8>> {
+        self.set.output(Stream::Stdout)
+    }
+
+    /// Each task's stderr so far (see [`stdout`](Self::stdout)).
+    pub fn stderr(&self) -> Vec<Vec<u8>> {
+        self.set.output(Stream::Stderr)
     }
 
     /// Time since submission, until the last result arrived (or now).

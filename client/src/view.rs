@@ -3,21 +3,26 @@
 //! A [`DirectView`] sends each call to every one of its target engines and
 //! moves data in and out of their namespaces (push, pull, scatter, gather);
 //! a [`LoadBalancedView`] lets the scheduler place each task, splitting maps
-//! into chunks of `chunksize` items. Both only build submissions: the client
-//! publishes them and collects the replies.
+//! into chunks of `chunksize` items. Both run WASI [`Command`]s too (`run`,
+//! ipyparallel's `execute`/`run`), and both take per-task options: limits
+//! and deterministic mode (`deterministic`, `seed`). Both only build
+//! submissions: the client publishes them and collects the replies.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use grid_proto::{
-    Arg, Body, Call, EngineId, Limits, MsgId, SchedFlags, Submission, Task, Timestamp, Value, Work,
+    Arg, Body, Call, Deterministic, EngineId, Limits, MsgId, SchedFlags, Submission, Task,
+    Timestamp, Value, Work,
 };
 
 use crate::Client;
+use crate::command::Command;
 use crate::error::Error;
 use crate::imap::{Imap, Placement, arg_list, one_arg};
 use crate::map::AsyncMapResult;
 use crate::module::Function;
+use crate::module::Module;
 use crate::result::{AsyncResult, ResultSet, TaskInfo};
 
 /// An argument that is the value named `name` in the engine's namespace.
@@ -46,14 +51,46 @@ fn args(args: impl IntoIterator<Item = impl Into<Arg>>) -> Vec<Arg> {
     args.into_iter().map(Into::into).collect()
 }
 
-pub(crate) fn task(f: &Function, msg_id: MsgId, call: Call, limits: Limits) -> Task {
-    Task {
-        msg_id,
-        module: f.module,
-        call,
-        limits,
+/// What a view puts in each of its tasks besides the call.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TaskOptions {
+    pub limits: Limits,
+    pub deterministic: Option<Deterministic>,
+}
+
+impl TaskOptions {
+    /// Turns deterministic mode on or off (off forgets the seed).
+    fn deterministic(&mut self, on: bool) {
+        self.deterministic = on.then(|| self.deterministic.unwrap_or_default());
+    }
+
+    /// Deterministic mode with this seed.
+    fn seed(&mut self, seed: u64) {
+        self.deterministic = Some(Deterministic { seed: Some(seed) });
     }
 }
+
+pub(crate) fn task(f: &Function, msg_id: MsgId, call: Call, options: TaskOptions) -> Task {
+    module_task(f.module, msg_id, call, options)
+}
+
+fn module_task(
+    module: grid_proto::ModuleHash,
+    msg_id: MsgId,
+    call: Call,
+    options: TaskOptions,
+) -> Task {
+    Task {
+        msg_id,
+        module,
+        call,
+        limits: options.limits,
+        deterministic: options.deterministic,
+    }
+}
+
+/// The name a command's tasks go by in errors and metadata.
+const COMMAND: &str = "_start";
 
 /// The call of one task of a map of `chunksize` items per task: a plain call
 /// when tasks hold one item each, else a chunk whose values are per item
@@ -123,7 +160,7 @@ pub struct DirectView {
     targets: Vec<EngineId>,
     single: bool,
     block: bool,
-    limits: Limits,
+    options: TaskOptions,
 }
 
 impl DirectView {
@@ -133,7 +170,7 @@ impl DirectView {
             targets,
             single,
             block: false,
-            limits: Limits::default(),
+            options: TaskOptions::default(),
         }
     }
 
@@ -149,7 +186,22 @@ impl DirectView {
 
     /// Limits for the tasks of this view (lowering the engines' limits).
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.options.limits = limits;
+        self
+    }
+
+    /// Runs this view's tasks in deterministic mode: virtual clocks, seeded
+    /// random bytes, fuel metering, a fresh instance per item; the same
+    /// value, output and fuel on every engine (see `guest-sdk/ABI.md`).
+    pub fn deterministic(mut self, on: bool) -> Self {
+        self.options.deterministic(on);
+        self
+    }
+
+    /// Deterministic mode with this seed for random bytes (else each task's
+    /// seed is derived from its module and input).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.options.seed(seed);
         self
     }
 
@@ -203,7 +255,7 @@ impl DirectView {
         a: impl IntoIterator<Item = impl Into<Arg>>,
     ) -> Result<AsyncResult, Error> {
         let a = args(a);
-        let limits = self.limits;
+        let options = self.options;
         self.each(&f.name, |id| {
             Work::Task(task(
                 f,
@@ -212,9 +264,25 @@ impl DirectView {
                     name: f.name.clone(),
                     args: a.clone(),
                 },
-                limits,
+                options,
             ))
         })
+    }
+
+    /// Runs `command` (the module's `_start`) on every target engine, for
+    /// set-up as ipyparallel's `execute`/`run`. Each task's value is its
+    /// exit code; its output streams live and is in the metadata.
+    pub fn run(&self, module: &Module, command: &Command) -> Result<AsyncResult, Error> {
+        let call = command.call();
+        let options = self.options;
+        self.each(COMMAND, |id| {
+            Work::Task(module_task(module.hash(), id, call.clone(), options))
+        })
+    }
+
+    /// ipyparallel's name for [`run`](Self::run).
+    pub fn execute(&self, module: &Module, command: &Command) -> Result<AsyncResult, Error> {
+        self.run(module, command)
     }
 
     /// [`apply`](Self::apply) without blocking, whatever the view's `block` flag.
@@ -254,7 +322,7 @@ impl DirectView {
             };
             works.push((
                 engine,
-                Work::Task(task(f, id, call, self.limits)),
+                Work::Task(task(f, id, call, self.options)),
                 info(id, &f.name, Some(range.start), range.len(), true),
             ));
         }
@@ -322,7 +390,7 @@ impl DirectView {
         Imap::new(
             self.client.clone(),
             f,
-            self.limits,
+            self.options,
             placement,
             items,
             to_args,
@@ -447,7 +515,7 @@ pub struct LoadBalancedView {
     ordered: bool,
     targets: Option<Vec<EngineId>>,
     timeout: Option<Duration>,
-    limits: Limits,
+    options: TaskOptions,
 }
 
 impl LoadBalancedView {
@@ -459,7 +527,7 @@ impl LoadBalancedView {
             ordered: true,
             targets: None,
             timeout: None,
-            limits: Limits::default(),
+            options: TaskOptions::default(),
         }
     }
 
@@ -495,7 +563,21 @@ impl LoadBalancedView {
 
     /// Limits for the tasks of this view (lowering the engines' limits).
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.options.limits = limits;
+        self
+    }
+
+    /// Runs this view's tasks in deterministic mode (see
+    /// [`DirectView::deterministic`]): a map's values then do not depend on
+    /// its chunksize either.
+    pub fn deterministic(mut self, on: bool) -> Self {
+        self.options.deterministic(on);
+        self
+    }
+
+    /// Deterministic mode with this seed for random bytes.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.options.seed(seed);
         self
     }
 
@@ -543,8 +625,19 @@ impl LoadBalancedView {
             args: args(a),
         };
         self.send(vec![(
-            Work::Task(task(f, id, call, self.limits)),
+            Work::Task(task(f, id, call, self.options)),
             info(id, &f.name, None, 1, false),
+        )])
+    }
+
+    /// Runs `command` (the module's `_start`) on whichever engine the
+    /// scheduler picks. The value is the exit code; the output streams live
+    /// and is in the metadata.
+    pub fn run(&self, module: &Module, command: &Command) -> Result<AsyncResult, Error> {
+        let id = MsgId::new();
+        self.send(vec![(
+            Work::Task(module_task(module.hash(), id, command.call(), self.options)),
+            info(id, COMMAND, None, 1, false),
         )])
     }
 
@@ -581,7 +674,7 @@ impl LoadBalancedView {
             let part: Vec<Vec<Arg>> = items.by_ref().take(size).map(args).collect();
             let (call, is_chunk) = chunk_call(&f.name, part, self.chunksize);
             works.push((
-                Work::Task(task(f, id, call, self.limits)),
+                Work::Task(task(f, id, call, self.options)),
                 info(id, &f.name, Some(start), size, is_chunk),
             ));
             start += size;
@@ -648,7 +741,7 @@ impl LoadBalancedView {
         Imap::new(
             self.client.clone(),
             f,
-            self.limits,
+            self.options,
             placement,
             items,
             to_args,

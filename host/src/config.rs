@@ -28,6 +28,10 @@ pub struct EngineConfig {
     pub epoch_tick: Duration,
     /// Wasm stack size; deeper recursion traps with `stack_overflow`.
     pub max_wasm_stack: usize,
+    /// Directories (and everything under them) that a command task may be
+    /// granted read-only access to. Empty: no grants. A local cluster,
+    /// whose operator is the client itself, allows `/`.
+    pub allowed_dirs: Vec<PathBuf>,
 }
 
 /// The largest linear memory of a wasm32 module.
@@ -48,6 +52,7 @@ impl Default for EngineConfig {
             max_instances: 64,
             epoch_tick: Duration::from_millis(1),
             max_wasm_stack: 512 << 10,
+            allowed_dirs: Vec::new(),
         }
     }
 }
@@ -68,6 +73,12 @@ impl EngineConfig {
     /// Sets (or, with `None`, disables) the compiled-module cache directory.
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
+        self
+    }
+
+    /// Allows tasks to be granted read access to `dir` and what is under it.
+    pub fn allow_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.allowed_dirs.push(dir.into());
         self
     }
 

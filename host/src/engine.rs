@@ -11,22 +11,32 @@
 //!
 //! A chunk of a map ([`Call::Map`]) is one task: the items run in order on one
 //! instance and each gets its own outcome; a failing item does not stop the
-//! others, an abort stops them all.
+//! others, an abort stops them all. A deterministic chunk runs each item in
+//! a fresh instance with the seed it would have as a task of its own, so
+//! its values do not depend on the chunk size.
+//!
+//! A command's directory grants are checked here against the directories
+//! the operator allows ([`EngineConfig::allowed_dirs`](crate::EngineConfig)):
+//! a grant outside them, or of something that is not a directory, fails the
+//! task with `bad_arguments` naming the path.
 //!
 //! This type does no queueing and no I/O: whoever feeds it tasks decides what
 //! runs when, and uses the [`Interrupter`] to abort the running task from
 //! another thread.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use grid_proto::{
-    Arg, ArgsHash, Call, EngineId, EngineUuid, Fingerprint, Limits, Outcome, Task, TaskError,
-    TaskResult, Timestamp, Value,
+    Arg, ArgsHash, Call, Deterministic, DirGrant, EngineId, EngineUuid, Fingerprint, Limits,
+    Outcome, OutputHash, Task, TaskError, TaskResult, Timestamp, Value,
 };
 
 use crate::abi::Convention;
+use crate::determinism::seed_for;
+use crate::output::LiveOutput;
 use crate::runtime::{LoadedModule, Runtime};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Options, Sandbox};
 use crate::{Interrupter, Namespace};
 
 /// One sandbox slot.
@@ -36,6 +46,7 @@ pub struct Engine {
     uuid: EngineUuid,
     namespace: Namespace,
     interrupter: Interrupter,
+    live: Option<Arc<dyn LiveOutput>>,
 }
 
 /// What a run produced, before it becomes a [`TaskResult`].
@@ -46,6 +57,8 @@ struct Ran {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     fuel_used: Option<u64>,
+    /// The seed of a deterministic run.
+    seed: Option<u64>,
 }
 
 impl Ran {
@@ -57,6 +70,7 @@ impl Ran {
             stdout: Vec::new(),
             stderr: Vec::new(),
             fuel_used: None,
+            seed: None,
         }
     }
 }
@@ -69,7 +83,13 @@ impl Engine {
             uuid,
             namespace: Namespace::default(),
             interrupter: Interrupter::default(),
+            live: None,
         }
+    }
+
+    /// Streams every task's output to `live` as it is written (or stops).
+    pub fn set_live_output(&mut self, live: Option<Arc<dyn LiveOutput>>) {
+        self.live = live;
     }
 
     pub fn id(&self) -> EngineId {
@@ -105,7 +125,10 @@ impl Engine {
         let runtime = self.runtime.clone();
         let ran = {
             let _ticking = runtime.ticker.running();
-            match self.runtime.module(&task.module) {
+            match self
+                .runtime
+                .module(&task.module, task.deterministic.is_some())
+            {
                 // Aborted before it began: do not start it at all.
                 _ if self.interrupter.check(None).is_err() => Ran::failed(TaskError::Aborted),
                 Err(e) => Ran::failed(e),
@@ -117,21 +140,33 @@ impl Engine {
             msg_id: task.msg_id,
             outcome: ran.outcome,
             items: ran.items,
-            stdout: ran.stdout,
-            stderr: ran.stderr,
             started,
             completed: Timestamp::now(),
             fingerprint: Fingerprint {
                 module: task.module,
                 args: ran.args,
-                config: self.runtime.config_hash(),
+                config: self.runtime.config_hash(&limits, task.deterministic),
                 fuel_used: ran.fuel_used,
+                output: OutputHash::of_output(&ran.stdout, &ran.stderr),
+                seed: ran.seed,
             },
+            stdout: ran.stdout,
+            stderr: ran.stderr,
         }
     }
 
+    /// The seed of a deterministic run with input `args`.
+    fn seed(task: &Task, args: &ArgsHash) -> Option<u64> {
+        let Deterministic { seed } = task.deterministic?;
+        Some(seed.unwrap_or_else(|| seed_for(&task.module, args)))
+    }
+
     fn execute(&mut self, task: &Task, limits: Limits, module: &LoadedModule) -> Ran {
-        if limits.fuel.is_some() && !self.runtime.config.fuel_metering {
+        let metered = self
+            .runtime
+            .flavor_made(task.deterministic.is_some())
+            .metered;
+        if limits.fuel.is_some() && !metered {
             return Ran::failed(TaskError::BadArguments {
                 function: task.function().to_string(),
                 message: "a fuel limit needs an engine that meters fuel, and this one does not"
@@ -149,10 +184,11 @@ impl Engine {
                     Err(e) => return Ran::failed(e),
                 };
                 let hash = ArgsHash::of(&encoded);
-                let mut sandbox = self.open(module, &task.call, limits);
+                let seed = Self::seed(task, &hash);
+                let mut sandbox = self.open(module, &task.call, limits, seed);
                 let result = sandbox.call_function(name, &convention, &args, &encoded);
                 let outcome = sandbox.outcome(result);
-                self.close(sandbox, outcome, Vec::new(), hash)
+                self.close(sandbox, outcome, Vec::new(), hash, seed)
             }
             Call::Map { name, items } => {
                 let convention = match module.exports.find(name) {
@@ -167,12 +203,16 @@ impl Engine {
                     exports: module.exports.callable(),
                 })
             }
-            Call::Command { .. } => {
+            Call::Command { dirs, .. } => {
+                if let Err(e) = self.check_grants(dirs) {
+                    return Ran::failed(e);
+                }
                 let hash = ArgsHash::of(&grid_proto::encode(&task.call).unwrap_or_default());
-                let mut sandbox = self.open(module, &task.call, limits);
+                let seed = Self::seed(task, &hash);
+                let mut sandbox = self.open(module, &task.call, limits, seed);
                 let result = sandbox.run_command();
                 let outcome = sandbox.outcome(result);
-                self.close(sandbox, outcome, Vec::new(), hash)
+                self.close(sandbox, outcome, Vec::new(), hash, seed)
             }
         }
     }
@@ -188,8 +228,10 @@ impl Engine {
     ) -> Ran {
         let mut all_encoded = Vec::new();
         let mut outcomes = Vec::with_capacity(items.len());
-        let mut sandbox = self.open(module, &task.call, limits);
-        for item in items {
+        // Each item has its own seed, made when it starts.
+        let first_seed = task.deterministic.map(|_| 0);
+        let mut sandbox = self.open(module, &task.call, limits, first_seed);
+        for (index, item) in items.iter().enumerate() {
             if outcomes.last() == Some(&Outcome::Err(TaskError::Aborted)) {
                 outcomes.push(Outcome::Err(TaskError::Aborted));
                 continue;
@@ -198,7 +240,7 @@ impl Engine {
                 Err(e) => Outcome::Err(e),
                 Ok((args, encoded)) => {
                     all_encoded.extend_from_slice(&encoded);
-                    sandbox.restart_clock();
+                    sandbox.start_item(index, Self::seed(task, &ArgsHash::of(&encoded)));
                     let result = sandbox.call_function(name, convention, &args, &encoded);
                     sandbox.outcome(result)
                 }
@@ -210,7 +252,44 @@ impl Engine {
             .find(|o| matches!(o, Outcome::Err(_)))
             .cloned()
             .unwrap_or(Outcome::Ok(Value::Null));
-        self.close(sandbox, outcome, outcomes, ArgsHash::of(&all_encoded))
+        let hash = ArgsHash::of(&all_encoded);
+        let seed = Self::seed(task, &hash);
+        self.close(sandbox, outcome, outcomes, hash, seed)
+    }
+
+    /// Refuses a directory grant the operator does not allow.
+    fn check_grants(&self, dirs: &[DirGrant]) -> Result<(), TaskError> {
+        let refuse = |message: String| TaskError::BadArguments {
+            function: "_start".into(),
+            message,
+        };
+        for grant in dirs {
+            let path = Path::new(&grant.host);
+            let real = path
+                .canonicalize()
+                .map_err(|e| refuse(format!("cannot grant {}: {e}", grant.host)))?;
+            if !real.is_dir() {
+                return Err(refuse(format!(
+                    "cannot grant {}: not a directory",
+                    grant.host
+                )));
+            }
+            let allowed = self
+                .runtime
+                .config
+                .allowed_dirs
+                .iter()
+                .filter_map(|d| d.canonicalize().ok())
+                .any(|d| real.starts_with(d));
+            if !allowed {
+                return Err(refuse(format!(
+                    "cannot grant {}: this engine allows no directory there \
+                     (its operator allows directories with `grid engine --allow-dir`)",
+                    grant.host
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Resolves references and encodes the arguments of one call.
@@ -223,8 +302,13 @@ impl Engine {
         module: &'a LoadedModule,
         call: &'a Call,
         limits: Limits,
+        seed: Option<u64>,
     ) -> Sandbox<'a> {
         let namespace = std::mem::take(&mut self.namespace);
+        let options = Options {
+            seed,
+            live: self.live.clone(),
+        };
         Sandbox::open(
             self.runtime.clone(),
             module,
@@ -232,6 +316,7 @@ impl Engine {
             limits,
             namespace,
             self.interrupter.clone(),
+            options,
         )
     }
 
@@ -241,6 +326,7 @@ impl Engine {
         outcome: Outcome,
         items: Vec<Outcome>,
         args: ArgsHash,
+        seed: Option<u64>,
     ) -> Ran {
         let closed = sandbox.close();
         self.namespace = closed.namespace;
@@ -251,6 +337,7 @@ impl Engine {
             stdout: closed.stdout,
             stderr: closed.stderr,
             fuel_used: closed.fuel_used,
+            seed,
         }
     }
 }

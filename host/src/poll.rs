@@ -27,12 +27,20 @@
 //! called through a tiny shim module instead, instantiated in the task's
 //! store on first need, which imports the guest's memory and exports it
 //! again. This module must not answer any poll it does not fully understand.
+//!
+//! In deterministic mode (the store has a virtual time, see
+//! `determinism.rs`) a sleep does not sleep: it moves the virtual time on
+//! by its length and returns at once, with the same event. An absolute
+//! sleep on one clock counts from the virtual time too. A poll that mixes
+//! clocks and file descriptors still goes to wasmtime-wasi, whose timeouts
+//! then read the virtual clocks but wait in real time.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Caller, Extern, Instance, Linker, Memory, Module, TypedFunc};
 
+use crate::determinism::WALL_START;
 use crate::interrupt::{Interrupted, Watch};
 use crate::store::TaskState;
 
@@ -64,6 +72,8 @@ const SUBSCRIPTION: usize = 48;
 const EVENT: usize = 32;
 const TAG_CLOCK: u8 = 0;
 const FLAG_ABSTIME: u16 = 1;
+const CLOCK_REALTIME: u32 = 0;
+const CLOCK_MONOTONIC: u32 = 1;
 
 /// Shadows WASI's `poll_oneoff` in `linker`, which must already hold
 /// wasmtime-wasi's preview 1 functions.
@@ -116,13 +126,27 @@ impl PlainSleep {
         region(data, events, EVENT, 8)?;
         region(data, out, 4, 4)?;
         let flags = u16::from_le_bytes(sub[40..42].try_into().ok()?);
-        if sub[8] != TAG_CLOCK || flags & FLAG_ABSTIME != 0 {
+        if sub[8] != TAG_CLOCK {
             return None;
         }
+        let timeout = u64::from_le_bytes(sub[24..32].try_into().ok()?);
+        let length = match (flags & FLAG_ABSTIME != 0, &caller.data().virtual_time) {
+            (false, _) => timeout,
+            (true, None) => return None,
+            (true, Some(time)) => {
+                let clock = u32::from_le_bytes(sub[16..20].try_into().ok()?);
+                let now = match clock {
+                    CLOCK_REALTIME => time.now() + WALL_START.as_nanos() as u64,
+                    CLOCK_MONOTONIC => time.now(),
+                    _ => return None,
+                };
+                timeout.saturating_sub(now)
+            }
+        };
         Some(PlainSleep {
             memory,
             userdata: u64::from_le_bytes(sub[0..8].try_into().ok()?),
-            length: Duration::from_nanos(u64::from_le_bytes(sub[24..32].try_into().ok()?)),
+            length: Duration::from_nanos(length),
             events: events as u32 as usize,
             out: out as u32 as usize,
         })
@@ -130,7 +154,13 @@ impl PlainSleep {
 
     /// Sleeps, then writes the clock event; errno 0.
     fn run(self, caller: &mut Caller<'_, TaskState>) -> wasmtime::Result<i32> {
-        sleep(&caller.data().watch, self.length).map_err(wasmtime::Error::new)?;
+        match &caller.data().virtual_time {
+            Some(time) => {
+                caller.data().watch.check().map_err(wasmtime::Error::new)?;
+                time.advance(self.length);
+            }
+            None => sleep(&caller.data().watch, self.length).map_err(wasmtime::Error::new)?,
+        }
         let data = self.memory.data_mut(&mut *caller);
         let event = &mut data[self.events..self.events + EVENT];
         event[0..8].copy_from_slice(&self.userdata.to_le_bytes());

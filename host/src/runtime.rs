@@ -1,17 +1,32 @@
 //! The runtime: what the engine slots of one process share.
 //!
-//! One wasmtime `Engine` (pooling allocator, epoch interruption, optional fuel
-//! metering), one `Linker` with WASI preview 1 (its `poll_oneoff` shadowed
-//! by `poll.rs` for precise, abortable sleeps) and the `grid` imports, the
-//! compiled-module caches, and the epoch ticker. Loading a module compiles it
-//! (or loads the cached artifact) and pre-links it once, so a task only pays
-//! for a fresh store and instance. Create engine slots with
+//! Two *flavors* of wasmtime engine, each with its `Linker` (WASI preview 1,
+//! its `poll_oneoff` shadowed by `poll.rs` for precise, abortable sleeps,
+//! and the `grid` imports) and its compiled-module caches:
+//! - the normal one: pooling allocator, epoch interruption, fuel metering
+//!   when the operator turns it on;
+//! - the deterministic one, made on first use by a deterministic task: fuel
+//!   metering always, NaN canonicalization, deterministic relaxed SIMD, the
+//!   on-demand allocator (test runs are not where the pool's microseconds
+//!   matter, and a second pool would reserve its address space twice).
+//!
+//! One epoch ticker drives both. Loading a module compiles it (or loads the
+//! cached artifact) and pre-links it once per flavor, so a task only pays
+//! for a fresh store and instance; the binary is kept so the other flavor
+//! can compile it when a task asks for it. Create engine slots with
 //! [`Runtime::engine`].
+//!
+//! The configuration hash in each result's fingerprint is a sha256 of what
+//! can change a result: the wasmtime version (read from Cargo.lock by
+//! `build.rs`), the flavor's settings, and the task's effective limits and
+//! deterministic seed. It leaves out what cannot (CPU features, cache
+//! paths, pool sizes), so two machines running the same deterministic task
+//! agree on it.
 
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use grid_proto::{EngineId, EngineUuid, ModuleHash, TaskError};
+use grid_proto::{ConfigHash, Deterministic, EngineId, EngineUuid, Limits, ModuleHash, TaskError};
+use sha2::{Digest, Sha256};
 use wasmtime::{
     Enabled, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
 };
@@ -44,77 +59,149 @@ pub(crate) struct LoadedModule {
     pub exports: Exports,
 }
 
-/// Shared by all engine slots of a process.
-pub struct Runtime {
-    pub(crate) config: EngineConfig,
+/// The wasmtime version Grid is built with.
+pub const WASMTIME_VERSION: &str = env!("GRID_WASMTIME_VERSION");
+
+/// One wasmtime engine with its linker and compiled modules.
+pub(crate) struct Flavor {
     pub(crate) engine: wasmtime::Engine,
     linker: Linker<TaskState>,
     modules: MemoryCache<LoadedModule>,
     disk: Option<DiskCache>,
-    pub(crate) ticker: Ticker,
-    config_hash: u64,
+    /// Whether stores count fuel.
+    pub(crate) metered: bool,
+    /// What of this flavor's settings can change a result, for the config hash.
+    settings: String,
 }
 
-impl Runtime {
-    /// Starts a runtime with this configuration.
-    pub fn new(config: EngineConfig) -> Result<Arc<Runtime>, RuntimeError> {
+impl Flavor {
+    fn new(config: &EngineConfig, deterministic: bool) -> Result<Flavor, RuntimeError> {
         let wasm_err = |e: wasmtime::Error| RuntimeError::Wasmtime(format!("{e:#}"));
-        let memory_cap = config
-            .limits
-            .memory_bytes
-            .unwrap_or(MAX_MEMORY)
-            .min(MAX_MEMORY);
-        let mut pool = PoolingAllocationConfig::default();
-        // Twice the slots: a task's store may hold the `poll.rs` shim beside
-        // the guest's instance.
-        pool.total_core_instances(config.max_instances.saturating_mul(2))
-            .total_memories(config.max_instances)
-            .total_tables(config.max_instances)
-            .total_stacks(config.max_instances)
-            .max_memory_size(memory_cap as usize);
-        if PoolingAllocationConfig::is_pagemap_scan_available() {
-            // Reset a freed slot by rewriting only the pages the guest
-            // touched, keeping them resident, instead of dropping every page
-            // with madvise and faulting them back in on the next instance: a
-            // fresh instance of the Rust example guest plus a CBOR call goes
-            // from ~27 us to ~7 us. Without PAGEMAP_SCAN (Linux < 6.7) keeping
-            // memory resident means memset of the whole prefix, which costs
-            // more than it saves, so the defaults stay.
-            pool.pagemap_scan(Enabled::Yes)
-                .linear_memory_keep_resident(KEEP_RESIDENT)
-                .table_keep_resident(KEEP_RESIDENT);
-        }
         let mut wasm = wasmtime::Config::new();
-        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .epoch_interruption(true)
-            .consume_fuel(config.fuel_metering)
+        wasm.epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack);
+        if deterministic {
+            wasm.consume_fuel(true)
+                .cranelift_nan_canonicalization(true)
+                .relaxed_simd_deterministic(true);
+        } else {
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(config)))
+                .consume_fuel(config.fuel_metering);
+        }
         let engine = wasmtime::Engine::new(&wasm).map_err(wasm_err)?;
-
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut TaskState| &mut s.wasi)
             .map_err(wasm_err)?;
         poll::add_to_linker(&mut linker).map_err(wasm_err)?;
         imports::add_to_linker(&mut linker).map_err(wasm_err)?;
-
-        let mut h = std::hash::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut h);
-        format!("{:?}", config.limits).hash(&mut h);
-        let config_hash = h.finish();
-
         let disk = config
             .cache_dir
             .as_deref()
             .map(|dir| DiskCache::new(dir, &engine));
-        let ticker = Ticker::start(&engine, config.epoch_tick)?;
-        Ok(Arc::new(Runtime {
-            config,
+        let fuel = deterministic || config.fuel_metering;
+        let settings = format!(
+            "fuel={fuel} nan_canonicalization={deterministic} \
+             relaxed_simd_deterministic={deterministic} max_wasm_stack={}",
+            config.max_wasm_stack
+        );
+        Ok(Flavor {
             engine,
             linker,
             modules: MemoryCache::default(),
             disk,
+            metered: fuel,
+            settings,
+        })
+    }
+
+    /// Compiles `binary` (or loads its cached artifact) and links it.
+    fn compile(&self, hash: ModuleHash, binary: &[u8]) -> Result<Arc<LoadedModule>, TaskError> {
+        if let Some(m) = self.cached(&hash) {
+            return Ok(m);
+        }
+        let module = Module::new(&self.engine, binary).map_err(|e| TaskError::ModuleInvalid {
+            reason: format!("{e:#}"),
+        })?;
+        let loaded = self.link(hash, &module)?;
+        if let Some(disk) = &self.disk {
+            disk.store(&hash, &module);
+        }
+        Ok(loaded)
+    }
+
+    /// The module from memory or the disk cache.
+    fn cached(&self, hash: &ModuleHash) -> Option<Arc<LoadedModule>> {
+        if let Some(m) = self.modules.get(hash) {
+            return Some(m);
+        }
+        let module = self.disk.as_ref()?.load(&self.engine, hash)?;
+        self.link(*hash, &module).ok()
+    }
+
+    fn link(&self, hash: ModuleHash, module: &Module) -> Result<Arc<LoadedModule>, TaskError> {
+        let pre = self
+            .linker
+            .instantiate_pre(module)
+            .map_err(|e| TaskError::ModuleInvalid {
+                reason: format!("cannot link: {e:#}"),
+            })?;
+        let exports = Exports::of(module);
+        Ok(self.modules.insert(hash, LoadedModule { pre, exports }))
+    }
+}
+
+/// The pooling allocator of the normal flavor.
+fn pool(config: &EngineConfig) -> PoolingAllocationConfig {
+    let memory_cap = config
+        .limits
+        .memory_bytes
+        .unwrap_or(MAX_MEMORY)
+        .min(MAX_MEMORY);
+    let mut pool = PoolingAllocationConfig::default();
+    // Twice the slots: a task's store may hold the `poll.rs` shim beside
+    // the guest's instance.
+    pool.total_core_instances(config.max_instances.saturating_mul(2))
+        .total_memories(config.max_instances)
+        .total_tables(config.max_instances)
+        .total_stacks(config.max_instances)
+        .max_memory_size(memory_cap as usize);
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        // Reset a freed slot by rewriting only the pages the guest
+        // touched, keeping them resident, instead of dropping every page
+        // with madvise and faulting them back in on the next instance: a
+        // fresh instance of the Rust example guest plus a CBOR call goes
+        // from ~27 us to ~7 us. Without PAGEMAP_SCAN (Linux < 6.7) keeping
+        // memory resident means memset of the whole prefix, which costs
+        // more than it saves, so the defaults stay.
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
+    }
+    pool
+}
+
+/// Shared by all engine slots of a process.
+pub struct Runtime {
+    pub(crate) config: EngineConfig,
+    normal: Flavor,
+    deterministic: OnceLock<Result<Flavor, String>>,
+    /// Module binaries loaded here, for the flavor that has not compiled them yet.
+    binaries: MemoryCache<Vec<u8>>,
+    pub(crate) ticker: Ticker,
+}
+
+impl Runtime {
+    /// Starts a runtime with this configuration.
+    pub fn new(config: EngineConfig) -> Result<Arc<Runtime>, RuntimeError> {
+        let normal = Flavor::new(&config, false)?;
+        let ticker = Ticker::start(config.epoch_tick)?;
+        ticker.drive(&normal.engine);
+        Ok(Arc::new(Runtime {
+            config,
+            normal,
+            deterministic: OnceLock::new(),
+            binaries: MemoryCache::default(),
             ticker,
-            config_hash,
         }))
     }
 
@@ -132,69 +219,109 @@ impl Runtime {
         &self.config
     }
 
-    /// A hash of this runtime's configuration, part of every result's fingerprint.
-    pub fn config_hash(&self) -> u64 {
-        self.config_hash
+    /// The flavor tasks run in: deterministic ones in their own.
+    pub(crate) fn flavor(&self, deterministic: bool) -> Result<&Flavor, TaskError> {
+        if !deterministic {
+            return Ok(&self.normal);
+        }
+        let made = self.deterministic.get_or_init(|| {
+            let flavor = Flavor::new(&self.config, true).map_err(|e| e.to_string())?;
+            self.ticker.drive(&flavor.engine);
+            Ok(flavor)
+        });
+        made.as_ref()
+            .map_err(|e| TaskError::Internal(format!("cannot start deterministic mode: {e}")))
+    }
+
+    /// The deterministic flavor if asked and made (it is, once a task got
+    /// its module from it), else the normal one.
+    pub(crate) fn flavor_made(&self, deterministic: bool) -> &Flavor {
+        match self.deterministic.get() {
+            Some(Ok(flavor)) if deterministic => flavor,
+            _ => &self.normal,
+        }
+    }
+
+    /// The hash of what in this runtime can change a task's result, for a
+    /// task with these effective limits, run deterministically or not (see
+    /// the module docs). A seed derived from the input is not part of it
+    /// (the input is, in the fingerprint); a seed the task chose is.
+    pub fn config_hash(&self, limits: &Limits, deterministic: Option<Deterministic>) -> ConfigHash {
+        let settings = match deterministic {
+            Some(_) => self.flavor(true).map(|f| f.settings.as_str()).unwrap_or(""),
+            None => self.normal.settings.as_str(),
+        };
+        let mut h = Sha256::new();
+        h.update(b"grid-config/1\0wasmtime ");
+        h.update(WASMTIME_VERSION.as_bytes());
+        h.update(b"\0");
+        h.update(settings.as_bytes());
+        h.update(format!("\0{limits:?}\0").as_bytes());
+        match deterministic {
+            Some(Deterministic { seed: Some(seed) }) => {
+                h.update(format!("deterministic seed={seed}").as_bytes())
+            }
+            Some(Deterministic { seed: None }) => h.update(b"deterministic seed=derived"),
+            None => h.update(b"host time and randomness"),
+        }
+        ConfigHash(h.finalize().into())
     }
 
     /// Compiles (or loads from the disk cache) and links a module given as a
-    /// wasm binary or `.wat` text. Returns its hash, the sha256 of the binary.
+    /// wasm binary or `.wat` text, for normal tasks (deterministic ones
+    /// compile it again, from the binary kept here, when they first need
+    /// it). Returns its hash, the sha256 of the binary.
     pub fn load(&self, bytes: &[u8]) -> Result<ModuleHash, TaskError> {
+        self.load_for(bytes, false)
+    }
+
+    /// [`load`](Self::load), for deterministic tasks or normal ones.
+    pub fn load_for(&self, bytes: &[u8], deterministic: bool) -> Result<ModuleHash, TaskError> {
         let binary = wat::parse_bytes(bytes).map_err(|e| TaskError::ModuleInvalid {
             reason: format!("not a wasm binary, and not valid WAT text: {e}"),
         })?;
         let hash = ModuleHash::of(&binary);
-        if self.modules.get(&hash).is_some() || self.load_cached(&hash) {
-            return Ok(hash);
-        }
-        let module = Module::new(&self.engine, &binary).map_err(|e| TaskError::ModuleInvalid {
-            reason: format!("{e:#}"),
-        })?;
-        self.link(hash, &module)?;
-        if let Some(disk) = &self.disk {
-            disk.store(&hash, &module);
-        }
+        self.flavor(deterministic)?.compile(hash, &binary)?;
+        self.binaries.insert(hash, binary.into_owned());
         Ok(hash)
     }
 
-    /// Makes `hash` ready from the disk cache alone, without its bytes.
-    /// Returns whether it is loaded now.
+    /// Makes `hash` ready for normal tasks from the disk cache alone,
+    /// without its bytes. Returns whether it is loaded now.
     pub fn load_cached(&self, hash: &ModuleHash) -> bool {
-        if self.modules.get(hash).is_some() {
-            return true;
-        }
-        let Some(module) = self.disk.as_ref().and_then(|d| d.load(&self.engine, hash)) else {
-            return false;
-        };
-        self.link(*hash, &module).is_ok()
+        self.prepare(hash, false)
     }
 
-    /// Whether `hash` is loaded in this process.
+    /// Makes `hash` ready for normal or deterministic tasks without being
+    /// given its bytes: from memory, the binary kept by an earlier load, or
+    /// the disk cache. Returns whether it is ready now.
+    pub fn prepare(&self, hash: &ModuleHash, deterministic: bool) -> bool {
+        self.module(hash, deterministic).is_ok()
+    }
+
+    /// Whether `hash` is loaded in this process (for normal tasks).
     pub fn is_loaded(&self, hash: &ModuleHash) -> bool {
-        self.modules.get(hash).is_some()
+        self.normal.modules.get(hash).is_some()
     }
 
     /// The callable functions of a loaded module (CBOR and numeric exports,
     /// and `_start` for commands).
     pub fn exports(&self, hash: &ModuleHash) -> Option<Vec<String>> {
-        self.modules.get(hash).map(|m| m.exports.callable())
+        self.normal.modules.get(hash).map(|m| m.exports.callable())
     }
 
-    pub(crate) fn module(&self, hash: &ModuleHash) -> Result<Arc<LoadedModule>, TaskError> {
-        self.modules
-            .get(hash)
-            .ok_or(TaskError::ModuleNotFound(*hash))
-    }
-
-    fn link(&self, hash: ModuleHash, module: &Module) -> Result<(), TaskError> {
-        let pre = self
-            .linker
-            .instantiate_pre(module)
-            .map_err(|e| TaskError::ModuleInvalid {
-                reason: format!("cannot link: {e:#}"),
-            })?;
-        let exports = Exports::of(module);
-        self.modules.insert(hash, LoadedModule { pre, exports });
-        Ok(())
+    pub(crate) fn module(
+        &self,
+        hash: &ModuleHash,
+        deterministic: bool,
+    ) -> Result<Arc<LoadedModule>, TaskError> {
+        let flavor = self.flavor(deterministic)?;
+        if let Some(m) = flavor.cached(hash) {
+            return Ok(m);
+        }
+        match self.binaries.get(hash) {
+            Some(binary) => flavor.compile(*hash, &binary),
+            None => Err(TaskError::ModuleNotFound(*hash)),
+        }
     }
 }

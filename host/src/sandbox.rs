@@ -6,23 +6,28 @@
 //! wall-time deadline restarts for each item; after an item fails inside the
 //! guest, the instance may be broken (a Rust guest that panicked is), so the
 //! sandbox is renewed with a fresh store before the next item, keeping the
-//! namespace, the output captured so far and the fuel count. This type holds
-//! no policy about what to call: `engine.rs` decides.
+//! namespace, the output captured so far and the fuel count. In
+//! deterministic mode every item gets a fresh store and instance (its own
+//! seed and virtual time), so a chunk's items give what they would give as
+//! tasks of their own, whatever the chunk size. This type holds no policy
+//! about what to call: `engine.rs` decides.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use grid_proto::{Call, Limits, Outcome, TaskError, TrapKind, Value};
+use grid_proto::{Call, Limits, Outcome, Stream, TaskError, TrapKind, Value};
 use wasmtime::{Instance, Store, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::abi::{self, CallError, Convention};
 use crate::config::MAX_MEMORY;
+use crate::determinism::{SeededRng, VirtualTime};
 use crate::failure::{self, Failure, Seen};
 use crate::interrupt::{Watch, lock};
-use crate::output::Capture;
-use crate::runtime::{LoadedModule, Runtime};
+use crate::output::{Capture, CurrentItem, LiveOutput};
+use crate::runtime::{Flavor, LoadedModule, Runtime};
 use crate::store::{MemoryLimiter, TaskState};
 use crate::{Interrupter, Namespace};
 
@@ -38,6 +43,18 @@ pub(crate) struct Sandbox<'a> {
     stderr: Capture,
     /// Fuel burnt by stores this sandbox already replaced.
     fuel_spent: u64,
+    /// The seed of the current store, in deterministic mode.
+    seed: Option<u64>,
+    item: CurrentItem,
+}
+
+/// How a sandbox runs, beyond the task's call and limits.
+#[derive(Clone, Default)]
+pub(crate) struct Options {
+    /// Deterministic mode, with this seed (of the first item, for a chunk).
+    pub seed: Option<u64>,
+    /// Where output goes as it is written.
+    pub live: Option<Arc<dyn LiveOutput>>,
 }
 
 /// What is left when a sandbox closes.
@@ -56,17 +73,24 @@ impl<'a> Sandbox<'a> {
         limits: Limits,
         namespace: Namespace,
         interrupter: Interrupter,
+        options: Options,
     ) -> Sandbox<'a> {
-        let stdout = Capture::new(limits.stdout_bytes.unwrap_or(u64::MAX));
-        let stderr = Capture::new(limits.stderr_bytes.unwrap_or(u64::MAX));
+        let item = CurrentItem::new(AtomicU32::new(u32::MAX));
+        let capture = |limit: Option<u64>, stream| {
+            let live = options.live.clone().map(|l| (l, stream, item.clone()));
+            Capture::streaming(limit.unwrap_or(u64::MAX), live)
+        };
+        let stdout = capture(limits.stdout_bytes, Stream::Stdout);
+        let stderr = capture(limits.stderr_bytes, Stream::Stderr);
         let watch = Watch::new(interrupter);
         let store = new_store(
-            &runtime,
+            flavor(&runtime, options.seed),
             call,
             &limits,
             namespace,
             (&stdout, &stderr),
             &watch,
+            options.seed,
         );
         let mut sandbox = Sandbox {
             runtime,
@@ -79,9 +103,25 @@ impl<'a> Sandbox<'a> {
             stdout,
             stderr,
             fuel_spent: 0,
+            seed: options.seed,
+            item,
         };
         sandbox.restart_clock();
         sandbox
+    }
+
+    /// Starts item `index` of a chunk: its output is marked with it and, in
+    /// deterministic mode, it runs in a fresh store with its own `seed`.
+    pub(crate) fn start_item(&mut self, index: usize, seed: Option<u64>) {
+        self.item.store(
+            u32::try_from(index).unwrap_or(u32::MAX - 1),
+            Ordering::Relaxed,
+        );
+        if self.seed.is_some() && index > 0 {
+            self.seed = seed;
+            self.renew();
+        }
+        self.restart_clock();
     }
 
     /// The namespace, which lives in the store while the sandbox is open.
@@ -172,12 +212,13 @@ impl<'a> Sandbox<'a> {
         let namespace = std::mem::take(&mut self.store.data_mut().namespace);
         *lock(&self.watch.interrupted) = None;
         self.store = new_store(
-            &self.runtime,
+            flavor(&self.runtime, self.seed),
             self.call,
             &self.limits,
             namespace,
             (&self.stdout, &self.stderr),
             &self.watch,
+            self.seed,
         );
         self.instance = None;
     }
@@ -188,10 +229,8 @@ impl<'a> Sandbox<'a> {
     }
 
     pub(crate) fn close(mut self) -> Closed {
-        let fuel_used = self
-            .runtime
-            .config
-            .fuel_metering
+        let fuel_used = flavor(&self.runtime, self.seed)
+            .metered
             .then(|| self.fuel_spent + self.store_fuel_used());
         Closed {
             namespace: std::mem::take(&mut self.store.data_mut().namespace),
@@ -202,14 +241,20 @@ impl<'a> Sandbox<'a> {
     }
 }
 
+/// The flavor the task's module was loaded in (`Engine::run` made it).
+fn flavor(runtime: &Runtime, seed: Option<u64>) -> &Flavor {
+    runtime.flavor_made(seed.is_some())
+}
+
 /// A store with the task's WASI context, limits, fuel and epoch callback.
 fn new_store(
-    runtime: &Runtime,
+    flavor: &Flavor,
     call: &Call,
     limits: &Limits,
     namespace: Namespace,
     (stdout, stderr): (&Capture, &Capture),
     watch: &Watch,
+    seed: Option<u64>,
 ) -> Store<TaskState> {
     let mut wasi = WasiCtxBuilder::new();
     // A task runs on its engine's own thread, so WASI calls may block it
@@ -218,11 +263,32 @@ fn new_store(
     wasi.stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_blocking_current_thread(true);
-    if let Call::Command { argv, env, stdin } = call {
+    if let Call::Command {
+        argv,
+        env,
+        stdin,
+        dirs,
+    } = call
+    {
         wasi.args(argv)
             .envs(env)
             .stdin(MemoryInputPipe::new(bytes::Bytes::copy_from_slice(stdin)));
+        for dir in dirs {
+            // `engine.rs` checked the grants against the operator's list.
+            if let Err(e) = wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly) {
+                tracing::warn!(dir = %dir.host, error = %e, "cannot open a granted directory");
+            }
+        }
     }
+    let virtual_time = seed.map(|seed| {
+        let time = VirtualTime::default();
+        wasi.wall_clock(time.clone())
+            .monotonic_clock(time.clone())
+            .secure_random(SeededRng::new(seed))
+            .insecure_random(SeededRng::new(seed.rotate_left(32)))
+            .insecure_random_seed(u128::from(seed));
+        time
+    });
     let state = TaskState {
         wasi: wasi.build_p1(),
         limiter: MemoryLimiter::new(limits.memory_bytes.unwrap_or(MAX_MEMORY)),
@@ -230,10 +296,11 @@ fn new_store(
         panic: None,
         watch: watch.clone(),
         poll_fallback: None,
+        virtual_time,
     };
-    let mut store = Store::new(&runtime.engine, state);
+    let mut store = Store::new(&flavor.engine, state);
     store.limiter(|s| &mut s.limiter);
-    if runtime.config.fuel_metering {
+    if flavor.metered {
         // Cannot fail: metering is on.
         let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
     }

@@ -8,7 +8,8 @@
 //! its task subscription: it decodes submissions, runs wasm (CPU-bound and
 //! synchronous) task after task without waking anyone, fetches modules from
 //! the blob store when this process has not loaded them yet, and publishes
-//! each result to `result.<client>` itself. The async shell handles control
+//! each result to `result.<client>` itself, after the task's live output
+//! (`iopub.rs`), which a publisher task streams while the task runs. The async shell handles control
 //! messages (applying aborts directly through the [`Interrupter`], since the
 //! worker is busy while a task runs) and heartbeats. Malformed messages are
 //! logged and skipped.
@@ -29,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::iopub::{self, Iopub};
 use crate::queue::{QueueAction, QueueEvent, TaskQueue};
 use crate::{Engine, Interrupter, Runtime};
 
@@ -67,7 +69,10 @@ impl EngineSlot {
         let engine = EngineRef { id, uuid };
         let tasks = bus.subscribe(&subjects.engine_task(id)).await?;
         let control = bus.subscribe(&subjects.engine_control(id)).await?;
-        let slot = runtime.engine_with(id, uuid);
+        let mut slot = runtime.engine_with(id, uuid);
+        let live = Arc::new(Iopub::default());
+        slot.set_live_output(Some(live.clone()));
+        let publisher = tokio::spawn(live.clone().publish(bus.clone(), subjects.clone()));
         let interrupter = slot.interrupter();
         let counters = Arc::new(Counters::default());
         let (events, queue) = mpsc::unbounded_channel();
@@ -78,6 +83,7 @@ impl EngineSlot {
             subjects: subjects.clone(),
             handle: tokio::runtime::Handle::current(),
             counters: counters.clone(),
+            live,
         }
         .spawn(tasks, queue)?;
         let shell = Shell {
@@ -89,7 +95,10 @@ impl EngineSlot {
             counters,
         };
         shell.heartbeat().await?;
-        let task = tokio::spawn(shell.serve(control));
+        let task = tokio::spawn(async move {
+            shell.serve(control).await;
+            publisher.abort();
+        });
         Ok(EngineSlot { engine, task })
     }
 
@@ -233,6 +242,7 @@ struct Worker {
     subjects: Subjects,
     handle: tokio::runtime::Handle,
     counters: Arc<Counters>,
+    live: Arc<Iopub>,
 }
 
 /// What woke an idle worker.
@@ -380,7 +390,13 @@ impl Worker {
                     return namespace(Outcome::Err(e));
                 }
                 task.msg_id = sub.msg_id;
-                self.engine.run(&task)
+                self.live.begin(sub.msg_id, sub.client);
+                let result = self.engine.run(&task);
+                if let Some((client, rest)) = self.live.end() {
+                    self.handle
+                        .block_on(iopub::send(&*self.bus, &self.subjects, client, rest));
+                }
+                result
             }
             Work::Push(values) => {
                 let ns = self.engine.namespace_mut();
@@ -400,7 +416,8 @@ impl Worker {
     /// Loads the task's module: from memory, the disk cache, or the blob store.
     fn ensure_module(&self, task: &Task) -> Result<(), TaskError> {
         let runtime = self.engine.runtime();
-        if runtime.is_loaded(&task.module) || runtime.load_cached(&task.module) {
+        let deterministic = task.deterministic.is_some();
+        if runtime.prepare(&task.module, deterministic) {
             return Ok(());
         }
         let blob = self
@@ -410,7 +427,7 @@ impl Worker {
                 TaskError::Internal(format!("cannot fetch module {}: {e}", task.module.short()))
             })?
             .ok_or(TaskError::ModuleNotFound(task.module))?;
-        let loaded = runtime.load(&blob)?;
+        let loaded = runtime.load_for(&blob, deterministic)?;
         if loaded != task.module {
             return Err(TaskError::ModuleInvalid {
                 reason: format!(

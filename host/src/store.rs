@@ -10,6 +10,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::Namespace;
+use crate::determinism::VirtualTime;
 use crate::interrupt::Watch;
 use crate::poll::PollFallback;
 
@@ -24,6 +25,8 @@ pub(crate) struct TaskState {
     /// wasmtime-wasi's own `poll_oneoff`, for the polls `poll.rs` does not
     /// answer itself; made on first use.
     pub poll_fallback: Option<PollFallback>,
+    /// The clocks of a deterministic task (its sleeps advance them).
+    pub virtual_time: Option<VirtualTime>,
 }
 
 /// Enforces the task's memory limit, remembering when it did.

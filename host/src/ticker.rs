@@ -2,11 +2,13 @@
 //! while any task runs, so running tasks check their abort flag and wall-time
 //! deadline once per tick (see `interrupt.rs`).
 //!
-//! It parks when no task runs, so an idle engine costs nothing. It holds only
-//! a weak reference to the wasmtime engine and stops when the runtime drops.
+//! It drives every wasmtime engine of the runtime (its normal and its
+//! deterministic flavor). It parks when no task runs, so an idle engine
+//! costs nothing. It holds only weak references to the wasmtime engines and
+//! stops when the runtime drops.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -18,15 +20,16 @@ pub(crate) struct Ticker {
 struct Shared {
     active: AtomicUsize,
     stop: AtomicBool,
+    engines: Mutex<Vec<wasmtime::EngineWeak>>,
 }
 
 impl Ticker {
-    pub(crate) fn start(engine: &wasmtime::Engine, tick: Duration) -> std::io::Result<Ticker> {
+    pub(crate) fn start(tick: Duration) -> std::io::Result<Ticker> {
         let shared = Arc::new(Shared {
             active: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            engines: Mutex::new(Vec::new()),
         });
-        let weak = engine.weak();
         let s = shared.clone();
         let thread = thread::Builder::new()
             .name("grid-epoch".into())
@@ -37,9 +40,9 @@ impl Ticker {
                         continue;
                     }
                     thread::sleep(tick);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => return,
+                    let engines = s.engines.lock().unwrap_or_else(|p| p.into_inner());
+                    for engine in engines.iter().filter_map(wasmtime::EngineWeak::upgrade) {
+                        engine.increment_epoch();
                     }
                 }
             })?;
@@ -47,6 +50,15 @@ impl Ticker {
             shared,
             thread: Some(thread),
         })
+    }
+
+    /// Advances `engine`'s epoch too, from now on.
+    pub(crate) fn drive(&self, engine: &wasmtime::Engine) {
+        self.shared
+            .engines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(engine.weak());
     }
 
     /// Marks a task as running until the guard drops.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use grid_host::{Engine, EngineConfig, Runtime};
 use grid_proto::{
-    Call, EngineId, LimitKind, Limits, ModuleHash, MsgId, Task, TaskError, TaskResult, Value,
+    Call, EngineId, LimitKind, Limits, ModuleHash, Task, TaskError, TaskResult, Value,
 };
 
 struct Guest {
@@ -264,14 +264,13 @@ fn rust_command_gets_argv_env_and_stdin() {
         return;
     };
     let command = |argv: &[&str]| Task {
-        msg_id: MsgId::new(),
-        module: g.module,
         call: Call::Command {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: vec![("GREETING".into(), "hola".into())],
             stdin: b"shout\n".to_vec(),
+            dirs: vec![],
         },
-        limits: Limits::default(),
+        ..Task::command(g.module, vec![])
     };
     let r = g.engine.run(&command(&["cmd", "a", "b"]));
     assert_eq!(r.value(), Ok(&Value::from(0)));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use grid_host::{Engine, EngineConfig, Runtime};
 use grid_proto::{
-    Arg, Call, EngineId, LimitKind, Limits, ModuleHash, MsgId, Status, Task, TaskError, TaskResult,
+    Arg, Call, EngineId, LimitKind, Limits, ModuleHash, Status, Task, TaskError, TaskResult,
     TrapKind, Value,
 };
 
@@ -343,16 +343,7 @@ fn commands_return_their_exit_code() {
     let rt = runtime(EngineConfig::default());
     let m = rt.load(WASI.as_bytes()).unwrap();
     let mut e = rt.engine(EngineId(0));
-    let task = Task {
-        msg_id: MsgId::new(),
-        module: m,
-        call: Call::Command {
-            argv: vec!["prog".into()],
-            env: vec![],
-            stdin: vec![],
-        },
-        limits: Limits::default(),
-    };
+    let task = Task::command(m, vec!["prog".into()]);
     let r = e.run(&task);
     assert_eq!(r.value(), Ok(&Value::from(3)));
     assert_eq!(r.stdout, b"hi!\n");

@@ -76,7 +76,15 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Starts a cluster of `engines` slots. Must run inside a tokio runtime.
-    pub async fn start(engines: usize, config: EngineConfig) -> Result<LocalCluster, LocalError> {
+    pub async fn start(
+        engines: usize,
+        mut config: EngineConfig,
+    ) -> Result<LocalCluster, LocalError> {
+        // Its client is in this process, so it is the operator: it may grant
+        // its commands any directory, unless the config names some.
+        if config.allowed_dirs.is_empty() {
+            config = config.allow_dir("/");
+        }
         // Engines in this process cannot die on their own: no liveness checks.
         // Its only client is in this process too, so it keeps few results
         // for queries, and a long map's memory stays flat.

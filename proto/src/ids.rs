@@ -136,6 +136,29 @@ sha256_id!(
     /// function name it tells one piece of work from another.
     ArgsHash
 );
+sha256_id!(
+    /// The sha256 of what in an engine's configuration can change a task's
+    /// result: the wasmtime version and settings, the task's effective
+    /// limits, the deterministic flag and seed (see `Fingerprint`).
+    ConfigHash
+);
+sha256_id!(
+    /// The sha256 of a task's captured output: stdout and stderr, each
+    /// preceded by its length as 8 little-endian bytes.
+    OutputHash
+);
+
+impl OutputHash {
+    /// The hash of this stdout and stderr.
+    pub fn of_output(stdout: &[u8], stderr: &[u8]) -> OutputHash {
+        let mut h = Sha256::new();
+        for stream in [stdout, stderr] {
+            h.update((stream.len() as u64).to_le_bytes());
+            h.update(stream);
+        }
+        OutputHash(h.finalize().into())
+    }
+}
 
 /// A point in time: microseconds since the Unix epoch.
 #[derive(

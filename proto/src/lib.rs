@@ -22,13 +22,14 @@ pub use aborts::{EARLY_ABORTS, EarlyAborts};
 pub use body::Body;
 pub use codec::{CodecError, decode, encode};
 pub use ids::{
-    ArgsHash, BlobHash, EngineId, EngineUuid, ModuleHash, MsgId, ParseHashError, Timestamp,
+    ArgsHash, BlobHash, ConfigHash, EngineId, EngineUuid, ModuleHash, MsgId, OutputHash,
+    ParseHashError, Timestamp,
 };
 pub use result::{Fingerprint, Frame, LimitKind, Outcome, Status, TaskError, TaskResult, TrapKind};
 pub use subjects::{DEFAULT_CLUSTER, InvalidCluster, Subjects};
-pub use task::{Arg, Call, Limits, Task};
+pub use task::{Arg, Call, Deterministic, DirGrant, Limits, Task};
 pub use value::{FromJsonError, Value};
 pub use wire::{
     ClientId, ClusterEvent, Control, EngineInfo, EngineQueue, EngineRef, Heartbeat, HubReply,
-    HubRequest, QueueStatus, Reply, SchedFlags, Submission, Work,
+    HubRequest, Iopub, QueueStatus, Reply, SchedFlags, Stream, Submission, Work,
 };

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ArgsHash, ModuleHash, MsgId, Timestamp, Value};
+use crate::{ArgsHash, ConfigHash, ModuleHash, MsgId, OutputHash, Timestamp, Value};
 
 /// The result of one task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,20 +100,50 @@ impl fmt::Display for Status {
     }
 }
 
-/// What identifies the work a result comes from: the same module, function,
-/// arguments and engine configuration (and, when metered, the same fuel) mean
-/// the same work; replaying it on any engine with that configuration gives the
-/// same value.
+/// What identifies the work a result comes from: the same module, arguments
+/// and configuration mean the same work; with the same output hash and fuel,
+/// the same run. A deterministic task gives the same fingerprint on every
+/// engine, every run, every machine; two fingerprints that differ tell two
+/// runs apart (a flaky test, a different input or configuration).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub module: ModuleHash,
     /// Hash of the CBOR-encoded arguments after references were resolved
-    /// (for commands: of argv, env and stdin).
+    /// (for commands: of argv, env, stdin and directory grants).
     pub args: ArgsHash,
-    /// Hash of the engine's configuration (wasmtime settings and limits).
-    pub config: u64,
-    /// Fuel consumed, when the engine meters fuel.
+    /// Hash of what in the engine's configuration can change the result:
+    /// the wasmtime version and settings, the task's effective limits, and
+    /// the deterministic flag with its seed.
+    pub config: ConfigHash,
+    /// Fuel consumed, when the engine metered it (always in deterministic mode).
     pub fuel_used: Option<u64>,
+    /// Hash of the captured stdout and stderr.
+    #[serde(default)]
+    pub output: OutputHash,
+    /// The seed of `random_get`, for a deterministic task.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+impl Fingerprint {
+    /// One sha256 over every field: equal for equal fingerprints.
+    pub fn digest(&self) -> String {
+        let mut bytes = Vec::with_capacity(4 * 32 + 18);
+        bytes.extend_from_slice(&self.module.0);
+        bytes.extend_from_slice(&self.args.0);
+        bytes.extend_from_slice(&self.config.0);
+        bytes.extend_from_slice(&self.output.0);
+        for n in [self.fuel_used, self.seed] {
+            match n {
+                Some(n) => {
+                    bytes.push(1);
+                    bytes.extend_from_slice(&n.to_le_bytes());
+                }
+                None => bytes.push(0),
+            }
+        }
+        ArgsHash::of(&bytes).to_hex()
+    }
 }
 
 /// Every way a task can fail.

@@ -4,6 +4,12 @@
 //! arguments, or a WASI command with argv, env and stdin), and may lower the
 //! engine's limits for itself. Arguments may be references to names in the
 //! engine's namespace, resolved by the engine just before the call.
+//!
+//! A task may ask to run [`Deterministic`]ally: the engine then gives it
+//! virtual clocks, seeded random bytes, canonical NaNs, fuel metering and a
+//! fresh instance per item of a chunk, so that the same module and input
+//! give the same value, output and fuel on every engine (`guest-sdk/ABI.md`
+//! says what the guest sees).
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +24,29 @@ pub struct Task {
     /// Lowers the engine's limits for this task; a limit above the engine's is ignored.
     #[serde(default)]
     pub limits: Limits,
+    /// Run reproducibly (see [`Deterministic`]); `None` runs with the host's
+    /// clocks and random bytes.
+    #[serde(default)]
+    pub deterministic: Option<Deterministic>,
+}
+
+/// How a task runs reproducibly. The seed of `random_get` is `seed` when
+/// given, else derived from the module and the task's input, so a task's
+/// random bytes are the same wherever and whenever it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deterministic {
+    pub seed: Option<u64>,
+}
+
+/// A host directory a command may read, at a path the guest sees. Always
+/// read-only; the engine refuses a grant outside the directories its
+/// operator allows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirGrant {
+    /// The directory on the engine's machine (absolute).
+    pub host: String,
+    /// Where the guest finds it (`.` for its working directory).
+    pub guest: String,
 }
 
 impl Task {
@@ -31,7 +60,31 @@ impl Task {
                 args: args.into_iter().map(Arg::Value).collect(),
             },
             limits: Limits::default(),
+            deterministic: None,
         }
+    }
+
+    /// A task running `module`'s `_start` as a WASI command with this argv
+    /// (`argv[0]` is the program's name), no environment and empty stdin.
+    pub fn command(module: ModuleHash, argv: Vec<String>) -> Task {
+        Task {
+            msg_id: MsgId::new(),
+            module,
+            call: Call::Command {
+                argv,
+                env: Vec::new(),
+                stdin: Vec::new(),
+                dirs: Vec::new(),
+            },
+            limits: Limits::default(),
+            deterministic: None,
+        }
+    }
+
+    /// The same task, run reproducibly.
+    pub fn deterministic(mut self, deterministic: Deterministic) -> Task {
+        self.deterministic = Some(deterministic);
+        self
     }
 
     /// The same task with `limits` applied.
@@ -64,6 +117,9 @@ pub enum Call {
         env: Vec<(String, String)>,
         #[serde(default, with = "serde_bytes")]
         stdin: Vec<u8>,
+        /// Read-only directories the command may read.
+        #[serde(default)]
+        dirs: Vec<DirGrant>,
     },
 }
 

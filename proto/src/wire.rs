@@ -112,6 +112,35 @@ pub struct EngineRef {
     pub uuid: EngineUuid,
 }
 
+/// Which output stream a chunk of live output comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Live output of a running task, on `iopub.<client>` (ipyparallel's iopub
+/// channel): what the guest wrote since the last message, as it wrote it.
+/// Chunks of one stream carry their byte offset in it, so a receiver sees
+/// gaps (a message lost on the way). Live output is best effort; the
+/// result's captured output is the complete record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Iopub {
+    pub msg_id: MsgId,
+    pub stream: Stream,
+    /// For a chunk of a map: the item (from 0 within the task) that wrote it.
+    pub item: Option<u32>,
+    /// Where `data` starts in the stream's output.
+    pub offset: u64,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// The output limit was reached: nothing more of this stream follows
+    /// (the task fails with a `limit` error).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
 /// Messages on `engine.<id>.control`, handled outside the task queue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Control {
