@@ -97,13 +97,18 @@ pub struct Connected {
 impl ClusterArgs {
     /// Connects to the remote cluster, or starts the local one.
     pub fn connect(&self) -> anyhow::Result<Connected> {
+        self.connect_with(EngineConfig::default())
+    }
+
+    /// [`connect`](Self::connect), with `config` for a local cluster's engines.
+    pub fn connect_with(&self, config: EngineConfig) -> anyhow::Result<Connected> {
         if let Some(url) = &self.url {
             let client = connect(url, &self.name.cluster)?;
             let engines = engines_of(&client, url, &self.name.cluster, self.wait_engines)?;
             return Ok(Connected { client, engines });
         }
         let engines = engine_slots(self.engines)?;
-        let client = Client::local_with(engines, EngineConfig::default())
+        let client = Client::local_with(engines, config)
             .with_context(|| format!("cannot start a local cluster of {engines} engines"))?;
         Ok(Connected { client, engines })
     }

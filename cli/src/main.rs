@@ -15,6 +15,7 @@ mod limits;
 mod output;
 mod process;
 mod progress;
+mod run_args;
 mod service;
 mod slots;
 mod state;
