@@ -1,8 +1,9 @@
 //! `grid-examples`: where the example guests are, for tests and benchmarks.
 //!
-//! `build.rs` builds the Rust and C guests; the functions here return the path
-//! of each module, or [`Unavailable`] with the reason it could not be built
-//! (typically a missing `wasm32-wasip1` target or clang). Tests call
+//! `build.rs` builds the Rust and C guests and the awkward test suite's
+//! libtest binary; the functions here return the path of each module, or
+//! [`Unavailable`] with the reason it could not be built (typically a
+//! missing `wasm32-wasip1` target or clang). Tests call
 //! [`require`], which skips a test with a note when a guest is missing, or
 //! fails it when `GRID_REQUIRE_GUESTS=1` (as `.ci/run` sets), so CI never
 //! skips silently.
@@ -45,6 +46,20 @@ pub fn rust_guest() -> Result<PathBuf, Unavailable> {
 /// The Rust example WASI command (`examples/guests/rust/src/bin/cmd.rs`).
 pub fn rust_command() -> Result<PathBuf, Unavailable> {
     built(env!("GRID_EXAMPLE_RUST_COMMAND"))
+}
+
+/// The awkward test suite's libtest binary for wasm32-wasip1
+/// (`examples/guests/testsuite`, built with `cargo test --no-run`): one test
+/// of each kind a test runner must cope with, by stable names.
+pub fn testsuite() -> Result<PathBuf, Unavailable> {
+    built(env!("GRID_EXAMPLE_TESTSUITE"))
+}
+
+/// The test suite's source directory: its tests read
+/// `tests/fixtures/hello.txt` relative to the current directory and under
+/// `CARGO_MANIFEST_DIR`, so a runner maps this directory for them.
+pub fn testsuite_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/testsuite")
 }
 
 /// The C example guest (`examples/guests/c`, built with `grid.h`).

@@ -8,6 +8,8 @@
 //! The same test body runs on both (see `on_both_buses!`). Everything stops
 //! when the [`Cluster`] drops.
 
+pub mod testbins;
+
 use std::sync::Arc;
 use std::time::Duration;
 
