@@ -95,12 +95,8 @@ pub struct Connected {
 }
 
 impl ClusterArgs {
-    /// Connects to the remote cluster, or starts the local one.
-    pub fn connect(&self) -> anyhow::Result<Connected> {
-        self.connect_with(EngineConfig::default())
-    }
-
-    /// [`connect`](Self::connect), with `config` for a local cluster's engines.
+    /// Connects to the remote cluster, or starts the local one with
+    /// `config` for its engines.
     pub fn connect_with(&self, config: EngineConfig) -> anyhow::Result<Connected> {
         if let Some(url) = &self.url {
             let client = connect(url, &self.name.cluster)?;

@@ -12,6 +12,7 @@ mod cmd;
 mod failure;
 mod items;
 mod limits;
+mod live;
 mod output;
 mod process;
 mod progress;
@@ -78,6 +79,7 @@ struct Cli {
 enum Command {
     Map(cmd::map::MapArgs),
     Apply(cmd::apply::ApplyArgs),
+    Run(cmd::run::RunArgs),
     Status(cmd::status::StatusArgs),
     Cluster(cmd::cluster::ClusterCommandArgs),
     Controller(cmd::controller::ControllerArgs),
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Map(args) => cmd::map::run(args),
         Command::Apply(args) => cmd::apply::run(args),
+        Command::Run(args) => cmd::run::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Controller(args) => cmd::controller::run(args),

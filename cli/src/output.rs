@@ -78,6 +78,20 @@ fn prefix_lines(text: &mut String, stream: &str, label: &str, bytes: &[u8]) {
     }
 }
 
+/// A result's fingerprint as JSON: every hash in hex, fuel and seed when
+/// there are some, and `digest`, one hash of them all.
+pub fn fingerprint_json(f: &grid_client::Fingerprint) -> serde_json::Value {
+    serde_json::json!({
+        "digest": f.digest(),
+        "module": f.module.to_hex(),
+        "args": f.args.to_hex(),
+        "config": f.config.to_hex(),
+        "output": f.output.to_hex(),
+        "fuel": f.fuel_used,
+        "seed": f.seed,
+    })
+}
+
 /// Whether a value reached the reader.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Written {

@@ -49,6 +49,9 @@ pub struct Submission {
 
 /// What an engine is asked to do. Everything goes through the engine's one
 /// queue, so a push before an apply is seen by the apply.
+// A task is most of what is ever sent: boxing it would add an allocation
+// per task for the sake of the rarer, smaller variants.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Work {
     /// Run wasm.

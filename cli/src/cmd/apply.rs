@@ -19,6 +19,7 @@ use crate::failure::{self, FAILED};
 use crate::items;
 use crate::limits::LimitArgs;
 use crate::output::{OutputArgs, print_task_output, write_value};
+use crate::run_args::ReproArgs;
 
 const ABOUT: &str = "Call a function once and print its result as JSON";
 
@@ -75,14 +76,22 @@ pub struct ApplyArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub repro: ReproArgs,
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let call_args = items::arguments(&args.args)?;
     let module = ModuleFile::read(&args.module)?;
-    let client = args.cluster.connect()?.client;
+    let client = args
+        .cluster
+        .connect_with(args.repro.engine_config())?
+        .client;
     let func = module.upload(&client)?.func(&args.func);
-    let view = client.load_balanced_view().limits(args.limits.limits());
+    let view = args
+        .repro
+        .apply(client.load_balanced_view().limits(args.limits.limits()));
     let result = view
         .apply_async(&func, call_args)
         .context("cannot submit the call")?;

@@ -82,6 +82,12 @@ pub struct EngineArgs {
     /// a fuel limit; results report the fuel used
     #[arg(long)]
     pub fuel: bool,
+
+    /// Let commands be granted read-only access to DIR and what is under it
+    /// (`grid run --dir`, `grid test --dir`); without it no directory is
+    /// granted (repeatable)
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    pub allow_dirs: Vec<std::path::PathBuf>,
 }
 
 impl EngineArgs {
@@ -97,6 +103,7 @@ impl EngineArgs {
         let mut config = EngineConfig::default().fuel_metering(self.fuel);
         config.limits.wall_time_ms = given.wall_time_ms.or(config.limits.wall_time_ms);
         config.limits.memory_bytes = given.memory_bytes.or(config.limits.memory_bytes);
+        config.allowed_dirs = self.allow_dirs.clone();
         config.room_for_slots(slots)
     }
 }

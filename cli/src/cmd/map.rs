@@ -12,24 +12,36 @@
 //! map and is reported once. A line of stdin that is not JSON stops the map
 //! where it is (the items before it are done and written) with a usage
 //! error naming the line.
+//!
+//! `--stream-output` shows the tasks' output as they write it rather than
+//! when they are done (`live.rs`); `--json-meta` writes each item as an
+//! object with its task's engine, times, fuel and fingerprint instead of
+//! the bare value; `--deterministic`, `--seed` and `--fuel` are
+//! `run_args.rs`'s.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::Args;
-use grid_client::Imap;
+use grid_client::{Imap, Metadata, OutputChunk, RemoteError, Value};
 
 use crate::cluster::{ClusterArgs, ModuleFile};
 use crate::failure::{self, FAILED};
 use crate::items::{self, CallArgs};
 use crate::limits::LimitArgs;
-use crate::output::{OutputArgs, Written, items_label, print_task_output, write_value};
+use crate::live::Lines;
+use crate::output::{
+    OutputArgs, OutputMode, Written, fingerprint_json, items_label, print_task_output, write_value,
+};
 use crate::progress::Progress;
+use crate::run_args::ReproArgs;
 
 const ABOUT: &str = "Map a function over items, in parallel, printing one JSON result per line";
 
@@ -49,7 +61,16 @@ Input is read as it is needed: at most --max-outstanding tasks are in flight, \
 and each result is written as soon as its turn comes, so an endless stdin \
 (`seq 1 100000000 | grid map ...`) runs in constant memory. What the tasks print \
 goes to stderr, each line prefixed with its item: `[stdout:7] ...`, or \
-`[stdout:0-99] ...` for a chunk (--output none hides it).
+`[stdout:0-99] ...` for a chunk (--output none hides it); once a task is \
+done, or with --stream-output as it writes it, each line prefixed with the \
+item that wrote it.
+
+With --json-meta each line on stdout is an object: {\"item\", \"value\" or \
+\"error\", \"engine\", \"started\", \"completed\" (microseconds since the \
+epoch), \"fuel\", \"fingerprint\"}: the fingerprint identifies the work and \
+the run (hashes of module, input, engine configuration and output; fuel). \
+--deterministic runs every item reproducibly: the same value, output, fuel \
+and fingerprint on any engine, any cluster size, any chunksize.
 
 A failed item writes nothing on stdout and one line on stderr: `error: item N: \
 [engine E] FUNC: cause` (items count from 0, in input order); the other items \
@@ -108,10 +129,21 @@ pub struct MapArgs {
     pub unordered: bool,
 
     /// At the end, print on stderr a JSON object {"tasks", "items", "engines",
-    /// "wall_time", "serial_time", "speedup"}: times in seconds, serial_time the
-    /// sum of the tasks' run times, speedup serial_time / wall_time
+    /// "wall_time", "serial_time", "speedup", "fuel"}: times in seconds,
+    /// serial_time the sum of the tasks' run times, speedup serial_time /
+    /// wall_time, fuel the total used (when metered: --fuel or --deterministic)
     #[arg(long)]
     pub stats: bool,
+
+    /// Show what the tasks print as they print it (each line prefixed with
+    /// its item), not when they are done
+    #[arg(long)]
+    pub stream_output: bool,
+
+    /// Write each item as a JSON object with its value (or error) and its
+    /// task's engine, times, fuel and fingerprint
+    #[arg(long)]
+    pub json_meta: bool,
 
     /// Tasks in flight at most [default: 65536 / chunksize, between 4 and 256]
     #[arg(long, value_name = "N")]
@@ -125,6 +157,9 @@ pub struct MapArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub repro: ReproArgs,
 }
 
 impl MapArgs {
@@ -154,7 +189,7 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     let bad_input = RefCell::new(None);
     let (items, total) = args.items(&bad_input)?;
     let module = ModuleFile::read(&args.module)?;
-    let cluster = args.cluster.connect()?;
+    let cluster = args.cluster.connect_with(args.repro.engine_config())?;
     let func = module.upload(&cluster.client)?.func(&args.func);
     let view = cluster
         .client
@@ -162,17 +197,49 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
         .chunksize(args.chunksize.get())
         .ordered(!args.unordered)
         .limits(args.limits.limits());
+    let view = args.repro.apply(view);
     let progress = Progress::start(total);
-    let shown = progress.clone();
     let mode = args.output.output;
+    let lines = Arc::new(Lines::default());
+    if args.stream_output && mode == OutputMode::All {
+        let (lines, shown) = (lines.clone(), progress.clone());
+        cluster
+            .client
+            .on_output(Some(Arc::new(move |chunk: &OutputChunk| {
+                let text = lines.chunk(chunk);
+                if !text.is_empty() {
+                    shown.suspend(|| eprint!("{text}"));
+                }
+            })));
+    }
+    let (shown, stream) = (progress.clone(), args.stream_output);
+    let fuel = Arc::new(Mutex::new(None::<u64>));
+    let tasks = Arc::new(Mutex::new(VecDeque::new()));
+    let (total_fuel, task_meta, json_meta) = (fuel.clone(), tasks.clone(), args.json_meta);
     let mut map = view
         .imap_items(&func, items)
         .on_task(move |items, metadata| {
-            if metadata.stdout.is_empty() && metadata.stderr.is_empty() {
-                return;
+            if let Some(f) = metadata.fuel_used {
+                let mut total = total_fuel.lock().unwrap_or_else(|p| p.into_inner());
+                *total = Some(total.unwrap_or(0).saturating_add(f));
+            }
+            if json_meta {
+                let mut tasks = task_meta.lock().unwrap_or_else(|p| p.into_inner());
+                tasks.push_back((items.clone(), task_json(metadata)));
             }
             let label = items_label(items.start, items.len());
-            shown.suspend(|| print_task_output(&label, &metadata.stdout, &metadata.stderr, mode));
+            let text = if stream {
+                lines.done(metadata.msg_id, &label, &metadata.stdout, &metadata.stderr)
+            } else {
+                String::new()
+            };
+            match (stream, mode) {
+                (_, OutputMode::None) => {}
+                (true, OutputMode::All) => shown.suspend(|| eprint!("{text}")),
+                (false, OutputMode::All) => shown.suspend(|| {
+                    print_task_output(&label, &metadata.stdout, &metadata.stderr, mode)
+                }),
+            }
         });
     if let Some(n) = args.max_outstanding {
         map = map.max_outstanding(n.get());
@@ -180,10 +247,13 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
 
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut failed = 0;
+    let mut meta = MetaLines::default();
     while let Some(item) = map.next() {
         progress.set(map.items_done());
+        let line = args.json_meta.then(|| meta.line(&tasks, &item));
         match item {
             Ok(value) => {
+                let value = line.unwrap_or(value);
                 let written = progress.suspend_for_stdout(|| write_value(&mut out, &value))?;
                 if written == Written::ReaderGone {
                     let _ = map.abort();
@@ -201,12 +271,16 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
+                if let Some(line) = line {
+                    progress.suspend_for_stdout(|| write_value(&mut out, &line))?;
+                }
                 flush(&mut out)?;
                 progress.suspend(|| eprintln!("error: {}", e.summary()));
             }
         }
     }
     progress.finish();
+    cluster.client.on_output(None);
     if flush(&mut out)? == Written::ReaderGone {
         return Ok(ExitCode::SUCCESS);
     }
@@ -215,13 +289,71 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     }
     let total = map.items_done();
     if args.stats {
-        eprintln!("{}", stats(&map, cluster.engines));
+        let fuel = *fuel.lock().unwrap_or_else(|p| p.into_inner());
+        eprintln!("{}", stats(&map, cluster.engines, fuel));
     }
     if failed > 0 {
         eprintln!("error: {failed} of {total} items failed");
         return Ok(ExitCode::from(FAILED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--json-meta` fields of a task.
+fn task_json(m: &Metadata) -> serde_json::Value {
+    serde_json::json!({
+        "engine": m.engine_id.map(|e| e.0),
+        "started": m.started.map(|t| t.as_micros()),
+        "completed": m.completed.map(|t| t.as_micros()),
+        "fuel": m.fuel_used,
+        "fingerprint": m.fingerprint.as_ref().map(fingerprint_json),
+    })
+}
+
+/// Pairs the items of `--json-meta` with their tasks: the imap hands out a
+/// task's items right after telling its `on_task`, so tasks queue in the
+/// order their items come.
+#[derive(Default)]
+struct MetaLines {
+    current: Option<(Range<usize>, serde_json::Value)>,
+    next: usize,
+}
+
+impl MetaLines {
+    fn line(
+        &mut self,
+        tasks: &Mutex<VecDeque<(Range<usize>, serde_json::Value)>>,
+        item: &Result<Value, RemoteError>,
+    ) -> Value {
+        let exhausted = self
+            .current
+            .as_ref()
+            .is_none_or(|(range, _)| self.next >= range.end);
+        if exhausted
+            && let Some((range, meta)) = tasks.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+        {
+            self.next = range.start;
+            self.current = Some((range, meta));
+        }
+        let mut object = match &self.current {
+            Some((_, serde_json::Value::Object(meta))) => meta.clone(),
+            _ => serde_json::Map::new(),
+        };
+        object.insert("item".into(), self.next.into());
+        self.next += 1;
+        match item {
+            Ok(value) => {
+                object.insert("value".into(), value.to_json());
+            }
+            Err(e) => {
+                object.insert(
+                    "error".into(),
+                    serde_json::json!({"kind": e.error.kind(), "message": e.error.summary()}),
+                );
+            }
+        }
+        Value::from_json(serde_json::Value::Object(object))
+    }
 }
 
 /// Flushes stdout; a reader that went away is not an error.
@@ -234,7 +366,7 @@ fn flush(out: &mut impl Write) -> anyhow::Result<Written> {
 }
 
 /// The `--stats` object.
-fn stats<I: Iterator>(map: &Imap<I>, engines: usize) -> serde_json::Value {
+fn stats<I: Iterator>(map: &Imap<I>, engines: usize, fuel: Option<u64>) -> serde_json::Value {
     let wall = map.wall_time().as_secs_f64();
     let serial = map.serial_time().as_secs_f64();
     serde_json::json!({
@@ -244,5 +376,6 @@ fn stats<I: Iterator>(map: &Imap<I>, engines: usize) -> serde_json::Value {
         "wall_time": wall,
         "serial_time": serial,
         "speedup": (wall > 0.0).then(|| serial / wall),
+        "fuel": fuel,
     })
 }

@@ -7,4 +7,5 @@ pub mod cluster;
 pub mod controller;
 pub mod engine;
 pub mod map;
+pub mod run;
 pub mod status;

@@ -101,6 +101,11 @@ pub struct StartArgs {
     /// Count fuel (wasm instructions) on the engines (see `grid engine --help`)
     #[arg(long)]
     pub fuel: bool,
+
+    /// Let commands be granted read access to DIR and what is under it
+    /// (`grid run --dir`, `grid test`; see `grid engine --help`; repeatable)
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    pub allow_dirs: Vec<PathBuf>,
 }
 
 impl StartArgs {
@@ -294,6 +299,10 @@ impl Start<'_> {
         engine.extend(self.args.limits.to_args());
         if self.args.fuel {
             engine.push("--fuel".into());
+        }
+        for dir in &self.args.allow_dirs {
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            engine.extend(["--allow-dir".to_string(), dir.display().to_string()]);
         }
         self.spawn("engine", &exe, engine, &[], &dir.join("engine.log"))?;
 
