@@ -28,8 +28,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use grid_proto::{
-    Arg, ArgsHash, Call, Deterministic, DirGrant, EngineId, EngineUuid, Fingerprint, Limits,
-    Outcome, OutputHash, Task, TaskError, TaskResult, Timestamp, Value,
+    Arg, ArgsHash, Call, ConfigHash, Deterministic, DirGrant, EngineId, EngineUuid, Fingerprint,
+    Limits, Outcome, OutputHash, Task, TaskError, TaskResult, Timestamp, Value,
 };
 
 use crate::abi::Convention;
@@ -47,6 +47,9 @@ pub struct Engine {
     namespace: Namespace,
     interrupter: Interrupter,
     live: Option<Arc<dyn LiveOutput>>,
+    /// The configuration hash of the last task's options: tasks of one map
+    /// share them, and hashing them again costs microseconds per task.
+    last_config: Option<((Limits, Option<Deterministic>), ConfigHash)>,
 }
 
 /// What a run produced, before it becomes a [`TaskResult`].
@@ -84,6 +87,7 @@ impl Engine {
             namespace: Namespace::default(),
             interrupter: Interrupter::default(),
             live: None,
+            last_config: None,
         }
     }
 
@@ -145,13 +149,26 @@ impl Engine {
             fingerprint: Fingerprint {
                 module: task.module,
                 args: ran.args,
-                config: self.runtime.config_hash(&limits, task.deterministic),
+                config: self.config_hash(limits, task.deterministic),
                 fuel_used: ran.fuel_used,
                 output: OutputHash::of_output(&ran.stdout, &ran.stderr),
                 seed: ran.seed,
             },
             stdout: ran.stdout,
             stderr: ran.stderr,
+        }
+    }
+
+    /// The runtime's configuration hash for these options (see `last_config`).
+    fn config_hash(&mut self, limits: Limits, deterministic: Option<Deterministic>) -> ConfigHash {
+        let key = (limits, deterministic);
+        match &self.last_config {
+            Some((last, hash)) if *last == key => *hash,
+            _ => {
+                let hash = self.runtime.config_hash(&limits, deterministic);
+                self.last_config = Some((key, hash));
+                hash
+            }
         }
     }
 

@@ -33,7 +33,7 @@ pub struct Task {
 /// How a task runs reproducibly. The seed of `random_get` is `seed` when
 /// given, else derived from the module and the task's input, so a task's
 /// random bytes are the same wherever and whenever it runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Deterministic {
     pub seed: Option<u64>,
 }
@@ -154,7 +154,7 @@ arg_from_value!(
 
 /// Resource limits. `None` means "no limit" in an engine's configuration and
 /// "keep the engine's" in a task. A task can only lower the engine's limits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Limits {
     /// Linear memory (and table) size of the instance, in bytes.
     pub memory_bytes: Option<u64>,
