@@ -117,7 +117,7 @@ impl<'a> Sandbox<'a> {
             u32::try_from(index).unwrap_or(u32::MAX - 1),
             Ordering::Relaxed,
         );
-        if self.seed.is_some() && index > 0 {
+        if self.seed.is_some() && (index > 0 || self.seed != seed) {
             self.seed = seed;
             self.renew();
         }

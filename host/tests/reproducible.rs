@@ -129,7 +129,32 @@ fn a_deterministic_chunk_gives_what_separate_tasks_give() {
         &Task::call(module, "count", vec![Value::from(10)]).deterministic(Deterministic::default()),
     );
     assert_eq!(single.value(), Ok(&Value::from(11)));
+
+    // Random bytes too: each item gets the seed it would have alone.
+    let random = rt.load(RANDOM.as_bytes()).unwrap();
+    let det = Deterministic::default();
+    let alone: Vec<TaskResult> = (0..2)
+        .map(|i| engine.run(&Task::call(random, "random", vec![Value::from(i)]).deterministic(det)))
+        .collect();
+    let mut task = Task::call(random, "random", vec![]).deterministic(det);
+    task.call = Call::Map {
+        name: "random".into(),
+        items: (0..2).map(|i| vec![Arg::Value(Value::from(i))]).collect(),
+    };
+    let chunk = engine.run(&task);
+    for (i, r) in alone.iter().enumerate() {
+        assert_eq!(chunk.items[i], r.outcome, "item {i}");
+    }
+    assert_ne!(alone[0].outcome, alone[1].outcome);
 }
+
+/// `random(x)`: 8 bytes from WASI's `random_get`, as an i64 (x is ignored).
+const RANDOM: &str = r#"(module
+  (import "wasi_snapshot_preview1" "random_get" (func $get (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "random") (param i64) (result i64)
+    (drop (call $get (i32.const 0) (i32.const 8)))
+    (i64.load (i32.const 0))))"#;
 
 /// 0/0: x86 makes a NaN with the sign bit set, canonicalization a positive one.
 const NAN: &str = r#"(module
