@@ -2,7 +2,8 @@
 //!
 //! `MsgId` names one task everywhere (client, controller, engine, result);
 //! it is a UUIDv7, so ids sort by creation time. `ModuleHash` and `ArgsHash`
-//! are sha256 digests, shown as hex. `Timestamp` is microseconds since the Unix
+//! are sha256 digests, shown as hex, and on the wire a CBOR byte string of
+//! 32 bytes (34 with its header; an array of 32 integers would take ~58). `Timestamp` is microseconds since the Unix
 //! epoch, the resolution the metadata needs, and cheap to carry.
 
 use std::fmt;
@@ -80,7 +81,7 @@ macro_rules! sha256_id {
         $(#[$doc])*
         #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(pub [u8; 32]);
+        pub struct $name(#[serde(with = "serde_bytes")] pub [u8; 32]);
 
         impl $name {
             /// The sha256 digest of `bytes`.
@@ -197,6 +198,14 @@ impl Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_travel_as_byte_strings() {
+        let h = ModuleHash::of(b"(module)");
+        let bytes = crate::encode(&h).unwrap();
+        assert_eq!(bytes.len(), 34);
+        assert_eq!(crate::decode::<ModuleHash>(&bytes).unwrap(), h);
+    }
 
     #[test]
     fn module_hash_round_trips_through_hex() {
