@@ -37,6 +37,9 @@ or by `grid controller` and `grid engine` processes anywhere that reach the \
 same NATS server. `grid status` shows a running cluster's engines. Errors are \
 one `error: ...` line each on stderr.
 
+`test` runs libtest binaries built for wasm32-wasip1, each test alone in a \
+sandbox over every engine (exit code 101 when a test fails, as cargo's).
+
 Exit codes: 0 success; 1 some item or call failed, or the cluster did; 2 usage \
 error (bad option, unreadable or invalid module, function not exported, input \
 that is not JSON).";
@@ -47,6 +50,8 @@ Examples:
   seq 0 99 | grid map examples/guests/wat/square.wat square --unordered
   grid map examples/guests/wat/square.wat hypot '[3,4]' '[5,12]'
   grid apply examples/guests/wat/square.wat square 12
+  grid test target/wasm32-wasip1/debug/deps/mycrate-*.wasm --manifest-dir .
+  CARGO_TARGET_WASM32_WASIP1_RUNNER=\"grid test --runner\" cargo test --target wasm32-wasip1
 
 A cluster in the background, used by several commands:
   export GRID_URL=$(grid cluster start -n 4)
@@ -80,6 +85,7 @@ enum Command {
     Map(cmd::map::MapArgs),
     Apply(cmd::apply::ApplyArgs),
     Run(cmd::run::RunArgs),
+    Test(cmd::test::TestArgs),
     Status(cmd::status::StatusArgs),
     Cluster(cmd::cluster::ClusterCommandArgs),
     Controller(cmd::controller::ControllerArgs),
@@ -95,6 +101,7 @@ fn main() -> ExitCode {
         Command::Map(args) => cmd::map::run(args),
         Command::Apply(args) => cmd::apply::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Test(args) => cmd::test::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Controller(args) => cmd::controller::run(args),

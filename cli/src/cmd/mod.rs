@@ -9,3 +9,4 @@ pub mod engine;
 pub mod map;
 pub mod run;
 pub mod status;
+pub mod test;
