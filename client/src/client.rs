@@ -268,7 +268,10 @@ impl Client {
 
     /// Calls `handler` with every piece of live output of this client's
     /// running tasks, in order per task and stream, as it arrives
-    /// (ipyparallel's iopub); `None` stops. It runs on the client's
+    /// (ipyparallel's iopub); `None` stops. Engines send what a task wrote
+    /// every few milliseconds while it runs: a task that ends sooner sends
+    /// nothing live, its result's metadata has the whole output (take from
+    /// there what the handler did not see). It runs on the client's
     /// dispatcher, so it must return quickly (print, or send it on).
     ///
     /// ```no_run

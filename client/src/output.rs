@@ -1,7 +1,9 @@
 //! Live output of running tasks (ipyparallel's iopub), as the client sees it.
 //!
 //! Engines publish what a running task writes on `iopub.<client>` in chunks
-//! that carry their offset in the stream (see `grid_proto::Iopub`). The
+//! that carry their offset in the stream (see `grid_proto::Iopub`), a few
+//! milliseconds after it was written (a task that ends sooner publishes
+//! nothing: its result has it all). The
 //! dispatcher files each chunk with its task: [`Live`] puts the bytes in
 //! order (a chunk that arrives early waits for the gap before it to fill;
 //! one that repeats bytes already seen is cut), so what a task's

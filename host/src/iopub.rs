@@ -4,12 +4,13 @@
 //! The task's captures hand every write to [`Iopub`] from inside guest
 //! execution, where nothing may block: the bytes are queued (a write that
 //! continues the previous one of the same stream joins it) and a publisher
-//! task on the slot's runtime is woken to send what is queued, so a guest
-//! that prints line by line costs about one message per line while the bus
-//! keeps up, and fewer, larger messages when it does not. When the task
-//! ends, the worker takes what is left and publishes it before the result,
-//! so a client sees all live output of a task before its result (the
-//! result's captured output stays the complete record either way).
+//! task on the slot's runtime is woken; it waits [`LIVE_DELAY`] for more to
+//! gather, then sends what is queued. When the task ends, what is still
+//! queued is dropped: the result carries the complete output, and a client
+//! shows from it whatever did not come live. So a task shorter than the
+//! delay (nearly every task of a big map, or a test of a test suite) costs
+//! no message at all, and a long one streams its output within the delay
+//! of its writing, in a message per delay at most.
 //!
 //! Bounded: what is queued never exceeds what the task may write (its
 //! output limits); a chunk that reached the limit says so (`truncated`).
@@ -17,6 +18,7 @@
 //! must never block the guest.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use grid_bus::Bus;
@@ -24,6 +26,9 @@ use grid_proto::{ClientId, MsgId, Stream, Subjects};
 use tokio::sync::Notify;
 
 use crate::output::LiveOutput;
+
+/// How long output gathers before it is sent (and how late it may come).
+pub const LIVE_DELAY: Duration = Duration::from_millis(10);
 
 /// The live output of one slot's current task.
 #[derive(Default)]
@@ -51,17 +56,18 @@ impl Iopub {
         s.queued.clear();
     }
 
-    /// The task ended: what it wrote that is not published yet.
-    pub(crate) fn end(&self) -> Option<(ClientId, Vec<grid_proto::Iopub>)> {
+    /// The task ended: its result has what was not published yet.
+    pub(crate) fn end(&self) {
         let mut s = self.lock();
-        let (_, client) = s.current.take()?;
-        Some((client, std::mem::take(&mut s.queued))).filter(|(_, q)| !q.is_empty())
+        s.current = None;
+        s.queued.clear();
     }
 
     /// Publishes what is queued, whenever there is some, until the slot stops.
     pub(crate) async fn publish(self: Arc<Self>, bus: Arc<dyn Bus>, subjects: Subjects) {
         loop {
             self.wake.notified().await;
+            tokio::time::sleep(LIVE_DELAY).await;
             let (client, queued) = {
                 let mut s = self.lock();
                 match s.current {
@@ -76,7 +82,7 @@ impl Iopub {
 
 /// Publishes `chunks` on `client`'s iopub subject; loss is tolerated (the
 /// result carries the whole output).
-pub(crate) async fn send(
+async fn send(
     bus: &dyn Bus,
     subjects: &Subjects,
     client: ClientId,
@@ -99,6 +105,7 @@ impl LiveOutput for Iopub {
         let Some((msg_id, _)) = s.current else {
             return;
         };
+        let first = s.queued.is_empty();
         if let Some(last) = s.queued.last_mut()
             && last.stream == stream
             && last.item == item
@@ -118,7 +125,9 @@ impl LiveOutput for Iopub {
             });
         }
         drop(s);
-        self.wake.notify_one();
+        if first {
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -136,8 +145,8 @@ mod tests {
         iopub.write(Stream::Stdout, None, 2, b"b\n", false);
         iopub.write(Stream::Stderr, None, 0, b"e\n", false);
         iopub.write(Stream::Stdout, Some(1), 4, b"c\n", true);
-        let (to, queued) = iopub.end().unwrap();
-        assert_eq!(to, client);
+        let queued = std::mem::take(&mut iopub.lock().queued);
+        assert_eq!(iopub.lock().current, Some((msg, client)));
         let got: Vec<_> = queued
             .iter()
             .map(|c| (c.stream, c.item, c.offset, c.data.as_slice(), c.truncated))
@@ -150,6 +159,8 @@ mod tests {
                 (Stream::Stdout, Some(1), 4, &b"c\n"[..], true),
             ]
         );
-        assert!(iopub.end().is_none());
+        iopub.write(Stream::Stdout, None, 6, b"d\n", false);
+        iopub.end();
+        assert!(iopub.lock().queued.is_empty() && iopub.lock().current.is_none());
     }
 }

@@ -8,8 +8,8 @@
 //! its task subscription: it decodes submissions, runs wasm (CPU-bound and
 //! synchronous) task after task without waking anyone, fetches modules from
 //! the blob store when this process has not loaded them yet, and publishes
-//! each result to `result.<client>` itself, after the task's live output
-//! (`iopub.rs`), which a publisher task streams while the task runs. The async shell handles control
+//! each result to `result.<client>` itself; a publisher task streams the
+//! running task's output meanwhile (`iopub.rs`). The async shell handles control
 //! messages (applying aborts directly through the [`Interrupter`], since the
 //! worker is busy while a task runs) and heartbeats. Malformed messages are
 //! logged and skipped.
@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::iopub::{self, Iopub};
+use crate::iopub::Iopub;
 use crate::queue::{QueueAction, QueueEvent, TaskQueue};
 use crate::{Engine, Interrupter, Runtime};
 
@@ -392,10 +392,7 @@ impl Worker {
                 task.msg_id = sub.msg_id;
                 self.live.begin(sub.msg_id, sub.client);
                 let result = self.engine.run(&task);
-                if let Some((client, rest)) = self.live.end() {
-                    self.handle
-                        .block_on(iopub::send(&*self.bus, &self.subjects, client, rest));
-                }
+                self.live.end();
                 result
             }
             Work::Push(values) => {
