@@ -184,6 +184,9 @@ pub async fn request_gets_the_first_reply(bus: Arc<dyn Bus>, peer: Arc<dyn Bus>)
         peer.publish(&reply, request.payload).await.unwrap();
         // A second reply is ignored (and must not fail).
         peer.publish(&reply, payload("late")).await.unwrap();
+        // This task holds the last handle on `peer`: dropping it closes the
+        // connection, which may discard replies not yet written out.
+        peer.flush().await.unwrap();
     });
     let reply = bus
         .request("svc.echo", payload("ping"), PATIENCE)
