@@ -14,10 +14,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::Run;
+use common::{Processes, Run};
 use grid_bus::testing::NatsServer;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -786,18 +786,6 @@ fn ryu_tests_match_native() {
 #[test]
 fn memchr_tests_match_native() {
     matches_native("memchr");
-}
-
-/// Processes of a remote cluster, killed when dropped.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// The engines of cluster `default` at `url` (`grid status --json`).

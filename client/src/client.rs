@@ -87,6 +87,18 @@ pub(crate) async fn deliver(bus: &dyn Bus, inflight: &InFlight, reply: Reply) {
     set.arrive(index, reply, result);
 }
 
+/// The next message of `subscription`, or `None` once it ends or the
+/// client is dropped (`stop`).
+async fn next_until(
+    subscription: &mut grid_bus::Subscription,
+    stop: &mut tokio::sync::watch::Receiver<()>,
+) -> Option<grid_bus::Message> {
+    tokio::select! {
+        msg = subscription.next() => msg,
+        _ = stop.changed() => None,
+    }
+}
+
 /// Files a chunk of live output with its task and tells the handler what
 /// is now in order.
 fn file_output(
@@ -186,14 +198,7 @@ impl Client {
         let fetcher = bus.clone();
         let mut dispatch_stop = stopped.clone();
         let dispatcher = async move {
-            loop {
-                let msg = tokio::select! {
-                    msg = results.next() => match msg {
-                        Some(msg) => msg,
-                        None => return,
-                    },
-                    _ = dispatch_stop.changed() => return,
-                };
+            while let Some(msg) = next_until(&mut results, &mut dispatch_stop).await {
                 match grid_proto::decode::<Reply>(&msg.payload) {
                     Ok(reply) => deliver(&*fetcher, &dispatch, reply).await,
                     Err(e) => tracing::warn!(error = %e, "skipping a malformed reply"),
@@ -205,14 +210,7 @@ impl Client {
         let mut iopub = bus.subscribe(&subjects.iopub(id)).await?;
         let (live, handler, mut iopub_stop) = (inflight.clone(), output.clone(), stopped.clone());
         tokio::spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    msg = iopub.next() => match msg {
-                        Some(msg) => msg,
-                        None => return,
-                    },
-                    _ = iopub_stop.changed() => return,
-                };
+            while let Some(msg) = next_until(&mut iopub, &mut iopub_stop).await {
                 match grid_proto::decode::<Iopub>(&msg.payload) {
                     Ok(chunk) => file_output(&live, &handler, chunk),
                     Err(e) => tracing::warn!(error = %e, "skipping malformed live output"),

@@ -132,6 +132,19 @@ pub fn checked(output: Output, elapsed: Duration) -> Run {
     run
 }
 
+/// Kills the processes it holds when dropped, even when the test fails
+/// (the processes of a cluster a test started).
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Polls `probe` until it gives a value; panics, naming `what`, if that
 /// takes longer than `deadline`.
 pub fn wait_for<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
