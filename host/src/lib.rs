@@ -1,7 +1,8 @@
 //! `grid-host`: the Grid engine, running tasks in wasmtime sandboxes.
 //!
 //! A [`Runtime`] is what one engine process shares: the wasmtime engine
-//! (pooling allocator, epoch interruption, optional fuel metering), compiled
+//! (pooling allocator, epoch interruption, optional fuel metering) and its
+//! deterministic twin for reproducible tasks (`determinism.rs`), compiled
 //! modules cached in memory and on disk, and the epoch ticker. An [`Engine`]
 //! is one sandbox slot made from it: it runs one [`Task`](grid_proto::Task)
 //! at a time in a fresh instance and returns a
@@ -22,7 +23,9 @@
 //! ```
 //!
 //! [`EngineSlot`] puts an engine on the bus: it registers with the
-//! controller, takes work from `engine.<id>.task`, and publishes results.
+//! controller, takes work from `engine.<id>.task`, and publishes results,
+//! and the running task's output as it comes ([`LiveOutput`], on
+//! `iopub.<client>`).
 //! The calling conventions are in `guest-sdk/ABI.md`. This crate does no
 //! scheduling: that is the controller's.
 
