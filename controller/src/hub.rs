@@ -1048,35 +1048,16 @@ mod tests {
             id,
             uuid: EngineUuid::new(),
         };
-        assert_eq!(
-            b.on(HubEvent::Heartbeat {
-                engine: stranger,
-                running: None,
-                queued: 0,
-                dropped: 0,
-            }),
-            vec![],
-            "not its uuid"
-        );
+        assert_eq!(beat(&mut b, stranger, None, 0, 0), vec![], "not its uuid");
         let me = b.engine(id.0);
-        let actions = b.on(HubEvent::Heartbeat {
-            engine: me,
-            running: None,
-            queued: 0,
-            dropped: 0,
-        });
+        let actions = beat(&mut b, me, None, 0, 0);
         assert!(matches!(
             actions[0],
             HubAction::Announce(ClusterEvent::EngineRegistered(_))
         ));
         assert_eq!(dispatches(&actions), vec![(id, t.msg_id)]);
         assert_eq!(
-            b.on(HubEvent::Heartbeat {
-                engine: me,
-                running: None,
-                queued: 0,
-                dropped: 0,
-            }),
+            beat(&mut b, me, None, 0, 0),
             vec![],
             "only the first counts"
         );
@@ -1085,12 +1066,7 @@ mod tests {
             uuid: EngineUuid::new(),
         };
         assert_eq!(
-            b.on(HubEvent::Heartbeat {
-                engine: unknown,
-                running: None,
-                queued: 0,
-                dropped: 0,
-            }),
+            beat(&mut b, unknown, None, 0, 0),
             vec![],
             "unknown engines are ignored"
         );
@@ -1405,23 +1381,13 @@ mod tests {
         let mut b = Bench::new(Readiness::FirstHeartbeat, 64);
         let (id, _) = b.register(EngineUuid::new());
         let me = b.engine(id.0);
-        b.on(HubEvent::Heartbeat {
-            engine: me,
-            running: None,
-            queued: 0,
-            dropped: 0,
-        });
+        beat(&mut b, me, None, 0, 0);
         let t = task();
         let actions = b.on(HubEvent::Submitted(Box::new(t.clone())));
         assert_eq!(dispatches(&actions), vec![(id, t.msg_id)]);
         // Beats keep it alive...
         b.now += Duration::from_secs(2);
-        b.on(HubEvent::Heartbeat {
-            engine: me,
-            running: None,
-            queued: 0,
-            dropped: 0,
-        });
+        beat(&mut b, me, None, 0, 0);
         b.now += Duration::from_secs(2);
         assert!(b.on(HubEvent::Tick).is_empty());
         // ...silence kills it, and its task fails naming it.
@@ -1433,15 +1399,7 @@ mod tests {
         assert_eq!(failed.len(), 1);
         assert_eq!(error_of(&failed[0]), TaskError::EngineDied(id));
         // A late heartbeat does not bring it back; registering again does.
-        assert!(
-            b.on(HubEvent::Heartbeat {
-                engine: me,
-                running: None,
-                queued: 0,
-                dropped: 0,
-            })
-            .is_empty()
-        );
+        assert!(beat(&mut b, me, None, 0, 0).is_empty());
     }
 
     #[test]
@@ -1450,19 +1408,9 @@ mod tests {
         let (id, _) = b.register(EngineUuid::new());
         let me = b.engine(id.0);
         let running = MsgId::new();
-        b.on(HubEvent::Heartbeat {
-            engine: me,
-            running: Some(running),
-            queued: 0,
-            dropped: 0,
-        });
+        beat(&mut b, me, Some(running), 0, 0);
         assert_eq!(b.engine_queue(id.0).current, Some(running));
-        b.on(HubEvent::Heartbeat {
-            engine: me,
-            running: None,
-            queued: 0,
-            dropped: 0,
-        });
+        beat(&mut b, me, None, 0, 0);
         assert_eq!(b.engine_queue(id.0).current, None);
     }
 
@@ -1471,23 +1419,13 @@ mod tests {
         let mut b = Bench::new(Readiness::FirstHeartbeat, 64);
         let (id, _) = b.register(EngineUuid::new());
         let me = b.engine(id.0);
-        b.on(HubEvent::Heartbeat {
-            engine: me,
-            running: None,
-            queued: 0,
-            dropped: 5,
-        });
+        beat(&mut b, me, None, 0, 5);
         assert_eq!(b.engine_queue(id.0).dropped, 5);
         assert_eq!(b.queue_status().dropped, 0);
         assert_eq!(b.on(HubEvent::BusDrops(7)), vec![]);
         assert_eq!(b.queue_status().dropped, 7);
         // The last heartbeat's count, not a sum: it is a running total.
-        b.on(HubEvent::Heartbeat {
-            engine: me,
-            running: None,
-            queued: 0,
-            dropped: 6,
-        });
+        beat(&mut b, me, None, 0, 6);
         assert_eq!(b.engine_queue(id.0).dropped, 6);
     }
 
@@ -1667,16 +1605,15 @@ mod tests {
         );
     }
 
-    /// A heartbeat from engine `id`: running `running`, `queued` waiting,
+    /// A heartbeat from `engine`: running `running`, `queued` waiting,
     /// its bus having dropped `dropped` messages.
     fn beat(
         b: &mut Bench,
-        id: u32,
+        engine: EngineRef,
         running: Option<MsgId>,
         queued: u64,
         dropped: u64,
     ) -> Vec<HubAction> {
-        let engine = b.engine(id);
         b.on(HubEvent::Heartbeat {
             engine,
             running,
@@ -1688,20 +1625,21 @@ mod tests {
     #[test]
     fn after_drops_tasks_an_idle_engine_lacks_twice_in_a_row_fail_as_lost() {
         let mut b = Bench::with_engines(1, 64);
+        let me = b.engine(0);
         let lost = task();
         let kept = task();
         b.on(HubEvent::Submitted(Box::new(lost.clone())));
         // Without drops, an idle engine holding tasks is only a message behind.
         for _ in 0..3 {
-            assert_eq!(beat(&mut b, 0, None, 0, 0), vec![]);
+            assert_eq!(beat(&mut b, me, None, 0, 0), vec![]);
         }
         // Its bus dropped a message: the first idle beat makes a suspect,
         // a running task clears the suspicion, two idle beats confirm it.
-        assert_eq!(beat(&mut b, 0, None, 0, 1), vec![]);
-        assert_eq!(beat(&mut b, 0, Some(lost.msg_id), 0, 1), vec![]);
-        assert_eq!(beat(&mut b, 0, None, 0, 1), vec![]);
+        assert_eq!(beat(&mut b, me, None, 0, 1), vec![]);
+        assert_eq!(beat(&mut b, me, Some(lost.msg_id), 0, 1), vec![]);
+        assert_eq!(beat(&mut b, me, None, 0, 1), vec![]);
         b.on(HubEvent::Submitted(Box::new(kept.clone())));
-        let actions = beat(&mut b, 0, None, 0, 1);
+        let actions = beat(&mut b, me, None, 0, 1);
         let replies = delivered(&actions);
         assert_eq!(replies.len(), 1, "{actions:?}");
         assert_eq!(replies[0].msg_id, lost.msg_id);
@@ -1711,8 +1649,8 @@ mod tests {
         // its result, arriving, clears it for good.
         let r = reply(&kept, b.engine(0));
         b.on(HubEvent::Replied(Box::new(r)));
-        assert_eq!(beat(&mut b, 0, None, 0, 1), vec![]);
-        assert_eq!(beat(&mut b, 0, None, 0, 1), vec![]);
+        assert_eq!(beat(&mut b, me, None, 0, 1), vec![]);
+        assert_eq!(beat(&mut b, me, None, 0, 1), vec![]);
         assert_eq!(b.engine_queue(0).queue + b.engine_queue(0).running, 0);
     }
 
@@ -1721,6 +1659,7 @@ mod tests {
         // hwm 1: a task whose result the controller never saw would block
         // the engine for every load-balanced task after it.
         let mut b = Bench::with_engines(1, 1);
+        let me = b.engine(0);
         let first = task();
         let second = task();
         b.on(HubEvent::Submitted(Box::new(first.clone())));
@@ -1728,8 +1667,8 @@ mod tests {
         assert_eq!(dispatches(&waiting), vec![], "the engine is full");
         // The result of `first` was dropped on its way to the controller.
         b.on(HubEvent::BusDrops(1));
-        assert_eq!(beat(&mut b, 0, None, 0, 0), vec![]);
-        let actions = beat(&mut b, 0, None, 0, 0);
+        assert_eq!(beat(&mut b, me, None, 0, 0), vec![]);
+        let actions = beat(&mut b, me, None, 0, 0);
         assert_eq!(delivered(&actions)[0].msg_id, first.msg_id);
         assert_eq!(dispatches(&actions), vec![(e(0), second.msg_id)]);
     }
