@@ -49,29 +49,9 @@ const TALKING_WAT: &str = r#"(module
   (func (export "talk") (param i64) (result i64) call $print local.get 0)
   (func (export "talk_then_trap") (param i64) (result i64) call $print unreachable))"#;
 
-/// The Rust example guest, built by `grid-examples` (examples/build.rs) into
-/// `target/guests`; `None`, after saying why, when it is not built, unless
-/// `GRID_REQUIRE_GUESTS` is set (as in CI), when that fails the test.
+/// The Rust example guest's path (see `grid_examples::require_path`).
 fn rust_guest() -> Option<String> {
-    // The target directory: the one `grid` was built into.
-    let target = Path::new(env!("CARGO_BIN_EXE_grid"))
-        .parent()
-        .and_then(Path::parent)
-        .expect("grid is in <target>/<profile>/");
-    let guest = target.join("guests/wasm32-wasip1/release/grid_example_guest.wasm");
-    if guest.is_file() {
-        return Some(guest.display().to_string());
-    }
-    let why = format!(
-        "{} is not built (cargo build -p grid-examples, with the wasm32-wasip1 target)",
-        guest.display()
-    );
-    assert!(
-        std::env::var_os("GRID_REQUIRE_GUESTS").is_none(),
-        "example guest required (GRID_REQUIRE_GUESTS is set): {why}"
-    );
-    eprintln!("skipped: {why}");
-    None
+    grid_examples::require_path(grid_examples::rust_guest()).map(|p| p.display().to_string())
 }
 
 /// A temp dir for modules written by a test.

@@ -7,35 +7,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Instant;
 
 use common::{Run, grid_command, run};
 use tempfile::TempDir;
 
-/// An example guest built by `grid-examples` into `target/guests`; `None`,
-/// after saying why, when it is not built, unless `GRID_REQUIRE_GUESTS` is
-/// set (as in CI), when that fails the test.
-fn guest(file: &str) -> Option<String> {
-    let target = Path::new(env!("CARGO_BIN_EXE_grid"))
-        .parent()
-        .and_then(Path::parent)
-        .expect("grid is in <target>/<profile>/");
-    let path = target.join("guests/wasm32-wasip1/release").join(file);
-    if path.is_file() {
-        return Some(path.display().to_string());
-    }
-    let why = format!(
-        "{} is not built (cargo build -p grid-examples)",
-        path.display()
-    );
-    assert!(
-        std::env::var_os("GRID_REQUIRE_GUESTS").is_none(),
-        "example guest required: {why}"
-    );
-    eprintln!("skipped: {why}");
-    None
+/// An example guest's path (see `grid_examples::require_path`).
+fn guest(built: Result<PathBuf, grid_examples::Unavailable>) -> Option<String> {
+    grid_examples::require_path(built).map(|p| p.display().to_string())
 }
 
 fn grid(args: &[&str], stdin: Option<&str>) -> (Run, TempDir) {
@@ -46,7 +27,9 @@ fn grid(args: &[&str], stdin: Option<&str>) -> (Run, TempDir) {
 
 #[test]
 fn run_passes_argv_env_and_stdin_and_exits_with_the_code() {
-    let Some(cmd) = guest("cmd.wasm") else { return };
+    let Some(cmd) = guest(grid_examples::rust_command()) else {
+        return;
+    };
     let (r, _c) = grid(
         &["run", "--env", "GREETING=hi", &cmd, "--exit", "3"],
         Some("abc\n"),
@@ -61,7 +44,9 @@ fn run_passes_argv_env_and_stdin_and_exits_with_the_code() {
 
 #[test]
 fn run_shows_output_as_it_is_written() {
-    let Some(cmd) = guest("cmd.wasm") else { return };
+    let Some(cmd) = guest(grid_examples::rust_command()) else {
+        return;
+    };
     let cache = tempfile::tempdir().unwrap();
     let mut child = grid_command(&["run", &cmd, "--tick", "3", "700"], cache.path())
         .stdin(Stdio::null())
@@ -91,7 +76,9 @@ fn run_shows_output_as_it_is_written() {
 
 #[test]
 fn run_grants_directories_read_only() {
-    let Some(cmd) = guest("cmd.wasm") else { return };
+    let Some(cmd) = guest(grid_examples::rust_command()) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("data.txt"), "from the host\n").unwrap();
     let host = dir.path().display().to_string();
@@ -137,7 +124,9 @@ fn run_reports_traps_and_modules_that_are_not_commands() {
 
 #[test]
 fn deterministic_runs_repeat_byte_for_byte() {
-    let Some(cmd) = guest("cmd.wasm") else { return };
+    let Some(cmd) = guest(grid_examples::rust_command()) else {
+        return;
+    };
     let once = || {
         let (r, _c) = grid(
             &["run", "--deterministic", "--stats", &cmd, "--clock"],
@@ -167,7 +156,7 @@ fn deterministic_runs_repeat_byte_for_byte() {
 
 #[test]
 fn map_streams_output_and_reports_fingerprints_and_fuel() {
-    let Some(guest) = guest("grid_example_guest.wasm") else {
+    let Some(guest) = guest(grid_examples::rust_guest()) else {
         return;
     };
     let (r, _c) = grid(

@@ -55,16 +55,7 @@ const SHOULD_PANIC: &str = "should_panic needs unwinding";
 
 /// The awkward suite's binary, or `None` (said why) when it is not built.
 fn suite() -> Option<String> {
-    match grid_examples::testsuite() {
-        Ok(path) => Some(path.display().to_string()),
-        Err(why) if std::env::var_os("GRID_REQUIRE_GUESTS").is_some() => {
-            panic!("test suite required (GRID_REQUIRE_GUESTS is set) but not built: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: the awkward test suite is not built: {why}");
-            None
-        }
-    }
+    grid_examples::require_path(grid_examples::testsuite()).map(|p| p.display().to_string())
 }
 
 fn suite_dir() -> String {
@@ -627,9 +618,8 @@ fn cargo_test_runs_through_grid_as_its_runner() {
         return;
     }
     let home = Home::new();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = grid_examples::testsuite_dir().join("Cargo.toml");
-    let mut command = Command::new(cargo);
+    let mut command = grid_tests::testbins::cargo();
     command
         .args(["test", "--target", "wasm32-wasip1", "--manifest-path"])
         .arg(&manifest)
@@ -642,16 +632,7 @@ fn cargo_test_runs_through_grid_as_its_runner() {
         .env("GRID_CACHE_DIR", home.path("modules"))
         .env("XDG_CACHE_HOME", home.path("cache"))
         .env("RUST_BACKTRACE", "1");
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MANIFEST_DIR",
-        "GRID_URL",
-        "GRID_CLUSTER",
-    ] {
+    for var in ["CARGO_MANIFEST_DIR", "GRID_URL", "GRID_CLUSTER"] {
         command.env_remove(var);
     }
     command.args(["--", "--skip", "sleeps"]);

@@ -4,7 +4,7 @@
 //! libtest binary; the functions here return the path of each module, or
 //! [`Unavailable`] with the reason it could not be built (typically a
 //! missing `wasm32-wasip1` target or clang). Tests call
-//! [`require`], which skips a test with a note when a guest is missing, or
+//! [`require`] (or [`require_path`]), which skips a test with a note when a guest is missing, or
 //! fails it when `GRID_REQUIRE_GUESTS=1` (as `.ci/run` sets), so CI never
 //! skips silently.
 
@@ -67,14 +67,12 @@ pub fn c_guest() -> Result<PathBuf, Unavailable> {
     built(env!("GRID_EXAMPLE_C_GUEST"))
 }
 
-/// The bytes of a guest, or `None` (after printing why) when it is unavailable
-/// and `GRID_REQUIRE_GUESTS` is not set. Panics when it is required but missing.
-pub fn require(guest: Result<PathBuf, Unavailable>) -> Option<Vec<u8>> {
+/// The path of a guest, or `None` (after printing why) when it is
+/// unavailable and `GRID_REQUIRE_GUESTS` is not set. Panics when it is
+/// required but missing.
+pub fn require_path(guest: Result<PathBuf, Unavailable>) -> Option<PathBuf> {
     match guest {
-        Ok(path) => match std::fs::read(&path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => panic!("cannot read {}: {e}", path.display()),
-        },
+        Ok(path) => Some(path),
         Err(why) if std::env::var_os("GRID_REQUIRE_GUESTS").is_some() => {
             panic!("example guest required (GRID_REQUIRE_GUESTS is set) but not built: {why}")
         }
@@ -82,5 +80,14 @@ pub fn require(guest: Result<PathBuf, Unavailable>) -> Option<Vec<u8>> {
             eprintln!("skipping: example guest not built: {why}");
             None
         }
+    }
+}
+
+/// The bytes of a guest, or `None` as [`require_path`] says.
+pub fn require(guest: Result<PathBuf, Unavailable>) -> Option<Vec<u8>> {
+    let path = require_path(guest)?;
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => panic!("cannot read {}: {e}", path.display()),
     }
 }

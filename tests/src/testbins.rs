@@ -287,7 +287,7 @@ fn cargo_home() -> Result<PathBuf, BuildError> {
 
 /// A cargo command free of the outer build's flags and target settings (a
 /// test run inherits them from its `cargo test`).
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     for var in [
         "RUSTFLAGS",
