@@ -13,7 +13,7 @@
 //! directory). A remote engine grants only what its operator allowed
 //! (`grid engine --allow-dir`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use grid_client::{Command, LoadBalancedView};
@@ -75,6 +75,15 @@ impl DirArgs {
         }
         Ok(command)
     }
+}
+
+/// The `argv[0]` a command module gets: its file name, as a shell would
+/// give a program its name.
+pub fn program_name(module: &Path) -> String {
+    module.file_name().map_or_else(
+        || module.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Parses `HOST[::GUEST]`; HOST must be a directory.

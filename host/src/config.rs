@@ -92,14 +92,24 @@ impl EngineConfig {
     }
 }
 
-/// `$GRID_CACHE_DIR`, else `$XDG_CACHE_HOME/grid/modules`, else
-/// `~/.cache/grid/modules`.
+/// `$GRID_CACHE_DIR`, else `<cache home>/modules` (see [`cache_home`]).
 fn default_cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("GRID_CACHE_DIR") {
         return Some(PathBuf::from(dir));
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("grid").join("modules"))
+    Some(cache_home()?.join("modules"))
+}
+
+/// Where Grid keeps what it caches for this user: `$XDG_CACHE_HOME/grid`,
+/// else `~/.cache/grid` (a relative `XDG_CACHE_HOME` or `HOME` is ignored,
+/// as the XDG spec says). Compiled modules go in `modules/`; `grid test`
+/// keeps its test timings in `test-times/`.
+pub fn cache_home() -> Option<PathBuf> {
+    let absolute = |var| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let base = absolute("XDG_CACHE_HOME").or_else(|| Some(absolute("HOME")?.join(".cache")))?;
+    Some(base.join("grid"))
 }

@@ -49,7 +49,7 @@ mod service;
 mod store;
 mod ticker;
 
-pub use config::{EngineConfig, MAX_MEMORY};
+pub use config::{EngineConfig, MAX_MEMORY, cache_home};
 pub use engine::Engine;
 pub use interrupt::Interrupter;
 pub use namespace::Namespace;

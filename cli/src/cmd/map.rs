@@ -227,18 +227,17 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
                 let mut tasks = task_meta.lock().unwrap_or_else(|p| p.into_inner());
                 tasks.push_back((items.clone(), task_json(metadata)));
             }
+            if mode == OutputMode::None {
+                return;
+            }
             let label = items_label(items.start, items.len());
-            let text = if stream {
-                lines.done(metadata.msg_id, &label, &metadata.stdout, &metadata.stderr)
+            if stream {
+                let text = lines.done(metadata.msg_id, &label, &metadata.stdout, &metadata.stderr);
+                shown.suspend(|| eprint!("{text}"));
             } else {
-                String::new()
-            };
-            match (stream, mode) {
-                (_, OutputMode::None) => {}
-                (true, OutputMode::All) => shown.suspend(|| eprint!("{text}")),
-                (false, OutputMode::All) => shown.suspend(|| {
+                shown.suspend(|| {
                     print_task_output(&label, &metadata.stdout, &metadata.stderr, mode)
-                }),
+                });
             }
         });
     if let Some(n) = args.max_outstanding {

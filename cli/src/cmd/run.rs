@@ -26,7 +26,7 @@ use crate::cluster::{ClusterArgs, ModuleFile};
 use crate::failure::{self, FAILED, usage};
 use crate::limits::LimitArgs;
 use crate::live::Raw;
-use crate::run_args::{DirArgs, ReproArgs};
+use crate::run_args::{DirArgs, ReproArgs, program_name};
 
 /// Exit code of a command that trapped or panicked (as after SIGABRT).
 const ABORTED: u8 = 134;
@@ -105,11 +105,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 
 pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let module = ModuleFile::read(&args.module)?;
-    let program = args
-        .module
-        .file_name()
-        .map_or_else(|| module.name(), |n| n.to_string_lossy().into_owned());
-    let mut command = Command::new(program).args(args.args.clone());
+    let mut command = Command::new(program_name(&args.module)).args(args.args.clone());
     for (key, value) in &args.env {
         command = command.env(key, value);
     }

@@ -52,7 +52,7 @@ use grid_client::{
 use crate::cluster::{ClusterArgs, ModuleFile};
 use crate::failure::{self, one_line, usage};
 use crate::limits::LimitArgs;
-use crate::run_args::{DirArgs, ReproArgs};
+use crate::run_args::{DirArgs, ReproArgs, program_name};
 
 use libtest::{Listed, Plan, Planned, Selection, Verdict};
 use report::{Emit, Outcome, Printer, TestReport};
@@ -289,10 +289,7 @@ impl Sandbox {
     /// The command running `binary` (its file name as argv[0]) with no
     /// arguments yet.
     fn command(&self, binary: &Path) -> anyhow::Result<Command> {
-        let program = binary
-            .file_name()
-            .map_or_else(|| "test".into(), |n| n.to_string_lossy().into_owned());
-        let mut command = Command::new(program);
+        let mut command = Command::new(program_name(binary));
         for (key, value) in &self.env {
             command = command.env(key, value);
         }

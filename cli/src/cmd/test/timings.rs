@@ -18,17 +18,12 @@ pub type Times = BTreeMap<String, f64>;
 /// The record's path for the binary at `binary`, when there is a cache
 /// directory to put it in.
 pub fn path(binary: &Path) -> Option<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-                .map(|home| home.join(".cache"))
-        })?;
     let name = binary.file_name()?.to_string_lossy();
-    Some(cache.join("grid/test-times").join(format!("{name}.json")))
+    Some(
+        grid_host::cache_home()?
+            .join("test-times")
+            .join(format!("{name}.json")),
+    )
 }
 
 /// The record at `path`; empty when there is none or it cannot be read.
