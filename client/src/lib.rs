@@ -29,6 +29,10 @@
 //! - a map over any iterator in bounded memory: `imap` on both views, an
 //!   [`Imap`] that is an `Iterator` and, with [`Imap::into_stream`], a
 //!   `Stream`;
+//! - task graphs on the load-balanced view: [`LoadBalancedView::after`]
+//!   and [`LoadBalancedView::follow`] take a [`Dependency`] (from msg ids
+//!   or results), [`LoadBalancedView::retries`] runs failed tasks again
+//!   elsewhere;
 //! - waiting: [`Client::wait`] for several results (or everything
 //!   [`outstanding`](Client::outstanding)), [`Client::wait_for_engines`];
 //! - every hub query in a blocking and an async form; the async forms, and
@@ -76,7 +80,7 @@ pub use watchdog::{CONTROLLER_GRACE, MAX_RESENT, QUIET, RESEND_BATCH};
 /// The cluster's data model and messages, as they appear in this crate's
 /// signatures (re-exported from `grid-proto`, so users need not depend on it).
 pub use grid_proto::{
-    Arg, ArgsHash, BlobHash, Body, ClientId, ClusterEvent, ConfigHash, DEFAULT_CLUSTER,
+    Arg, ArgsHash, BlobHash, Body, ClientId, ClusterEvent, ConfigHash, DEFAULT_CLUSTER, Dependency,
     Deterministic, DirGrant, EngineId, EngineInfo, EngineQueue, EngineRef, EngineUuid, Fingerprint,
     Frame, HubReply, HubRequest, Iopub, LimitKind, Limits, ModuleHash, MsgId, Outcome, OutputHash,
     QueueStatus, Reply, Status, Stream, Subjects, TaskError, TaskResult, Timestamp, TrapKind,

@@ -22,6 +22,13 @@ use grid_proto::{MsgId, Value};
 use crate::error::{Error, RemoteError};
 use crate::result::{AsyncResult, Metadata, ResultSet, Wait, split};
 
+/// A dependency on every task of a map (see [`Dependency`](grid_proto::Dependency)'s flags).
+impl From<&AsyncMapResult> for grid_proto::Dependency {
+    fn from(result: &AsyncMapResult) -> grid_proto::Dependency {
+        grid_proto::Dependency::new(result.msg_ids())
+    }
+}
+
 /// The result of a map: per-item values, iterable as they arrive.
 #[derive(Clone)]
 pub struct AsyncMapResult {

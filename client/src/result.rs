@@ -15,8 +15,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use grid_proto::{
-    ClientId, EngineId, EngineUuid, Fingerprint, Iopub, MsgId, Outcome, Reply, Status, Stream,
-    TaskError, TaskResult, Timestamp, Value,
+    ClientId, EngineId, EngineUuid, Fingerprint, Iopub, MsgId, Outcome, Reply, SchedFlags, Status,
+    Stream, TaskError, TaskResult, Timestamp, Value,
 };
 
 use crate::Client;
@@ -54,6 +54,9 @@ struct State {
 /// Replies of one submission, filled by the client's dispatcher.
 pub(crate) struct ResultSet {
     pub tasks: Vec<TaskInfo>,
+    /// The tasks named by the submission's `after` and `follow`, for the metadata.
+    pub after: Vec<MsgId>,
+    pub follow: Vec<MsgId>,
     state: Mutex<State>,
     cond: Condvar,
     notify: tokio::sync::Notify,
@@ -70,9 +73,30 @@ impl ResultSet {
         tasks: Vec<TaskInfo>,
         listener: Option<(Arc<crate::imap::Completions>, u64)>,
     ) -> Arc<ResultSet> {
-        let n = tasks.len();
+        Arc::new(Self::unshared(tasks, listener))
+    }
+
+    /// A set of tasks that wait for `after` and run where `follow` ran.
+    pub(crate) fn with_dependencies(tasks: Vec<TaskInfo>, sched: &SchedFlags) -> Arc<ResultSet> {
+        let ids = |dep: &Option<grid_proto::Dependency>| {
+            dep.as_ref().map(|d| d.msg_ids.clone()).unwrap_or_default()
+        };
         Arc::new(ResultSet {
+            after: ids(&sched.after),
+            follow: ids(&sched.follow),
+            ..Self::unshared(tasks, None)
+        })
+    }
+
+    fn unshared(
+        tasks: Vec<TaskInfo>,
+        listener: Option<(Arc<crate::imap::Completions>, u64)>,
+    ) -> ResultSet {
+        let n = tasks.len();
+        ResultSet {
             tasks,
+            after: Vec::new(),
+            follow: Vec::new(),
             state: Mutex::new(State {
                 replies: (0..n).map(|_| None).collect(),
                 done: 0,
@@ -82,7 +106,7 @@ impl ResultSet {
             cond: Condvar::new(),
             notify: tokio::sync::Notify::new(),
             listener,
-        })
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -347,6 +371,19 @@ pub struct Metadata {
     /// fuel, output hashes), once done. `None` for work that never ran
     /// wasm (namespace operations, tasks failed before reaching an engine).
     pub fingerprint: Option<Fingerprint>,
+    /// The tasks it waited for (`after`) and ran where they ran (`follow`).
+    pub after: Vec<MsgId>,
+    pub follow: Vec<MsgId>,
+    /// How many times it was sent to an engine: more than 1 when it failed
+    /// and was retried, 0 when it never reached one. 0 while pending.
+    pub attempts: u32,
+}
+
+/// A dependency on every task of `result` (see [`Dependency`]'s flags).
+impl From<&AsyncResult> for grid_proto::Dependency {
+    fn from(result: &AsyncResult) -> grid_proto::Dependency {
+        grid_proto::Dependency::new(result.msg_ids())
+    }
 }
 
 /// The result of `apply`: one task per target engine.
@@ -481,6 +518,9 @@ impl AsyncResult {
                     stderr: Vec::new(),
                     fuel_used: None,
                     fingerprint: None,
+                    after: self.set.after.clone(),
+                    follow: self.set.follow.clone(),
+                    attempts: 0,
                 };
                 if let Some(a) = arrived {
                     let r = &a.result;
@@ -496,6 +536,12 @@ impl AsyncResult {
                     m.fuel_used = r.fingerprint.fuel_used;
                     m.fingerprint = Some(r.fingerprint.clone())
                         .filter(|f| f.module != grid_proto::ModuleHash::default());
+                    // Counted by the scheduler for tasks with retries; any
+                    // other task that reached an engine ran there once.
+                    m.attempts = match a.reply.attempts {
+                        0 => u32::from(a.reply.engine.is_some()),
+                        n => n,
+                    };
                 }
                 m
             })

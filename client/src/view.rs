@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use grid_proto::{
-    Arg, Body, Call, Deterministic, EngineId, Limits, MsgId, SchedFlags, Submission, Task,
-    Timestamp, Value, Work,
+    Arg, Body, Call, Dependency, Deterministic, EngineId, Limits, MsgId, SchedFlags, Submission,
+    Task, Timestamp, Value, Work,
 };
 
 use crate::Client;
@@ -515,6 +515,9 @@ pub struct LoadBalancedView {
     ordered: bool,
     targets: Option<Vec<EngineId>>,
     timeout: Option<Duration>,
+    after: Option<Dependency>,
+    follow: Option<Dependency>,
+    retries: u32,
     options: TaskOptions,
 }
 
@@ -527,6 +530,9 @@ impl LoadBalancedView {
             ordered: true,
             targets: None,
             timeout: None,
+            after: None,
+            follow: None,
+            retries: 0,
             options: TaskOptions::default(),
         }
     }
@@ -555,9 +561,50 @@ impl LoadBalancedView {
         self
     }
 
-    /// Fails tasks that no engine has taken within `timeout`.
+    /// Fails tasks that have not started within `timeout`: whose
+    /// dependencies are not met by then (a dependency timeout) or that no
+    /// engine took (unschedulable).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Runs this view's tasks only once `dependency` is met (ipyparallel's
+    /// `after`): by default, once all its tasks succeeded. A dependency that
+    /// can never be met fails the task at once with an impossible-dependency
+    /// error naming why.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), grid_client::Error> {
+    /// # let client = grid_client::Client::local(2)?;
+    /// # let square = client.load_module("examples/guests/wat/square.wat")?.func("square");
+    /// use grid_client::Dependency;
+    ///
+    /// let lb = client.load_balanced_view();
+    /// let first = lb.apply(&square, [3])?;
+    /// let second = lb.clone().after(&first).apply(&square, [4])?;
+    /// // Runs whether `first` succeeded or failed.
+    /// let cleanup = lb.clone().after(Dependency::from(&first).failure(true)).apply(&square, [0])?;
+    /// # Ok(()) }
+    /// ```
+    pub fn after(mut self, dependency: impl Into<Dependency>) -> Self {
+        self.after = Some(dependency.into());
+        self
+    }
+
+    /// Runs this view's tasks where `dependency`'s tasks ran (ipyparallel's
+    /// `follow`), once they are done: with `all` (the default), on the one
+    /// engine where all of them ran; with `any`, on one where any did.
+    pub fn follow(mut self, dependency: impl Into<Dependency>) -> Self {
+        self.follow = Some(dependency.into());
+        self
+    }
+
+    /// Runs a failed task again, at most `retries` more times, each time on
+    /// an engine where it has not failed yet when there is one. The client
+    /// sees only the final result; its metadata counts the `attempts`.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
         self
     }
 
@@ -585,6 +632,9 @@ impl LoadBalancedView {
         SchedFlags {
             targets: self.targets.clone(),
             timeout_ms: self.timeout.map(|t| t.as_millis() as u64),
+            after: self.after.clone(),
+            follow: self.follow.clone(),
+            retries: self.retries,
         }
     }
 
@@ -600,7 +650,9 @@ impl LoadBalancedView {
             ));
             infos.push(info);
         }
-        let set = self.client.submit(subs, ResultSet::new(infos))?;
+        let set = self
+            .client
+            .submit(subs, ResultSet::with_dependencies(infos, &flags))?;
         let result = AsyncResult {
             set,
             client: self.client.clone(),

@@ -70,11 +70,11 @@ use std::time::{Duration, Instant};
 
 use grid_proto::{
     ClientId, ClusterEvent, Control, EarlyAborts, EngineId, EngineInfo, EngineQueue, EngineRef,
-    EngineUuid, HubReply, HubRequest, MsgId, Outcome, QueueStatus, Reply, Submission, TaskError,
-    TaskResult, Timestamp,
+    EngineUuid, HubReply, HubRequest, MsgId, Outcome, QueueStatus, Reply, Status, Submission,
+    TaskError, TaskResult, Timestamp,
 };
 
-use crate::scheduler::{SchedAction, SchedEvent, Scheduler, SchedulerConfig};
+use crate::scheduler::{DepState, SchedAction, SchedEvent, Scheduler, SchedulerConfig};
 
 /// When a registered engine starts receiving work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -145,6 +145,9 @@ pub enum HubEvent {
     },
     /// A result on `result.<client>`.
     Replied(Box<Reply>),
+    /// A result on `sched.result`: of a task sent with retries, which the
+    /// scheduler may run again. Only the final one is delivered to its client.
+    HeldResult(Box<Reply>),
     /// A heartbeat (`heartbeat.<id>`) from this engine, with the task it
     /// runs, how many wait in its queue, and how many messages its bus
     /// dropped ([`grid_proto::Heartbeat`]).
@@ -242,6 +245,19 @@ struct TaskRecord {
     client: ClientId,
     submitted: Timestamp,
     state: TaskState,
+    /// Times the scheduler sent it to an engine.
+    attempts: u32,
+}
+
+impl TaskRecord {
+    fn new(submission: &Submission, state: TaskState) -> TaskRecord {
+        TaskRecord {
+            client: submission.client,
+            submitted: submission.submitted,
+            state,
+            attempts: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -306,33 +322,24 @@ impl Hub {
             HubEvent::Submitted(submission) => {
                 let msg_id = submission.msg_id;
                 if let Entry::Vacant(entry) = self.tasks.entry(msg_id) {
-                    entry.insert(TaskRecord {
-                        client: submission.client,
-                        submitted: submission.submitted,
-                        state: TaskState::Unassigned,
-                    });
+                    entry.insert(TaskRecord::new(&submission, TaskState::Unassigned));
                     if self.early_aborts.take(&msg_id) {
                         // As an abort of a task waiting in the scheduler
                         // would: the same reply, and the scheduler never
                         // holds it.
-                        let (client, submitted) = (submission.client, submission.submitted);
-                        self.fail(msg_id, client, submitted, TaskError::Aborted, &mut out);
+                        self.fail_and_tell(msg_id, None, TaskError::Aborted, now, &mut out);
                     } else {
-                        self.schedule(SchedEvent::Submit(submission), now, &mut out);
+                        let deps = self.dep_states(&submission);
+                        let event = SchedEvent::Submit { submission, deps };
+                        self.schedule(event, now, &mut out);
                     }
                 }
             }
             HubEvent::Observed { engine, submission } => {
-                self.observe(engine, &submission, &mut out)
+                self.observe(engine, &submission, now, &mut out)
             }
-            HubEvent::Replied(reply) => {
-                let msg_id = reply.msg_id;
-                // Done, wherever it ran: nothing left to abort.
-                self.early_aborts.take(&msg_id);
-                if self.record_reply(reply) {
-                    self.schedule(SchedEvent::Finished { msg_id }, now, &mut out);
-                }
-            }
+            HubEvent::Replied(reply) => self.replied(reply, false, now, &mut out),
+            HubEvent::HeldResult(reply) => self.replied(reply, true, now, &mut out),
             HubEvent::Heartbeat {
                 engine,
                 running,
@@ -373,6 +380,65 @@ impl Hub {
             }
         }
         out
+    }
+
+    /// A task's result arrived; `held`: on `sched.result`, so its client
+    /// has not seen it. The scheduler decides first whether the task runs
+    /// again (then the result is not final, and dropped).
+    fn replied(
+        &mut self,
+        mut reply: Box<Reply>,
+        held: bool,
+        now: Instant,
+        out: &mut Vec<HubAction>,
+    ) {
+        let msg_id = reply.msg_id;
+        // Done, wherever it ran: nothing left to abort.
+        self.early_aborts.take(&msg_id);
+        if let Some(TaskRecord {
+            state: TaskState::Done(_),
+            ..
+        }) = self.tasks.get(&msg_id)
+        {
+            // The first result wins.
+            return;
+        }
+        let event = SchedEvent::Finished {
+            msg_id,
+            engine: reply.engine.map(|e| e.id),
+            status: reply.status,
+        };
+        let actions = self.scheduler.handle(event, now);
+        if !retried(&actions, msg_id) {
+            if let Some(task) = self.tasks.get(&msg_id) {
+                reply.attempts = task.attempts;
+            }
+            if self.record_reply(reply.clone()) && held {
+                out.push(HubAction::Deliver(reply));
+            }
+        }
+        self.apply(actions, out);
+    }
+
+    /// What the hub knows of the tasks `submission`'s dependencies name.
+    fn dep_states(&self, submission: &Submission) -> Vec<(MsgId, DepState)> {
+        let sched = &submission.sched;
+        [&sched.after, &sched.follow]
+            .into_iter()
+            .flatten()
+            .flat_map(|dep| dep.msg_ids.iter())
+            .map(|msg_id| {
+                let state = match self.tasks.get(msg_id).map(|t| &t.state) {
+                    None => DepState::Unknown,
+                    Some(TaskState::Unassigned | TaskState::Assigned(_)) => DepState::Pending,
+                    Some(TaskState::Done(reply)) => DepState::Done {
+                        engine: reply.engine.map(|e| e.id),
+                        ok: reply.status == Status::Ok,
+                    },
+                };
+                (*msg_id, state)
+            })
+            .collect()
     }
 
     fn request(&mut self, request: HubRequest, now: Instant, out: &mut Vec<HubAction>) {
@@ -554,26 +620,27 @@ impl Hub {
             .unwrap_or_default();
         left.sort_unstable();
         for msg_id in left {
-            if let Some(task) = self.tasks.get(&msg_id) {
-                let (client, submitted) = (task.client, task.submitted);
-                self.fail(msg_id, client, submitted, TaskError::EngineDied(id), out);
-            }
+            self.fail_and_tell(msg_id, Some(id), TaskError::EngineDied(id), now, out);
         }
     }
 
-    fn observe(&mut self, engine: EngineId, submission: &Submission, out: &mut Vec<HubAction>) {
+    fn observe(
+        &mut self,
+        engine: EngineId,
+        submission: &Submission,
+        now: Instant,
+        out: &mut Vec<HubAction>,
+    ) {
         let msg_id = submission.msg_id;
         if self.tasks.contains_key(&msg_id) {
             return;
         }
         self.tasks.insert(
             msg_id,
-            TaskRecord {
-                client: submission.client,
-                submitted: submission.submitted,
-                state: TaskState::Assigned(engine),
-            },
+            TaskRecord::new(submission, TaskState::Assigned(engine)),
         );
+        // A load-balanced task may be waiting for it.
+        self.schedule(SchedEvent::Seen(msg_id), now, out);
         let aborted_early = self.early_aborts.take(&msg_id);
         let error = match self.record_mut(engine) {
             Some(record) if record.state != EngineState::Gone => {
@@ -591,7 +658,8 @@ impl Hub {
             Some(_) => TaskError::EngineDied(engine),
             None => TaskError::Unschedulable(format!("engine {engine} is not registered")),
         };
-        self.fail(msg_id, submission.client, submission.submitted, error, out);
+        let engine = matches!(error, TaskError::EngineDied(_)).then_some(engine);
+        self.fail_and_tell(msg_id, engine, error, now, out);
     }
 
     fn abort(&mut self, msg_ids: Vec<MsgId>, now: Instant, out: &mut Vec<HubAction>) {
@@ -690,18 +758,25 @@ impl Hub {
             .collect();
         QueueStatus {
             engines,
-            unassigned: self.scheduler.waiting() as u64,
+            unassigned: (self.scheduler.waiting() + self.scheduler.blocked()) as u64,
             dropped: self.bus_dropped,
         }
     }
 
     /// Feeds the scheduler and turns its actions into the hub's.
     fn schedule(&mut self, event: SchedEvent, now: Instant, out: &mut Vec<HubAction>) {
-        for action in self.scheduler.handle(event, now) {
+        let actions = self.scheduler.handle(event, now);
+        self.apply(actions, out);
+    }
+
+    /// Turns the scheduler's actions into the hub's.
+    fn apply(&mut self, actions: Vec<SchedAction>, out: &mut Vec<HubAction>) {
+        for action in actions {
             match action {
                 SchedAction::Dispatch { engine, submission } => {
                     if let Some(task) = self.tasks.get_mut(&submission.msg_id) {
                         task.state = TaskState::Assigned(engine);
+                        task.attempts += 1;
                     }
                     if let Some(record) = self.record_mut(engine) {
                         record.outstanding.insert(submission.msg_id);
@@ -714,6 +789,20 @@ impl Hub {
                     submitted,
                     error,
                 } => self.fail(msg_id, client, submitted, error, out),
+                SchedAction::Retry {
+                    msg_id,
+                    engine,
+                    attempt,
+                } => {
+                    tracing::debug!(%msg_id, %engine, attempt, "the task failed; running it again");
+                    if let Some(task) = self.tasks.get_mut(&msg_id) {
+                        task.state = TaskState::Unassigned;
+                    }
+                    if let Some(record) = self.record_mut(engine) {
+                        record.outstanding.remove(&msg_id);
+                        record.completed += 1;
+                    }
+                }
             }
         }
     }
@@ -751,19 +840,46 @@ impl Hub {
             .collect();
         record.lossy = !record.outstanding.is_empty();
         for msg_id in lost {
-            let Some(task) = self.tasks.get(&msg_id) else {
-                continue;
-            };
-            let (client, submitted) = (task.client, task.submitted);
             let why = format!(
                 "engine {id} no longer has the task: a message was dropped on the \
                  way (slow consumer), so it never ran there or its result never \
                  reached the controller"
             );
             tracing::warn!(%msg_id, "{why}");
-            self.fail(msg_id, client, submitted, TaskError::Lost(why), out);
-            self.schedule(SchedEvent::Finished { msg_id }, now, out);
+            self.fail_and_tell(msg_id, Some(id), TaskError::Lost(why), now, out);
         }
+    }
+
+    /// Fails a task on the hub's own authority (it died with `engine`, was
+    /// lost, was aborted before it arrived): the scheduler hears of it
+    /// first, because it may run the task again (retries) and its
+    /// dependents must know; else the failure is recorded and delivered.
+    fn fail_and_tell(
+        &mut self,
+        msg_id: MsgId,
+        engine: Option<EngineId>,
+        error: TaskError,
+        now: Instant,
+        out: &mut Vec<HubAction>,
+    ) {
+        let Some(task) = self.tasks.get(&msg_id) else {
+            return;
+        };
+        let (client, submitted) = (task.client, task.submitted);
+        let status = match error {
+            TaskError::Aborted => Status::Aborted,
+            _ => Status::Error,
+        };
+        let event = SchedEvent::Finished {
+            msg_id,
+            engine,
+            status,
+        };
+        let actions = self.scheduler.handle(event, now);
+        if !retried(&actions, msg_id) {
+            self.fail(msg_id, client, submitted, error, out);
+        }
+        self.apply(actions, out);
     }
 
     /// Fails a task on the controller's own authority: records the reply and
@@ -787,7 +903,10 @@ impl Hub {
         };
         let result = TaskResult::immediate(msg_id, Outcome::Err(error));
         let reply = match Reply::new(client, submitted, engine, &result) {
-            Ok(reply) => Box::new(reply),
+            Ok(mut reply) => {
+                reply.attempts = self.tasks.get(&msg_id).map_or(0, |t| t.attempts);
+                Box::new(reply)
+            }
             Err(e) => {
                 tracing::error!(%msg_id, error = %e, "cannot encode a failure reply");
                 return;
@@ -811,12 +930,14 @@ impl Hub {
             record.completed += 1;
         }
         let cost = record_cost(&reply);
+        let attempts = self.tasks.get(&msg_id).map_or(0, |t| t.attempts);
         self.tasks.insert(
             msg_id,
             TaskRecord {
                 client: reply.client,
                 submitted: reply.submitted,
                 state: TaskState::Done(reply),
+                attempts,
             },
         );
         self.done_order.push_back(msg_id);
@@ -832,6 +953,13 @@ impl Hub {
     fn record_mut(&mut self, id: EngineId) -> Option<&mut EngineRecord> {
         self.engines.get_mut(usize::try_from(id.0).ok()?)
     }
+}
+
+/// Whether the scheduler's `actions` run `msg_id` again.
+fn retried(actions: &[SchedAction], msg_id: MsgId) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, SchedAction::Retry { msg_id: id, .. } if *id == msg_id))
 }
 
 /// What a completed task's record costs the store.
@@ -881,6 +1009,7 @@ mod tests {
                 scheduler: SchedulerConfig {
                     scheme: Scheme::LeastLoad,
                     hwm,
+                    seed: 0,
                 },
                 readiness,
                 ..ControllerConfig::default()
@@ -1132,8 +1261,10 @@ mod tests {
         let never_seen = MsgId::new();
         b.on(HubEvent::Submitted(Box::new(done.clone())));
         b.on(HubEvent::Submitted(Box::new(running.clone())));
-        let answer = reply(&done, b.engine(0));
+        let mut answer = reply(&done, b.engine(0));
         b.on(HubEvent::Replied(Box::new(answer.clone())));
+        // The hub counts the times it sent a task to an engine.
+        answer.attempts = 1;
 
         let ids = vec![running.msg_id, done.msg_id, never_seen];
         assert_eq!(
@@ -1174,7 +1305,13 @@ mod tests {
         let second = Reply::new(t.client, t.submitted, Some(b.engine(0)), &aborted).unwrap();
         assert_eq!(b.on(HubEvent::Replied(Box::new(first.clone()))), vec![]);
         assert_eq!(b.on(HubEvent::Replied(Box::new(second))), vec![]);
-        assert_eq!(b.get_result(vec![t.msg_id]), vec![first]);
+        assert_eq!(
+            b.get_result(vec![t.msg_id]),
+            vec![Reply {
+                attempts: 1,
+                ..first
+            }]
+        );
         assert_eq!(b.engine_queue(0).completed, 1);
 
         // A direct task whose result overtakes its submission.

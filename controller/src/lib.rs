@@ -14,7 +14,7 @@ mod service;
 
 pub use hub::{ControllerConfig, DEFAULT_HEARTBEAT_TIMEOUT, Hub, HubAction, HubEvent, Readiness};
 pub use scheduler::{
-    DEFAULT_HWM, Placement, SchedAction, SchedEvent, Scheduler, SchedulerConfig, Scheme,
-    UnknownScheme,
+    DEFAULT_HWM, DepState, Placement, SchedAction, SchedEvent, Scheduler, SchedulerConfig, Scheme,
+    UNKNOWN_GRACE, UnknownScheme,
 };
 pub use service::{ControllerError, ControllerHandle, run, start};

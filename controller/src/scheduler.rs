@@ -1,31 +1,71 @@
-//! The load-balancing scheduler: decides which engine runs each load-balanced
-//! task, as a sans-I/O state machine.
+//! The load-balancing scheduler: decides when and where each load-balanced
+//! task runs, as a sans-I/O state machine.
 //!
 //! Hand it a [`SchedEvent`] and the current time ([`Scheduler::handle`]); it
 //! answers with [`SchedAction`]s (send this submission to that engine, fail
-//! that task) and tells when it next needs a [`SchedEvent::Tick`]
-//! ([`Scheduler::poll_timeout`]). It never reads a clock, touches a bus or
-//! sleeps, so every rule below is unit-tested with hand-made `Instant`s.
+//! that task, that task runs again) and tells when it next needs a
+//! [`SchedEvent::Tick`] ([`Scheduler::poll_timeout`]). It never reads a
+//! clock, touches a bus or sleeps, so every rule below is unit-tested with
+//! hand-made `Instant`s; the random schemes draw from a generator seeded by
+//! [`SchedulerConfig::seed`], so those tests are reproducible too.
 //!
-//! The rules, as ipyparallel's task scheduler has them:
+//! # Placement (ipyparallel's task scheduler)
 //! - A task goes to an eligible engine (any live engine, or one of
 //!   `sched.targets`) with room under the high-water mark, chosen by the
 //!   [`Scheme`]. A task that cannot be placed waits; waiting tasks are placed
-//!   oldest first as room appears (a task finishes, an engine comes up).
-//! - A waiting task with `sched.timeout_ms` fails with
-//!   [`TaskError::Unschedulable`] once it has waited that long. The timeout
-//!   covers the wait *here*: once dispatched, a task is the engine's.
-//! - [`SchedEvent::Abort`] fails waiting tasks with [`TaskError::Aborted`];
-//!   dispatched ones are left to the engine (the hub sends it
-//!   `Control::Abort`; [`Scheduler::locate`] says which engine holds a task).
-//! - When an engine goes down, every task it holds fails with
-//!   [`TaskError::EngineDied`], and it gets no more work.
+//!   oldest first (by when they became ready) as room appears.
+//! - [`SchedEvent::Abort`] fails tasks still held here with
+//!   [`TaskError::Aborted`]; dispatched ones are left to the engine (the hub
+//!   sends it `Control::Abort`; [`Scheduler::locate`] says where a task is).
+//! - When an engine goes down it gets no more work, and every task it holds
+//!   fails with [`TaskError::EngineDied`] (or runs again, see retries).
+//!
+//! # Dependencies (`sched.after`, `sched.follow`: a [`Dependency`] each)
+//! - A task is *blocked* until both are met; then it is placed as above.
+//!   `after` is met when all (or, with `all = false`, any) of its tasks
+//!   finished in an accepted way (`success`: status ok; `failure`: an error
+//!   or an abort). `follow` needs the same, and the task then runs only on an
+//!   engine where its accepted tasks ran: with `all`, the one engine where
+//!   all of them ran; with `any`, one of the engines where those finished
+//!   by then ran (engines where more finish later are not added).
+//! - Dependencies are resolved from what the hub knows of every task, any
+//!   client's, direct or load-balanced, finished long ago or not yet: the
+//!   hub passes each dependency's state with the submission ([`DepState`])
+//!   and reports every task that finishes ([`SchedEvent::Finished`]).
+//! - A dependency that can never be met fails the task at once with
+//!   [`TaskError::ImpossibleDependency`], naming why: a task finished the
+//!   wrong way (all: any one; any: every one), the tasks to follow ran on
+//!   different engines (all) or on none, the engine to follow is down, the
+//!   follow engines are not among the task's targets, the task depends on
+//!   itself or on a cycle. Failure is itself a finish: it propagates down a
+//!   chain of dependents at once, without waiting for any timeout.
+//! - A dependency on a task the hub has no record of waits
+//!   [`UNKNOWN_GRACE`] for it to show up (a direct task and a load-balanced
+//!   one travel on different subjects, so the dependent can arrive first),
+//!   then fails as impossible: never submitted, or purged.
+//! - `sched.timeout_ms` bounds the whole wait here, from submission: a task
+//!   still blocked then fails with [`TaskError::DependencyTimeout`], one
+//!   whose dependencies were met but that found no engine with
+//!   [`TaskError::Unschedulable`]. Once dispatched, a task is the engine's.
+//!
+//! # Retries (`sched.retries`)
+//! - A task that fails with an error (a trap, a guest error, a limit, ...)
+//!   or whose engine dies runs again, at most `retries` more times, each
+//!   time on an engine where it has not failed yet when such an engine is
+//!   up (ipyparallel's per-task blacklist; when every candidate has failed
+//!   it, any of them will do). Aborts are never retried, nor failures the
+//!   scheduler decides itself. Each new attempt is a [`SchedAction::Retry`]
+//!   (the hub keeps the task pending and counts attempts); only the final
+//!   outcome reaches the client, because engines send the results of such
+//!   tasks to `sched.result`, never to the client directly.
+//! - A task's dependents see only its final outcome.
 //!
 //! Only tasks this scheduler placed count towards an engine's load: direct
-//! tasks (`engine.<id>.task` from a client) are invisible here, and a result
-//! for one ([`SchedEvent::Finished`] with an unknown id) is ignored.
+//! tasks (`engine.<id>.task` from a client) are invisible here except as
+//! dependencies.
 //!
-//! Cost. Every event is O(engines) at worst plus O(log n) in the number of
+//! # Cost
+//! Every event is O(engines) at worst plus O(log n) in the number of
 //! waiting tasks: waiting tasks sit in FIFO queues (one for tasks any engine
 //! may run, one per engine for targeted ones), and a freed slot on engine E
 //! only looks at the heads of the shared queue and of E's queue. This works
@@ -35,13 +75,17 @@
 //! heads. Removing a task from the middle of a queue (abort, timeout, placed
 //! through another target's queue) leaves a stale entry that is skipped when it
 //! reaches the head; queues are compacted when stale entries outnumber live ones.
+//! A dependency costs O(1) per finished task it names (counts, not scans);
+//! an engine going down scans the blocked tasks that follow somewhere.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use grid_proto::{ClientId, EngineId, MsgId, Submission, TaskError, Timestamp};
+use grid_proto::{
+    ClientId, Dependency, EngineId, MsgId, Status, Submission, TaskError, Timestamp, Verdict,
+};
 
 /// The default high-water mark: outstanding tasks per engine.
 ///
@@ -53,7 +97,11 @@ use grid_proto::{ClientId, EngineId, MsgId, Submission, TaskError, Timestamp};
 /// whichever engine frees up first (and to engines that join later).
 pub const DEFAULT_HWM: usize = 64;
 
-/// How the scheduler chooses among engines with room.
+/// How long a dependency on a task the hub has never seen may wait for it.
+pub const UNKNOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How the scheduler chooses among eligible engines with room
+/// (ipyparallel's schemes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Scheme {
     /// The engine with the fewest outstanding tasks; ties go to the lowest id.
@@ -62,14 +110,43 @@ pub enum Scheme {
     /// The engine that was given a task least recently (never counts as
     /// longest ago); ties go to the lowest id.
     Lru,
+    /// Two engines drawn at random; the less recently used of the two.
+    TwoBin,
+    /// Two engines drawn at random, each weighted by the inverse of its
+    /// load (an idle engine a million times likelier than one with a
+    /// task); the less loaded of the two.
+    Weighted,
+    /// One engine drawn at random.
+    PlainRandom,
+    /// No scheduler: load-balanced tasks go to a NATS queue group that the
+    /// engines share, and NATS picks one per task. The controller still
+    /// records every task; dependencies, retries, targets, timeouts and the
+    /// high-water mark need a scheduler and are refused. Work that reaches
+    /// a scheduler of this scheme anyway (`sched.submit`) is placed by
+    /// least load.
+    Pure,
 }
 
 impl Scheme {
-    /// The scheme's name as ipyparallel spells it (`leastload`, `lru`).
+    /// Every scheme, in the order `--help` lists them.
+    pub const ALL: [Scheme; 6] = [
+        Scheme::LeastLoad,
+        Scheme::Lru,
+        Scheme::TwoBin,
+        Scheme::Weighted,
+        Scheme::PlainRandom,
+        Scheme::Pure,
+    ];
+
+    /// The scheme's name as ipyparallel spells it (`leastload`, `lru`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Scheme::LeastLoad => "leastload",
             Scheme::Lru => "lru",
+            Scheme::TwoBin => "twobin",
+            Scheme::Weighted => "weighted",
+            Scheme::PlainRandom => "plainrandom",
+            Scheme::Pure => "pure",
         }
     }
 }
@@ -82,18 +159,19 @@ impl fmt::Display for Scheme {
 
 /// A scheme name that this scheduler does not implement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scheduler scheme {0:?}: use leastload or lru")]
+#[error(
+    "unknown scheduler scheme {0:?}: use leastload, lru, twobin, weighted, plainrandom or pure"
+)]
 pub struct UnknownScheme(pub String);
 
 impl FromStr for Scheme {
     type Err = UnknownScheme;
 
     fn from_str(s: &str) -> Result<Scheme, UnknownScheme> {
-        match s {
-            "leastload" => Ok(Scheme::LeastLoad),
-            "lru" => Ok(Scheme::Lru),
-            other => Err(UnknownScheme(other.to_string())),
-        }
+        Scheme::ALL
+            .into_iter()
+            .find(|scheme| scheme.name() == s)
+            .ok_or_else(|| UnknownScheme(s.to_string()))
     }
 }
 
@@ -104,6 +182,8 @@ pub struct SchedulerConfig {
     /// At most this many outstanding (dispatched, unfinished) tasks per
     /// engine; 0 means no limit. See [`DEFAULT_HWM`].
     pub hwm: usize,
+    /// Seeds the random draws of `twobin`, `weighted` and `plainrandom`.
+    pub seed: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -111,8 +191,20 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             scheme: Scheme::default(),
             hwm: DEFAULT_HWM,
+            seed: 0,
         }
     }
+}
+
+/// What the hub knows of a task named in a dependency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepState {
+    /// Never seen (or purged).
+    Unknown,
+    /// Seen, not finished.
+    Pending,
+    /// Finished: where it ran (if it reached an engine) and whether it succeeded.
+    Done { engine: Option<EngineId>, ok: bool },
 }
 
 /// What happened, as far as the scheduler cares.
@@ -120,16 +212,29 @@ impl Default for SchedulerConfig {
 pub enum SchedEvent {
     /// An engine can take work (registered and listening).
     EngineUp(EngineId),
-    /// An engine is gone: its tasks fail, it gets no more work.
+    /// An engine is gone: its tasks fail (or run again), it gets no more work.
     EngineDown(EngineId),
-    /// A load-balanced submission arrived.
-    Submit(Box<Submission>),
-    /// A result for this task was seen: its engine has room again (and a
-    /// task still waiting with this id is dropped).
-    Finished { msg_id: MsgId },
-    /// Fail these tasks if they are still waiting here.
+    /// A load-balanced submission arrived, with the state of every task its
+    /// dependencies name (missing ones count as unknown).
+    Submit {
+        submission: Box<Submission>,
+        deps: Vec<(MsgId, DepState)>,
+    },
+    /// The hub saw a task for the first time that did not come through
+    /// here (a direct one): a dependency waiting for it may go on waiting.
+    Seen(MsgId),
+    /// Any task finished, wherever it ran: `engine` is where (`None`: it
+    /// never reached one), `status` how. An error from an engine (or its
+    /// death) counts as a failure that retries may cover. A task held here
+    /// that finished elsewhere (sent directly with this id) is dropped.
+    Finished {
+        msg_id: MsgId,
+        engine: Option<EngineId>,
+        status: Status,
+    },
+    /// Fail these tasks if they are still held here (blocked or waiting).
     Abort(Vec<MsgId>),
-    /// The controller stops: every waiting task fails.
+    /// The controller stops: every task held here fails.
     Shutdown,
     /// Time passed (see [`Scheduler::poll_timeout`]).
     Tick,
@@ -143,19 +248,28 @@ pub enum SchedAction {
         engine: EngineId,
         submission: Box<Submission>,
     },
-    /// The task will not run: tell its client (a `Reply` with this error).
+    /// The task will not run (again): tell its client (a `Reply` with this error).
     Fail {
         msg_id: MsgId,
         client: ClientId,
         submitted: Timestamp,
         error: TaskError,
     },
+    /// The task failed on `engine` (or died with it) and will run again:
+    /// its result so far is not final. `attempt` counts the runs so far.
+    Retry {
+        msg_id: MsgId,
+        engine: EngineId,
+        attempt: u32,
+    },
 }
 
 /// Where the scheduler holds a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
-    /// Not yet placed on an engine.
+    /// Waiting for its dependencies.
+    Blocked,
+    /// Ready, not yet placed on an engine.
     Waiting,
     /// Sent to this engine, no result seen yet.
     Dispatched(EngineId),
@@ -165,9 +279,17 @@ pub enum Placement {
 #[derive(Debug)]
 pub struct Scheduler {
     config: SchedulerConfig,
+    rng: fastrand::Rng,
     /// Live engines.
     engines: BTreeMap<EngineId, EngineSlot>,
-    /// Every waiting task.
+    /// Tasks waiting for their dependencies.
+    blocked: HashMap<MsgId, Blocked>,
+    /// For each task a dependency names: the blocked tasks that name it.
+    dependents: HashMap<MsgId, Vec<MsgId>>,
+    /// For each task a dependency names that the hub has not seen: the
+    /// blocked tasks waiting for it to show up.
+    unseen: HashMap<MsgId, Vec<MsgId>>,
+    /// Every task ready to run and not yet placed.
     waiting: HashMap<MsgId, WaitingTask>,
     /// Waiting tasks that any engine may run, oldest first (with stale entries).
     any_engine: VecDeque<QueueEntry>,
@@ -178,14 +300,18 @@ pub struct Scheduler {
     queued_entries: usize,
     /// Entries in all queues that belong to waiting tasks.
     live_entries: usize,
-    /// Waiting tasks with a timeout, by deadline.
-    deadlines: BTreeMap<(Instant, u64), MsgId>,
+    /// Deadlines of blocked and waiting tasks, earliest first.
+    deadlines: BTreeMap<(Instant, MsgId), Deadline>,
     /// Dispatched tasks without a result yet.
     dispatched: HashMap<MsgId, DispatchedTask>,
     /// Orders waiting tasks (and tells a stale queue entry from a live one).
     next_seq: u64,
     /// Counts dispatches: an engine's last one orders engines for [`Scheme::Lru`].
     dispatch_count: u64,
+    /// Tasks finished whose dependents have not heard yet: (task, where it
+    /// ran, succeeded). A worklist, so that failure runs down a chain of any
+    /// length without recursion.
+    finished: Vec<(MsgId, Option<EngineId>, bool)>,
 }
 
 #[derive(Debug, Default)]
@@ -196,13 +322,146 @@ struct EngineSlot {
     last_dispatch: u64,
 }
 
+/// A task held here, and what placing it needs.
+#[derive(Debug)]
+struct Job {
+    submission: Box<Submission>,
+    /// The end of its wait here: `sched.timeout_ms` after it arrived.
+    deadline: Option<Instant>,
+    retries_left: u32,
+    /// Times dispatched so far.
+    attempts: u32,
+    /// Engines where it failed (ipyparallel's blacklist).
+    blacklist: Vec<EngineId>,
+    /// Where it may run, sorted and without duplicates: `sched.targets`,
+    /// narrowed to the engines to follow once its dependencies are met.
+    targets: Option<Vec<EngineId>>,
+    /// `targets` are the engines to follow: when all are down, it can
+    /// never run.
+    follows: bool,
+}
+
+impl Job {
+    fn new(submission: Box<Submission>, now: Instant) -> Job {
+        let sched = &submission.sched;
+        let targets = sched
+            .targets
+            .as_ref()
+            .map(|targets| sorted(targets.clone()));
+        // A timeout too large for the clock is no timeout.
+        let deadline = sched
+            .timeout_ms
+            .and_then(|ms| now.checked_add(Duration::from_millis(ms)));
+        Job {
+            retries_left: sched.retries,
+            submission,
+            deadline,
+            attempts: 0,
+            blacklist: Vec::new(),
+            targets,
+            follows: false,
+        }
+    }
+
+    fn msg_id(&self) -> MsgId {
+        self.submission.msg_id
+    }
+}
+
+/// A task waiting for its dependencies.
+#[derive(Debug)]
+struct Blocked {
+    job: Job,
+    after: Option<Tally>,
+    follow: Option<Tally>,
+    /// Named tasks the hub has not seen yet.
+    unseen: usize,
+    /// When an unseen task named here stops being worth waiting for.
+    unseen_deadline: Option<Instant>,
+}
+
+/// One dependency and how its tasks have finished so far.
+#[derive(Debug)]
+struct Tally {
+    /// Its ids sorted and without duplicates.
+    dep: Dependency,
+    accepted: usize,
+    rejected: usize,
+    /// The latest task that finished the wrong way, for the error.
+    last_rejected: Option<(MsgId, bool)>,
+    /// Where the accepted tasks ran (counted for `follow` only).
+    engines: BTreeSet<EngineId>,
+    /// Accepted tasks that never reached an engine.
+    nowhere: usize,
+}
+
+impl Tally {
+    fn new(dep: &Dependency) -> Tally {
+        let mut dep = dep.clone();
+        dep.msg_ids = sorted(dep.msg_ids);
+        Tally {
+            dep,
+            accepted: 0,
+            rejected: 0,
+            last_rejected: None,
+            engines: BTreeSet::new(),
+            nowhere: 0,
+        }
+    }
+
+    fn names(&self, msg_id: &MsgId) -> bool {
+        self.dep.msg_ids.binary_search(msg_id).is_ok()
+    }
+
+    fn record(&mut self, msg_id: MsgId, engine: Option<EngineId>, ok: bool) {
+        if !self.dep.accepts(ok) {
+            self.rejected += 1;
+            self.last_rejected = Some((msg_id, ok));
+            return;
+        }
+        self.accepted += 1;
+        match engine {
+            Some(engine) => {
+                self.engines.insert(engine);
+            }
+            None => self.nowhere += 1,
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        self.dep.verdict(self.accepted, self.rejected)
+    }
+
+    /// Why it can never be met, for a `verdict` of `Unreachable`.
+    fn unreachable(&self, which: &str) -> String {
+        let needs = self.dep.describe();
+        match (self.dep.all, self.last_rejected) {
+            (true, Some((msg_id, ok))) => {
+                let how = if ok { "succeeded" } else { "failed" };
+                format!("{which} needs {needs}, and task {msg_id} {how}")
+            }
+            _ => format!("{which} needs {needs}, and every one finished otherwise"),
+        }
+    }
+}
+
+/// Why a deadline is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deadline {
+    /// `sched.timeout_ms` of a blocked or waiting task.
+    Timeout,
+    /// [`UNKNOWN_GRACE`] of a blocked task naming unseen tasks.
+    Unseen,
+}
+
 #[derive(Debug)]
 struct WaitingTask {
     seq: u64,
-    submission: Box<Submission>,
-    /// `sched.targets`, sorted and without duplicates.
+    job: Job,
+    /// Where it may run now: the job's targets, less its blacklist when
+    /// another candidate is up (`avoiding`).
     targets: Option<Vec<EngineId>>,
-    deadline: Option<Instant>,
+    avoiding: bool,
 }
 
 impl WaitingTask {
@@ -217,6 +476,8 @@ struct DispatchedTask {
     engine: EngineId,
     client: ClientId,
     submitted: Timestamp,
+    /// What running it again needs, while it has retries left.
+    retry: Option<Box<Job>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -233,7 +494,11 @@ impl Scheduler {
     pub fn new(config: SchedulerConfig) -> Scheduler {
         Scheduler {
             config,
+            rng: fastrand::Rng::with_seed(config.seed),
             engines: BTreeMap::new(),
+            blocked: HashMap::new(),
+            dependents: HashMap::new(),
+            unseen: HashMap::new(),
             waiting: HashMap::new(),
             any_engine: VecDeque::new(),
             targeted: HashMap::new(),
@@ -243,6 +508,7 @@ impl Scheduler {
             dispatched: HashMap::new(),
             next_seq: 0,
             dispatch_count: 0,
+            finished: Vec::new(),
         }
     }
 
@@ -252,8 +518,8 @@ impl Scheduler {
 
     /// Feeds one event at time `now`; returns what to do, in order.
     ///
-    /// Waiting tasks whose deadline is at or before `now` fail first, whatever
-    /// the event, so a late `Tick` never lets an expired task be placed.
+    /// Tasks whose deadline is at or before `now` fail first, whatever the
+    /// event, so a late `Tick` never lets an expired task be placed.
     pub fn handle(&mut self, event: SchedEvent, now: Instant) -> Vec<SchedAction> {
         let mut actions = Vec::new();
         self.expire(now, &mut actions);
@@ -262,36 +528,35 @@ impl Scheduler {
                 self.engines.entry(engine).or_default();
                 self.fill(engine, &mut actions);
             }
-            SchedEvent::EngineDown(engine) => self.engine_down(engine, &mut actions),
-            SchedEvent::Submit(submission) => self.submit(submission, now, &mut actions),
-            SchedEvent::Finished { msg_id } => {
-                if let Some(task) = self.dispatched.remove(&msg_id) {
-                    if let Some(slot) = self.engines.get_mut(&task.engine) {
-                        slot.tasks.remove(&msg_id);
-                    }
-                    self.fill(task.engine, &mut actions);
-                } else {
-                    // It ran somewhere already (sent directly with this id):
-                    // placing it again would run it twice.
-                    self.take_waiting(&msg_id);
-                }
+            SchedEvent::EngineDown(engine) => self.engine_down(engine, now, &mut actions),
+            SchedEvent::Submit { submission, deps } => {
+                self.submit(submission, &deps, now, &mut actions)
             }
+            SchedEvent::Seen(msg_id) => {
+                self.seen(&msg_id);
+            }
+            SchedEvent::Finished {
+                msg_id,
+                engine,
+                status,
+            } => self.finished(msg_id, engine, status, now, &mut actions),
             SchedEvent::Abort(msg_ids) => {
                 for msg_id in msg_ids {
-                    if let Some(task) = self.take_waiting(&msg_id) {
-                        actions.push(fail(&task.submission, TaskError::Aborted));
+                    if let Some(job) = self.take_held(&msg_id) {
+                        self.fail(&job, TaskError::Aborted, &mut actions);
                     }
                 }
             }
             SchedEvent::Shutdown => self.shutdown(&mut actions),
             SchedEvent::Tick => {}
         }
+        self.tell_dependents(now, &mut actions);
         self.compact_if_stale();
         actions
     }
 
     /// When the scheduler next needs a [`SchedEvent::Tick`]: the earliest
-    /// deadline of a waiting task. `None`: no deadline, only events matter.
+    /// deadline of a task held here. `None`: only events matter.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines
             .first_key_value()
@@ -300,7 +565,9 @@ impl Scheduler {
 
     /// Where a task is, if the scheduler holds it.
     pub fn locate(&self, msg_id: &MsgId) -> Option<Placement> {
-        if self.waiting.contains_key(msg_id) {
+        if self.blocked.contains_key(msg_id) {
+            Some(Placement::Blocked)
+        } else if self.waiting.contains_key(msg_id) {
             Some(Placement::Waiting)
         } else {
             self.dispatched
@@ -309,9 +576,14 @@ impl Scheduler {
         }
     }
 
-    /// How many tasks wait for an engine.
+    /// How many tasks are ready and wait for an engine.
     pub fn waiting(&self) -> usize {
         self.waiting.len()
+    }
+
+    /// How many tasks wait for their dependencies.
+    pub fn blocked(&self) -> usize {
+        self.blocked.len()
     }
 
     /// How many tasks this scheduler dispatched to `engine` without a result yet.
@@ -322,47 +594,306 @@ impl Scheduler {
     fn submit(
         &mut self,
         submission: Box<Submission>,
+        deps: &[(MsgId, DepState)],
         now: Instant,
         actions: &mut Vec<SchedAction>,
     ) {
         let msg_id = submission.msg_id;
-        if self.waiting.contains_key(&msg_id) || self.dispatched.contains_key(&msg_id) {
+        if self.locate(&msg_id).is_some() {
             // Seen already (a resent message): the first copy is in hand.
             return;
         }
-        let targets = submission.sched.targets.as_ref().map(|targets| {
-            let mut targets = targets.clone();
-            targets.sort_unstable();
-            targets.dedup();
-            targets
-        });
-        if targets.as_ref().is_some_and(Vec::is_empty) {
-            let error = TaskError::Unschedulable("the list of target engines is empty".into());
-            actions.push(fail(&submission, error));
+        let awaited = self.seen(&msg_id);
+        let job = Job::new(submission, now);
+        let sched = &job.submission.sched;
+        let after = sched
+            .after
+            .as_ref()
+            .filter(|d| !d.is_empty())
+            .map(Tally::new);
+        let follow = sched
+            .follow
+            .as_ref()
+            .filter(|d| !d.is_empty())
+            .map(Tally::new);
+        if after.is_none() && follow.is_none() {
+            self.enqueue(job, now, actions);
             return;
+        }
+        if [&after, &follow]
+            .into_iter()
+            .flatten()
+            .any(|tally| tally.names(&msg_id))
+        {
+            let error = TaskError::ImpossibleDependency("the task depends on itself".into());
+            self.fail(&job, error, actions);
+            return;
+        }
+        let states: HashMap<MsgId, DepState> = deps.iter().copied().collect();
+        let named: BTreeSet<MsgId> = [&after, &follow]
+            .into_iter()
+            .flatten()
+            .flat_map(|tally| tally.dep.msg_ids.iter().copied())
+            .collect();
+        let mut blocked = Blocked {
+            job,
+            after,
+            follow,
+            unseen: 0,
+            unseen_deadline: None,
+        };
+        for dep in named {
+            match states.get(&dep).copied().unwrap_or(DepState::Unknown) {
+                DepState::Done { engine, ok } => {
+                    for tally in [&mut blocked.after, &mut blocked.follow]
+                        .into_iter()
+                        .flatten()
+                    {
+                        if tally.names(&dep) {
+                            tally.record(dep, engine, ok);
+                        }
+                    }
+                }
+                DepState::Pending => self.dependents.entry(dep).or_default().push(msg_id),
+                DepState::Unknown => {
+                    self.dependents.entry(dep).or_default().push(msg_id);
+                    self.unseen.entry(dep).or_default().push(msg_id);
+                    blocked.unseen += 1;
+                }
+            }
+        }
+        if blocked.unseen > 0 {
+            let deadline = now + UNKNOWN_GRACE;
+            blocked.unseen_deadline = Some(deadline);
+            self.deadlines.insert((deadline, msg_id), Deadline::Unseen);
+        }
+        if let Some(deadline) = blocked.job.deadline {
+            self.deadlines.insert((deadline, msg_id), Deadline::Timeout);
+        }
+        self.blocked.insert(msg_id, blocked);
+        if self.closes_a_cycle(msg_id, &awaited) {
+            let error = TaskError::ImpossibleDependency(
+                "its dependencies form a cycle: a task it waits for waits for it".into(),
+            );
+            if let Some(job) = self.take_held(&msg_id) {
+                self.fail(&job, error, actions);
+            }
+            return;
+        }
+        self.evaluate(msg_id, now, actions);
+    }
+
+    /// The hub has seen `msg_id`: blocked tasks waiting for it to show up
+    /// stop counting it as unseen. Returns those tasks.
+    fn seen(&mut self, msg_id: &MsgId) -> Vec<MsgId> {
+        let Some(waiters) = self.unseen.remove(msg_id) else {
+            return Vec::new();
+        };
+        for waiter in &waiters {
+            let Some(blocked) = self.blocked.get_mut(waiter) else {
+                continue;
+            };
+            blocked.unseen = blocked.unseen.saturating_sub(1);
+            if blocked.unseen == 0
+                && let Some(deadline) = blocked.unseen_deadline.take()
+            {
+                self.deadlines.remove(&(deadline, *waiter));
+            }
+        }
+        waiters
+    }
+
+    /// Whether the blocked task `msg_id`, which `awaited` tasks were waiting
+    /// to see, waits (through blocked tasks) for one of them.
+    fn closes_a_cycle(&self, msg_id: MsgId, awaited: &[MsgId]) -> bool {
+        if awaited.is_empty() {
+            return false;
+        }
+        let mut seen = HashSet::new();
+        let mut stack = vec![msg_id];
+        while let Some(id) = stack.pop() {
+            let Some(blocked) = self.blocked.get(&id) else {
+                continue;
+            };
+            for tally in [&blocked.after, &blocked.follow].into_iter().flatten() {
+                for dep in &tally.dep.msg_ids {
+                    if awaited.contains(dep) {
+                        return true;
+                    }
+                    if seen.insert(*dep) {
+                        stack.push(*dep);
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    fn finished(
+        &mut self,
+        msg_id: MsgId,
+        engine: Option<EngineId>,
+        status: Status,
+        now: Instant,
+        actions: &mut Vec<SchedAction>,
+    ) {
+        if let Some(task) = self.dispatched.remove(&msg_id) {
+            if let Some(slot) = self.engines.get_mut(&task.engine) {
+                slot.tasks.remove(&msg_id);
+            }
+            self.fill(task.engine, actions);
+            if status == Status::Error
+                && let Some(job) = task.retry
+            {
+                self.retry(*job, task.engine, now, actions);
+                return;
+            }
+        } else {
+            // Held here but run somewhere already (sent directly with this
+            // id): placing it again would run it twice.
+            self.take_held(&msg_id);
+        }
+        self.seen(&msg_id);
+        self.finished.push((msg_id, engine, status == Status::Ok));
+    }
+
+    /// Runs a task that failed on `engine` again, elsewhere when it can.
+    fn retry(
+        &mut self,
+        mut job: Job,
+        engine: EngineId,
+        now: Instant,
+        actions: &mut Vec<SchedAction>,
+    ) {
+        job.retries_left = job.retries_left.saturating_sub(1);
+        if !job.blacklist.contains(&engine) {
+            job.blacklist.push(engine);
+        }
+        // The timeout was for the first start; it has started.
+        job.deadline = None;
+        actions.push(SchedAction::Retry {
+            msg_id: job.msg_id(),
+            engine,
+            attempt: job.attempts,
+        });
+        self.enqueue(job, now, actions);
+    }
+
+    /// Tells blocked tasks about the tasks that finished, until no more finish.
+    fn tell_dependents(&mut self, now: Instant, actions: &mut Vec<SchedAction>) {
+        while let Some((msg_id, engine, ok)) = self.finished.pop() {
+            let Some(waiters) = self.dependents.remove(&msg_id) else {
+                continue;
+            };
+            for waiter in waiters {
+                let Some(blocked) = self.blocked.get_mut(&waiter) else {
+                    continue;
+                };
+                for tally in [&mut blocked.after, &mut blocked.follow]
+                    .into_iter()
+                    .flatten()
+                {
+                    if tally.names(&msg_id) {
+                        tally.record(msg_id, engine, ok);
+                    }
+                }
+                self.evaluate(waiter, now, actions);
+            }
+        }
+    }
+
+    /// Releases a blocked task whose dependencies are met, fails one whose
+    /// dependencies can never be, leaves the others.
+    fn evaluate(&mut self, msg_id: MsgId, now: Instant, actions: &mut Vec<SchedAction>) {
+        let Some(blocked) = self.blocked.get(&msg_id) else {
+            return;
+        };
+        let after = blocked.after.as_ref().map_or(Verdict::Met, Tally::verdict);
+        let follow = blocked.follow.as_ref().map_or(Verdict::Met, Tally::verdict);
+        let impossible = if after == Verdict::Unreachable {
+            blocked.after.as_ref().map(|t| t.unreachable("after"))
+        } else if follow == Verdict::Unreachable {
+            blocked.follow.as_ref().map(|t| t.unreachable("follow"))
+        } else {
+            blocked
+                .follow
+                .as_ref()
+                .and_then(|t| follow_problem(t, follow == Verdict::Met))
+        };
+        if let Some(why) = impossible {
+            if let Some(job) = self.take_held(&msg_id) {
+                self.fail(&job, TaskError::ImpossibleDependency(why), actions);
+            }
+            return;
+        }
+        if after != Verdict::Met || follow != Verdict::Met {
+            return;
+        }
+        let Some(Blocked {
+            mut job, follow, ..
+        }) = self.take_blocked(&msg_id)
+        else {
+            return;
+        };
+        if let Some(follow) = follow {
+            let engines: Vec<EngineId> = follow.engines.into_iter().collect();
+            job.targets = Some(match job.targets.take() {
+                None => engines,
+                Some(targets) => engines
+                    .into_iter()
+                    .filter(|e| targets.binary_search(e).is_ok())
+                    .collect(),
+            });
+            job.follows = true;
+        }
+        self.enqueue(job, now, actions);
+    }
+
+    /// Places a ready task on an engine, or queues it, or fails it if it can
+    /// never be placed.
+    fn enqueue(&mut self, job: Job, now: Instant, actions: &mut Vec<SchedAction>) {
+        let (targets, avoiding) = self.candidates(&job);
+        if let Some(targets) = &targets {
+            let why = if targets.is_empty() && job.follows {
+                Some("the engines it must follow are not among its targets".to_string())
+            } else if targets.is_empty() {
+                Some("the list of target engines is empty".to_string())
+            } else if job.follows && !targets.iter().any(|e| self.engines.contains_key(e)) {
+                Some(format!(
+                    "the engine it must follow ({}) is down",
+                    names(targets)
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let error = if job.follows {
+                    TaskError::ImpossibleDependency(why)
+                } else {
+                    TaskError::Unschedulable(why)
+                };
+                self.fail(&job, error, actions);
+                return;
+            }
         }
         if let Some(engine) = self.choose(targets.as_deref()) {
-            self.dispatch(engine, submission, actions);
+            self.dispatch(engine, job, actions);
             return;
         }
-        // A timeout too large for the clock is no timeout.
-        let deadline = submission
-            .sched
-            .timeout_ms
-            .and_then(|ms| now.checked_add(Duration::from_millis(ms)));
         let seq = self.next_seq;
         self.next_seq += 1;
         let task = WaitingTask {
             seq,
-            submission,
+            job,
             targets,
-            deadline,
+            avoiding,
         };
-        if deadline.is_some_and(|deadline| deadline <= now) {
+        if task.job.deadline.is_some_and(|deadline| deadline <= now) {
             let error = TaskError::Unschedulable(self.unplaced_reason(&task));
-            actions.push(fail(&task.submission, error));
+            self.fail(&task.job, error, actions);
             return;
         }
+        let msg_id = task.job.msg_id();
         let entry = QueueEntry { seq, msg_id };
         match &task.targets {
             None => self.any_engine.push_back(entry),
@@ -374,51 +905,107 @@ impl Scheduler {
         }
         self.queued_entries += task.entries();
         self.live_entries += task.entries();
-        if let Some(deadline) = deadline {
-            self.deadlines.insert((deadline, seq), msg_id);
+        if let Some(deadline) = task.job.deadline {
+            self.deadlines.insert((deadline, msg_id), Deadline::Timeout);
         }
         self.waiting.insert(msg_id, task);
     }
 
-    /// The engine a new task goes to, among `targets` (all engines if `None`)
-    /// that are live and have room; `None` if there is none.
-    fn choose(&self, targets: Option<&[EngineId]>) -> Option<EngineId> {
-        let hwm = self.config.hwm;
-        let scheme = self.config.scheme;
-        let room = |(_, slot): &(&EngineId, &EngineSlot)| has_room(slot, hwm);
-        let preference = |&(&id, slot): &(&EngineId, &EngineSlot)| match scheme {
-            Scheme::LeastLoad => (slot.tasks.len() as u64, id),
-            Scheme::Lru => (slot.last_dispatch, id),
-        };
-        let chosen = match targets {
-            None => self.engines.iter().filter(room).min_by_key(preference),
+    /// Where a ready job may go now: its targets, less the engines where it
+    /// failed when another candidate is up (then `true`).
+    fn candidates(&self, job: &Job) -> (Option<Vec<EngineId>>, bool) {
+        if job.blacklist.is_empty() {
+            return (job.targets.clone(), false);
+        }
+        let fresh: Vec<EngineId> = match &job.targets {
             Some(targets) => targets
                 .iter()
-                .filter_map(|id| self.engines.get_key_value(id))
-                .filter(room)
-                .min_by_key(preference),
+                .copied()
+                .filter(|e| self.engines.contains_key(e))
+                .filter(|e| !job.blacklist.contains(e))
+                .collect(),
+            None => self
+                .engines
+                .keys()
+                .copied()
+                .filter(|e| !job.blacklist.contains(e))
+                .collect(),
+        };
+        if fresh.is_empty() {
+            (job.targets.clone(), false)
+        } else {
+            (Some(fresh), true)
+        }
+    }
+
+    /// The engine a new task goes to, among `targets` (all engines if `None`)
+    /// that are live and have room, by the scheme; `None` if there is none.
+    fn choose(&mut self, targets: Option<&[EngineId]>) -> Option<EngineId> {
+        let hwm = self.config.hwm;
+        // Targets are sorted (see `Job::targets`).
+        let eligible = |id: &EngineId| targets.is_none_or(|t| t.binary_search(id).is_ok());
+        let mut open = self
+            .engines
+            .iter()
+            .filter(|&(id, slot)| eligible(id) && has_room(slot, hwm));
+        let chosen = match self.config.scheme {
+            Scheme::LeastLoad | Scheme::Pure => {
+                open.min_by_key(|&(&id, slot)| (slot.tasks.len(), id))
+            }
+            Scheme::Lru => open.min_by_key(|&(&id, slot)| (slot.last_dispatch, id)),
+            Scheme::PlainRandom => {
+                let open: Vec<_> = open.collect();
+                (!open.is_empty()).then(|| open[self.rng.usize(..open.len())])
+            }
+            Scheme::TwoBin => {
+                let mut open: Vec<_> = open.collect();
+                open.sort_by_key(|&(&id, slot)| (slot.last_dispatch, id));
+                (!open.is_empty()).then(|| {
+                    let a = self.rng.usize(..open.len());
+                    let b = self.rng.usize(..open.len());
+                    open[a.min(b)]
+                })
+            }
+            Scheme::Weighted => {
+                let open: Vec<_> = open.by_ref().collect();
+                let weights: Vec<f64> = open
+                    .iter()
+                    .map(|(_, slot)| 1.0 / (1e-6 + slot.tasks.len() as f64))
+                    .collect();
+                let rng = &mut self.rng;
+                (!open.is_empty()).then(|| {
+                    let (a, b) = (weighted_draw(rng, &weights), weighted_draw(rng, &weights));
+                    open[if weights[b] > weights[a] { b } else { a }]
+                })
+            }
         };
         chosen.map(|(&id, _)| id)
     }
 
-    fn dispatch(
-        &mut self,
-        engine: EngineId,
-        submission: Box<Submission>,
-        actions: &mut Vec<SchedAction>,
-    ) {
+    fn dispatch(&mut self, engine: EngineId, mut job: Job, actions: &mut Vec<SchedAction>) {
         let Some(slot) = self.engines.get_mut(&engine) else {
             return;
         };
         self.dispatch_count += 1;
         slot.last_dispatch = self.dispatch_count;
-        slot.tasks.insert(submission.msg_id);
+        let msg_id = job.msg_id();
+        slot.tasks.insert(msg_id);
+        job.attempts += 1;
+        let (client, submitted) = (job.submission.client, job.submission.submitted);
+        // The submission goes to the engine; a copy stays only if it may
+        // have to go again.
+        let (submission, retry) = if job.retries_left > 0 {
+            (job.submission.clone(), Some(Box::new(job)))
+        } else {
+            (job.submission, None)
+        };
         self.dispatched.insert(
-            submission.msg_id,
+            msg_id,
             DispatchedTask {
                 engine,
-                client: submission.client,
-                submitted: submission.submitted,
+                client,
+                submitted,
+                retry,
             },
         );
         actions.push(SchedAction::Dispatch { engine, submission });
@@ -450,11 +1037,11 @@ impl Scheduler {
             let Some(task) = self.take_waiting(&entry.msg_id) else {
                 return;
             };
-            self.dispatch(engine, task.submission, actions);
+            self.dispatch(engine, task.job, actions);
         }
     }
 
-    fn engine_down(&mut self, engine: EngineId, actions: &mut Vec<SchedAction>) {
+    fn engine_down(&mut self, engine: EngineId, now: Instant, actions: &mut Vec<SchedAction>) {
         let Some(slot) = self.engines.remove(&engine) else {
             return;
         };
@@ -463,76 +1050,205 @@ impl Scheduler {
         let mut msg_ids: Vec<MsgId> = slot.tasks.into_iter().collect();
         msg_ids.sort_unstable();
         for msg_id in msg_ids {
-            if let Some(task) = self.dispatched.remove(&msg_id) {
-                actions.push(SchedAction::Fail {
-                    msg_id,
-                    client: task.client,
-                    submitted: task.submitted,
-                    error: TaskError::EngineDied(engine),
-                });
+            let Some(task) = self.dispatched.remove(&msg_id) else {
+                continue;
+            };
+            match task.retry {
+                Some(job) => self.retry(*job, engine, now, actions),
+                None => {
+                    actions.push(SchedAction::Fail {
+                        msg_id,
+                        client: task.client,
+                        submitted: task.submitted,
+                        error: TaskError::EngineDied(engine),
+                    });
+                    self.finished.push((msg_id, Some(engine), false));
+                }
+            }
+        }
+        // Waiting tasks that may run only on engines that are all down now:
+        // those following them can never run; those avoiding engines where
+        // they failed look again.
+        let mut stranded: Vec<(u64, MsgId)> = self
+            .targeted
+            .get(&engine)
+            .into_iter()
+            .flatten()
+            .filter(|entry| is_live(entry, &self.waiting))
+            .filter_map(|entry| {
+                let task = self.waiting.get(&entry.msg_id)?;
+                let targets = task.targets.as_ref()?;
+                let stranded = (task.job.follows || task.avoiding)
+                    && !targets.iter().any(|e| self.engines.contains_key(e));
+                stranded.then_some((entry.seq, entry.msg_id))
+            })
+            .collect();
+        stranded.sort_unstable();
+        for (_, msg_id) in stranded {
+            if let Some(task) = self.take_waiting(&msg_id) {
+                // `enqueue` fails a follower whose engines are down, and
+                // gives an avoider its candidates again.
+                self.enqueue(task.job, now, actions);
+            }
+        }
+        // Blocked tasks that must follow tasks which all ran on this engine.
+        let mut doomed: Vec<MsgId> = self
+            .blocked
+            .iter()
+            .filter(|(_, b)| {
+                b.follow.as_ref().is_some_and(|t| {
+                    t.dep.all && t.engines.len() == 1 && t.engines.contains(&engine)
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        doomed.sort_unstable();
+        for msg_id in doomed {
+            if let Some(job) = self.take_held(&msg_id) {
+                let why = format!("the engine it must follow ({engine}) is down");
+                self.fail(&job, TaskError::ImpossibleDependency(why), actions);
             }
         }
     }
 
     fn shutdown(&mut self, actions: &mut Vec<SchedAction>) {
-        let mut tasks: Vec<WaitingTask> = self.waiting.drain().map(|(_, task)| task).collect();
-        tasks.sort_unstable_by_key(|task| task.seq);
-        for task in tasks {
-            let error = TaskError::Unschedulable(
-                "the controller shut down before an engine was available".into(),
-            );
-            actions.push(fail(&task.submission, error));
+        let mut blocked: Vec<MsgId> = self.blocked.keys().copied().collect();
+        blocked.sort_unstable();
+        let mut waiting: Vec<(u64, MsgId)> = self
+            .waiting
+            .values()
+            .map(|t| (t.seq, t.job.msg_id()))
+            .collect();
+        waiting.sort_unstable();
+        let held = waiting.into_iter().map(|(_, id)| id).chain(blocked);
+        for msg_id in held.collect::<Vec<_>>() {
+            if let Some(job) = self.take_held(&msg_id) {
+                let error = TaskError::Unschedulable(
+                    "the controller shut down before the task could run".into(),
+                );
+                self.fail(&job, error, actions);
+            }
         }
         self.any_engine.clear();
         self.targeted.clear();
-        self.deadlines.clear();
         self.queued_entries = 0;
         self.live_entries = 0;
     }
 
-    /// Fails waiting tasks whose deadline is at or before `now`.
+    /// Fails tasks whose deadline is at or before `now`.
     fn expire(&mut self, now: Instant, actions: &mut Vec<SchedAction>) {
-        while let Some((&(deadline, _), &msg_id)) = self.deadlines.first_key_value() {
+        while let Some((&(deadline, msg_id), &kind)) = self.deadlines.first_key_value() {
             if deadline > now {
                 return;
             }
-            match self.take_waiting(&msg_id) {
-                Some(task) => {
-                    let error = TaskError::Unschedulable(self.unplaced_reason(&task));
-                    actions.push(fail(&task.submission, error));
+            self.deadlines.pop_first();
+            let error = if let Some(blocked) = self.blocked.get(&msg_id) {
+                match kind {
+                    Deadline::Unseen => TaskError::ImpossibleDependency(self.unseen_reason(msg_id)),
+                    Deadline::Timeout => TaskError::DependencyTimeout(timeout_reason(blocked)),
                 }
-                // Cannot happen (a task leaves `deadlines` with `waiting`),
-                // but never loop on it.
-                None => {
-                    self.deadlines.pop_first();
-                }
+            } else if let Some(task) = self.waiting.get(&msg_id) {
+                TaskError::Unschedulable(self.unplaced_reason(task))
+            } else {
+                continue;
+            };
+            if let Some(job) = self.take_held(&msg_id) {
+                self.fail(&job, error, actions);
             }
         }
     }
 
-    /// Why `task` timed out, in words for its submitter.
+    /// Why a blocked task gave up on the tasks it names that never showed up.
+    fn unseen_reason(&self, msg_id: MsgId) -> String {
+        let mut unknown: Vec<String> = self
+            .unseen
+            .iter()
+            .filter(|(_, waiters)| waiters.contains(&msg_id))
+            .map(|(dep, _)| dep.to_string())
+            .collect();
+        unknown.sort_unstable();
+        format!(
+            "unknown task {}: the controller has no record of it (never submitted, or purged)",
+            unknown.join(", ")
+        )
+    }
+
+    /// Why `task` timed out waiting for an engine, in words for its submitter.
     fn unplaced_reason(&self, task: &WaitingTask) -> String {
-        let ms = task.submission.sched.timeout_ms.unwrap_or(0);
+        let ms = task.job.submission.sched.timeout_ms.unwrap_or(0);
         if self.engines.is_empty() {
             return format!("no engines are registered (waited {ms} ms)");
         }
         if let Some(targets) = &task.targets
             && !targets.iter().any(|id| self.engines.contains_key(id))
         {
-            let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
             return format!(
                 "none of the target engines ({}) is registered (waited {ms} ms)",
-                names.join(", ")
+                names(targets)
             );
         }
         format!("no engine became available within {ms} ms")
     }
 
+    /// Fails a job held here, and lets its dependents know.
+    fn fail(&mut self, job: &Job, error: TaskError, actions: &mut Vec<SchedAction>) {
+        let msg_id = job.msg_id();
+        actions.push(SchedAction::Fail {
+            msg_id,
+            client: job.submission.client,
+            submitted: job.submission.submitted,
+            error,
+        });
+        self.finished.push((msg_id, None, false));
+    }
+
+    /// Removes a blocked or waiting task.
+    fn take_held(&mut self, msg_id: &MsgId) -> Option<Job> {
+        if let Some(blocked) = self.take_blocked(msg_id) {
+            return Some(blocked.job);
+        }
+        self.take_waiting(msg_id).map(|task| task.job)
+    }
+
+    /// Removes a blocked task with its deadlines. Its entries in
+    /// `dependents` and `unseen` stay until those tasks show up or finish,
+    /// and are then skipped.
+    fn take_blocked(&mut self, msg_id: &MsgId) -> Option<Blocked> {
+        let blocked = self.blocked.remove(msg_id)?;
+        if blocked.unseen > 0 {
+            // Tasks that never show up would keep these entries forever.
+            let mut named = Vec::new();
+            self.unseen.retain(|dep, waiters| {
+                let before = waiters.len();
+                waiters.retain(|w| w != msg_id);
+                if waiters.len() < before {
+                    named.push(*dep);
+                }
+                !waiters.is_empty()
+            });
+            for dep in named {
+                if let Some(waiters) = self.dependents.get_mut(&dep) {
+                    waiters.retain(|w| w != msg_id);
+                    if waiters.is_empty() {
+                        self.dependents.remove(&dep);
+                    }
+                }
+            }
+        }
+        if let Some(deadline) = blocked.job.deadline {
+            self.deadlines.remove(&(deadline, *msg_id));
+        }
+        if let Some(deadline) = blocked.unseen_deadline {
+            self.deadlines.remove(&(deadline, *msg_id));
+        }
+        Some(blocked)
+    }
+
     /// Removes a task from the waiting set (its queue entries go stale).
     fn take_waiting(&mut self, msg_id: &MsgId) -> Option<WaitingTask> {
         let task = self.waiting.remove(msg_id)?;
-        if let Some(deadline) = task.deadline {
-            self.deadlines.remove(&(deadline, task.seq));
+        if let Some(deadline) = task.job.deadline {
+            self.deadlines.remove(&(deadline, *msg_id));
         }
         self.live_entries -= task.entries();
         Some(task)
@@ -552,6 +1268,70 @@ impl Scheduler {
         self.queued_entries =
             self.any_engine.len() + self.targeted.values().map(VecDeque::len).sum::<usize>();
     }
+}
+
+/// Why a blocked task's `follow` can never be met, if it cannot: with
+/// `all`, its accepted tasks ran on different engines, or one never ran on
+/// any; with `any`, once met, none of its accepted tasks ran on an engine.
+/// (Engines that are down are the business of [`Scheduler::enqueue`].)
+fn follow_problem(tally: &Tally, met: bool) -> Option<String> {
+    if tally.dep.all && tally.engines.len() > 1 {
+        return Some(format!(
+            "follow needs {} on one engine, and they ran on engines {}",
+            tally.dep.describe(),
+            names(&tally.engines.iter().copied().collect::<Vec<_>>())
+        ));
+    }
+    if tally.dep.all && tally.nowhere > 0 {
+        return Some("follow names a task that never ran on an engine".into());
+    }
+    if met && tally.engines.is_empty() {
+        return Some("none of the tasks follow names ran on an engine".into());
+    }
+    None
+}
+
+fn timeout_reason(blocked: &Blocked) -> String {
+    let ms = blocked.job.submission.sched.timeout_ms.unwrap_or(0);
+    let parts: Vec<String> = [("after", &blocked.after), ("follow", &blocked.follow)]
+        .into_iter()
+        .filter_map(|(which, tally)| {
+            let tally = tally.as_ref()?;
+            (tally.verdict() != Verdict::Met).then(|| {
+                format!(
+                    "{which} needs {} ({} of {} met so far)",
+                    tally.dep.describe(),
+                    tally.accepted,
+                    tally.dep.msg_ids.len()
+                )
+            })
+        })
+        .collect();
+    format!("not met within {ms} ms: {}", parts.join("; "))
+}
+
+/// Engine ids, comma-separated.
+fn names(engines: &[EngineId]) -> String {
+    let names: Vec<String> = engines.iter().map(ToString::to_string).collect();
+    names.join(", ")
+}
+
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort_unstable();
+    items.dedup();
+    items
+}
+
+/// An index drawn with probability proportional to its weight.
+fn weighted_draw(rng: &mut fastrand::Rng, weights: &[f64]) -> usize {
+    let mut x = rng.f64() * weights.iter().sum::<f64>();
+    for (i, w) in weights.iter().enumerate() {
+        if x < *w {
+            return i;
+        }
+        x -= w;
+    }
+    weights.len() - 1
 }
 
 fn has_room(slot: &EngineSlot, hwm: usize) -> bool {
@@ -581,15 +1361,6 @@ fn live_head(
     None
 }
 
-fn fail(submission: &Submission, error: TaskError) -> SchedAction {
-    SchedAction::Fail {
-        msg_id: submission.msg_id,
-        client: submission.client,
-        submitted: submission.submitted,
-        error,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use grid_proto::{SchedFlags, Work};
@@ -617,6 +1388,13 @@ mod tests {
         s
     }
 
+    fn submit(s: Submission) -> SchedEvent {
+        SchedEvent::Submit {
+            submission: Box::new(s),
+            deps: Vec::new(),
+        }
+    }
+
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
@@ -630,7 +1408,11 @@ mod tests {
     impl Bench {
         fn new(scheme: Scheme, hwm: usize, engines: &[u32]) -> Bench {
             let mut bench = Bench {
-                sched: Scheduler::new(SchedulerConfig { scheme, hwm }),
+                sched: Scheduler::new(SchedulerConfig {
+                    scheme,
+                    hwm,
+                    seed: 7,
+                }),
                 now: Instant::now(),
             };
             for &id in engines {
@@ -645,7 +1427,7 @@ mod tests {
 
         /// Submits; returns the engine it went to, if placed at once.
         fn submit(&mut self, s: Submission) -> Option<EngineId> {
-            let actions = self.on(SchedEvent::Submit(Box::new(s.clone())));
+            let actions = self.on(submit(s.clone()));
             match dispatches(&actions)[..] {
                 [] => {
                     assert_eq!(actions, vec![]);
@@ -660,7 +1442,11 @@ mod tests {
         }
 
         fn finish(&mut self, msg_id: MsgId) -> Vec<(EngineId, MsgId)> {
-            let actions = self.on(SchedEvent::Finished { msg_id });
+            let actions = self.on(SchedEvent::Finished {
+                msg_id,
+                engine: None,
+                status: Status::Ok,
+            });
             assert_eq!(failures(&actions), vec![]);
             dispatches(&actions)
         }
@@ -676,7 +1462,7 @@ mod tests {
             .iter()
             .filter_map(|a| match a {
                 SchedAction::Dispatch { engine, submission } => Some((*engine, submission.msg_id)),
-                SchedAction::Fail { .. } => None,
+                _ => None,
             })
             .collect()
     }
@@ -686,7 +1472,7 @@ mod tests {
             .iter()
             .filter_map(|a| match a {
                 SchedAction::Fail { msg_id, error, .. } => Some((*msg_id, error.clone())),
-                SchedAction::Dispatch { .. } => None,
+                _ => None,
             })
             .collect()
     }
@@ -806,7 +1592,7 @@ mod tests {
     #[test]
     fn an_empty_target_list_fails_at_once() {
         let mut b = Bench::new(Scheme::LeastLoad, 1, &[0]);
-        let actions = b.on(SchedEvent::Submit(Box::new(targeted(&[]))));
+        let actions = b.on(submit(targeted(&[])));
         assert!(unschedulable(&actions).contains("empty"));
         assert_eq!(b.sched.waiting(), 0);
     }
@@ -906,7 +1692,7 @@ mod tests {
     fn a_zero_timeout_fails_at_once_unless_placed() {
         let mut b = Bench::new(Scheme::LeastLoad, 1, &[0]);
         assert_eq!(b.submit(with_timeout(task(), 0)), Some(e(0)));
-        let actions = b.on(SchedEvent::Submit(Box::new(with_timeout(task(), 0))));
+        let actions = b.on(submit(with_timeout(task(), 0)));
         unschedulable(&actions);
     }
 
@@ -1039,7 +1825,10 @@ mod tests {
     fn schemes_parse_by_their_ipyparallel_names() {
         assert_eq!("lru".parse::<Scheme>(), Ok(Scheme::Lru));
         assert_eq!("leastload".parse::<Scheme>(), Ok(Scheme::LeastLoad));
-        assert!("twobin".parse::<Scheme>().is_err());
+        for scheme in Scheme::ALL {
+            assert_eq!(scheme.name().parse::<Scheme>(), Ok(scheme));
+        }
+        assert!("fastest".parse::<Scheme>().is_err());
         assert_eq!(SchedulerConfig::default().hwm, DEFAULT_HWM);
     }
 }

@@ -1,7 +1,8 @@
 //! The controller's async shell: bus in, [`Hub`] in the middle, bus out.
 //!
 //! One loop subscribes to the controller's subjects (`hub.>`,
-//! `sched.submit`, `engine.*.task`, `result.*`, `heartbeat.*`), decodes each
+//! `sched.submit`, `engine.*.task`, `result.*`, `sched.result`,
+//! `heartbeat.*`), decodes each
 //! message, feeds it to the hub with `Instant::now()`, and publishes what the
 //! hub asks for; a timer wakes it at [`Hub::poll_timeout`]. The loop is a
 //! task on the runtime when the bus reads messages there (NATS; `grid
@@ -134,6 +135,7 @@ struct Subscriptions {
     submissions: Subscription,
     engine_tasks: Subscription,
     results: Subscription,
+    held_results: Subscription,
     heartbeats: Subscription,
 }
 
@@ -149,6 +151,7 @@ impl Subscriptions {
             submissions: subscribe(subjects.sched_submit()).await?,
             engine_tasks: subscribe(subjects.all_engine_tasks()).await?,
             results: subscribe(subjects.all_results()).await?,
+            held_results: subscribe(subjects.sched_result()).await?,
             heartbeats: subscribe(subjects.all_heartbeats()).await?,
         })
     }
@@ -160,6 +163,7 @@ enum Input {
     Submission(Message),
     EngineTask(Message),
     Result(Message),
+    HeldResult(Message),
     Heartbeat(Message),
     Tick,
 }
@@ -201,6 +205,7 @@ impl Shell {
                 m = subs.submissions.next() => Input::Submission(m.ok_or(ControllerError::BusClosed)?),
                 m = subs.engine_tasks.next() => Input::EngineTask(m.ok_or(ControllerError::BusClosed)?),
                 m = subs.results.next() => Input::Result(m.ok_or(ControllerError::BusClosed)?),
+                m = subs.held_results.next() => Input::HeldResult(m.ok_or(ControllerError::BusClosed)?),
                 m = subs.heartbeats.next() => Input::Heartbeat(m.ok_or(ControllerError::BusClosed)?),
                 () = timer => Input::Tick,
             };
@@ -278,6 +283,13 @@ impl Shell {
             Input::Result(msg) => match decode::<Reply>(&msg.payload) {
                 Ok(reply) => (
                     self.hub.handle(HubEvent::Replied(Box::new(reply)), now),
+                    None,
+                ),
+                Err(e) => skip(&msg, &e),
+            },
+            Input::HeldResult(msg) => match decode::<Reply>(&msg.payload) {
+                Ok(reply) => (
+                    self.hub.handle(HubEvent::HeldResult(Box::new(reply)), now),
                     None,
                 ),
                 Err(e) => skip(&msg, &e),

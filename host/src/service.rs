@@ -8,7 +8,9 @@
 //! its task subscription: it decodes submissions, runs wasm (CPU-bound and
 //! synchronous) task after task without waking anyone, fetches modules from
 //! the blob store when this process has not loaded them yet, and publishes
-//! each result to `result.<client>` itself; a publisher task streams the
+//! each result to `result.<client>` itself (to `sched.result` for a task
+//! sent with retries: the scheduler decides whether it is final); a
+//! publisher task streams the
 //! running task's output meanwhile (`iopub.rs`). The async shell handles control
 //! messages (applying aborts directly through the [`Interrupter`], since the
 //! worker is busy while a task runs) and heartbeats. Malformed messages are
@@ -339,7 +341,13 @@ impl Worker {
     }
 
     fn reply(&self, sub: &Submission, result: TaskResult) {
-        let subject = self.subjects.result(sub.client);
+        // A task the scheduler may run again reports to it, and it tells
+        // the client the final outcome (see `SchedFlags::retries`).
+        let subject = if sub.sched.retries > 0 {
+            self.subjects.sched_result()
+        } else {
+            self.subjects.result(sub.client)
+        };
         let published = Reply::new(sub.client, sub.submitted, Some(self.me), &result)
             .map_err(|e| BusError::Other(e.to_string()))
             .and_then(|mut reply| {

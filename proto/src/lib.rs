@@ -11,6 +11,7 @@
 mod aborts;
 mod body;
 mod codec;
+mod dependency;
 mod ids;
 mod result;
 mod subjects;
@@ -21,6 +22,7 @@ mod wire;
 pub use aborts::{EARLY_ABORTS, EarlyAborts};
 pub use body::Body;
 pub use codec::{CodecError, decode, encode};
+pub use dependency::{Dependency, Verdict};
 pub use ids::{
     ArgsHash, BlobHash, ConfigHash, EngineId, EngineUuid, ModuleHash, MsgId, OutputHash,
     ParseHashError, Timestamp,

@@ -189,6 +189,16 @@ pub enum TaskError {
     /// timeout, impossible dependency).
     #[error("cannot schedule: {0}")]
     Unschedulable(String),
+    /// A dependency (`after` or `follow`) can never be met: a task it needs
+    /// failed (or succeeded) the wrong way, its tasks ran on different
+    /// engines, the engine to follow died, or it names a task the
+    /// controller does not know (ipyparallel's `ImpossibleDependency`).
+    #[error("impossible dependency: {0}")]
+    ImpossibleDependency(String),
+    /// The dependencies were not met within the task's timeout
+    /// (ipyparallel's `DependencyTimeout`).
+    #[error("dependency timeout: {0}")]
+    DependencyTimeout(String),
     /// The task or its result was lost on the way, and whoever noticed gave
     /// up on it rather than let anyone wait forever: the client (a task the
     /// controller never saw however often it was published again, or a
@@ -238,6 +248,8 @@ impl TaskError {
             TaskError::Aborted => "aborted",
             TaskError::EngineDied(_) => "engine_died",
             TaskError::Unschedulable(_) => "unschedulable",
+            TaskError::ImpossibleDependency(_) => "impossible_dependency",
+            TaskError::DependencyTimeout(_) => "dependency_timeout",
             TaskError::Disconnected(_) => "disconnected",
             TaskError::Lost(_) => "lost",
             TaskError::Internal(_) => "internal",

@@ -41,6 +41,12 @@ impl Subjects {
         format!("{}sched.submit", self.prefix)
     }
 
+    /// `sched.result`: results of tasks sent with retries, which the
+    /// scheduler may run again; it forwards the final one to the client.
+    pub fn sched_result(&self) -> String {
+        format!("{}sched.result", self.prefix)
+    }
+
     /// `engine.<id>.task`: work for one engine.
     pub fn engine_task(&self, id: EngineId) -> String {
         format!("{}engine.{id}.task", self.prefix)

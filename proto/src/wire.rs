@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Body, CodecError, EngineId, EngineUuid, MsgId, Status, Task, TaskResult, Timestamp, Value,
+    Body, CodecError, Dependency, EngineId, EngineUuid, MsgId, Status, Task, TaskResult, Timestamp,
+    Value,
 };
 
 /// Identifies a client (its results subject is derived from it).
@@ -70,8 +71,21 @@ pub enum Work {
 pub struct SchedFlags {
     /// Only these engines may run it (`None`: any).
     pub targets: Option<Vec<EngineId>>,
-    /// Fail the task if it has not started within this many milliseconds.
+    /// Fail the task if it has not started within this many milliseconds
+    /// (waiting for its dependencies, then for an engine).
     pub timeout_ms: Option<u64>,
+    /// Run only once these tasks are done (ipyparallel's `after`).
+    #[serde(default)]
+    pub after: Option<Dependency>,
+    /// Run where these tasks ran (ipyparallel's `follow`); they must be done too.
+    #[serde(default)]
+    pub follow: Option<Dependency>,
+    /// Run again this many times at most if it fails, each time on an engine
+    /// where it has not failed yet when there is one. The engine sends the
+    /// result of such a task to the scheduler (`sched.result`), which
+    /// forwards only the final one to the client.
+    #[serde(default)]
+    pub retries: u32,
 }
 
 /// The result of a submission, on `result.<client>`.
@@ -87,6 +101,10 @@ pub struct Reply {
     pub engine: Option<EngineRef>,
     /// Decoded by the client only (see [`Body`]).
     pub result: Body<TaskResult>,
+    /// How many times the task ran (or was placed) before this result, for
+    /// a task sent with retries; 0 when not counted (one attempt).
+    #[serde(default)]
+    pub attempts: u32,
 }
 
 impl Reply {
@@ -104,6 +122,7 @@ impl Reply {
             submitted,
             engine,
             result: Body::new(result)?,
+            attempts: 0,
         })
     }
 }
