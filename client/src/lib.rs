@@ -69,6 +69,8 @@ pub use connect::RECONNECT_GRACE;
 pub use error::{CompositeError, Error, RemoteError};
 pub use imap::{Imap, default_max_outstanding};
 pub use inflight::DEFAULT_MAX_IN_FLIGHT;
+#[cfg(feature = "local")]
+pub use local::LocalBuilder;
 pub use map::{AsyncMapResult, MapIter};
 pub use module::{Function, Module};
 pub use output::{OutputChunk, OutputHandler};
@@ -83,8 +85,8 @@ pub use grid_proto::{
     Arg, ArgsHash, BlobHash, Body, ClientId, ClusterEvent, ConfigHash, DEFAULT_CLUSTER, Dependency,
     Deterministic, DirGrant, EngineId, EngineInfo, EngineQueue, EngineRef, EngineUuid, Fingerprint,
     Frame, HubReply, HubRequest, Iopub, LimitKind, Limits, ModuleHash, MsgId, Outcome, OutputHash,
-    QueueStatus, Reply, Status, Stream, Subjects, TaskError, TaskResult, Timestamp, TrapKind,
-    Value,
+    QueueStatus, Reply, Scheme, Status, Stream, Subjects, TaskError, TaskResult, Timestamp,
+    TrapKind, Value,
 };
 
 /// The engines' configuration, for [`Client::local_with`] (re-exported

@@ -503,6 +503,9 @@ impl Hub {
             HubRequest::PurgeResults { msg_ids } => {
                 out.push(HubAction::Respond(self.purge(msg_ids)));
             }
+            HubRequest::Info => out.push(HubAction::Respond(HubReply::Info {
+                scheme: self.scheduler.config().scheme,
+            })),
             HubRequest::Shutdown => {
                 out.push(HubAction::Respond(HubReply::Ok));
                 self.schedule(SchedEvent::Shutdown, now, out);

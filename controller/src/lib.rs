@@ -12,9 +12,10 @@ mod hub;
 mod scheduler;
 mod service;
 
+pub use grid_proto::{Scheme, UnknownScheme};
 pub use hub::{ControllerConfig, DEFAULT_HEARTBEAT_TIMEOUT, Hub, HubAction, HubEvent, Readiness};
 pub use scheduler::{
-    DEFAULT_HWM, DepState, Placement, SchedAction, SchedEvent, Scheduler, SchedulerConfig, Scheme,
-    UNKNOWN_GRACE, UnknownScheme,
+    DEFAULT_HWM, DepState, Placement, SchedAction, SchedEvent, Scheduler, SchedulerConfig,
+    UNKNOWN_GRACE,
 };
 pub use service::{ControllerError, ControllerHandle, run, start};

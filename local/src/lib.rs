@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use grid_bus::{Bus, LocalBus};
 use grid_controller::{ControllerConfig, ControllerHandle};
+pub use grid_controller::{SchedulerConfig, Scheme};
 use grid_host::{EngineConfig, EngineSlot, Runtime};
 use grid_proto::{EngineId, HubReply, HubRequest, Subjects};
 
@@ -76,9 +77,15 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Starts a cluster of `engines` slots. Must run inside a tokio runtime.
-    pub async fn start(
+    pub async fn start(engines: usize, config: EngineConfig) -> Result<LocalCluster, LocalError> {
+        Self::start_scheduled(engines, config, SchedulerConfig::default()).await
+    }
+
+    /// [`start`](Self::start) with this scheduler (scheme, high-water mark).
+    pub async fn start_scheduled(
         engines: usize,
         mut config: EngineConfig,
+        scheduler: SchedulerConfig,
     ) -> Result<LocalCluster, LocalError> {
         // Its client is in this process, so it is the operator: it may grant
         // its commands any directory, unless the config names some.
@@ -89,6 +96,7 @@ impl LocalCluster {
         // Its only client is in this process too, so it keeps few results
         // for queries, and a long map's memory stays flat.
         let controller_config = ControllerConfig {
+            scheduler,
             heartbeat_timeout: None,
             max_records: LOCAL_MAX_RECORDS,
             max_record_bytes: LOCAL_MAX_RECORD_BYTES,

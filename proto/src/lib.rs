@@ -14,6 +14,7 @@ mod codec;
 mod dependency;
 mod ids;
 mod result;
+mod scheme;
 mod subjects;
 mod task;
 mod value;
@@ -28,6 +29,7 @@ pub use ids::{
     ParseHashError, Timestamp,
 };
 pub use result::{Fingerprint, Frame, LimitKind, Outcome, Status, TaskError, TaskResult, TrapKind};
+pub use scheme::{Scheme, UnknownScheme};
 pub use subjects::{DEFAULT_CLUSTER, InvalidCluster, Subjects};
 pub use task::{Arg, Call, Deterministic, DirGrant, Limits, Task};
 pub use value::{FromJsonError, Value};

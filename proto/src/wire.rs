@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Body, CodecError, Dependency, EngineId, EngineUuid, MsgId, Status, Task, TaskResult, Timestamp,
-    Value,
+    Body, CodecError, Dependency, EngineId, EngineUuid, MsgId, Scheme, Status, Task, TaskResult,
+    Timestamp, Value,
 };
 
 /// Identifies a client (its results subject is derived from it).
@@ -230,6 +230,8 @@ pub enum HubRequest {
     PurgeResults {
         msg_ids: Vec<MsgId>,
     },
+    /// How the controller schedules: [`HubReply::Info`].
+    Info,
     /// Stop engines and the controller.
     Shutdown,
 }
@@ -246,6 +248,7 @@ impl HubRequest {
             HubRequest::GetResult { .. } => "get_result",
             HubRequest::Abort { .. } => "abort",
             HubRequest::PurgeResults { .. } => "purge_results",
+            HubRequest::Info => "info",
             HubRequest::Shutdown => "shutdown",
         }
     }
@@ -273,6 +276,11 @@ pub enum HubReply {
         unknown: Vec<MsgId>,
     },
     Results(Vec<Reply>),
+    /// The controller's scheme: with [`Scheme::Pure`], load-balanced work
+    /// goes to `sched.pure`, not `sched.submit`.
+    Info {
+        scheme: Scheme,
+    },
     Ok,
     Error(String),
 }
