@@ -23,7 +23,7 @@ use clap::Args;
 use grid_bus::BusError;
 use grid_client::{Client, Error, Module};
 use grid_host::EngineConfig;
-use grid_proto::{DEFAULT_CLUSTER, Subjects};
+use grid_proto::{DEFAULT_CLUSTER, Scheme, Subjects};
 
 use crate::failure::{one_line, usage};
 use crate::limits::parse_seconds;
@@ -51,6 +51,13 @@ pub struct ClusterArgs {
         value_parser = parse_wait
     )]
     pub wait_engines: Duration,
+
+    /// How the local cluster's scheduler places tasks: leastload (the
+    /// fewest outstanding tasks), lru, twobin, weighted, plainrandom, or
+    /// pure (no scheduler: engines take tasks from a shared queue). A cluster
+    /// at --url schedules as its controller was told (`grid controller --scheme`)
+    #[arg(long, value_name = "NAME")]
+    pub scheme: Option<Scheme>,
 
     #[command(flatten)]
     pub name: ClusterName,
@@ -99,12 +106,21 @@ impl ClusterArgs {
     /// `config` for its engines.
     pub fn connect_with(&self, config: EngineConfig) -> anyhow::Result<Connected> {
         if let Some(url) = &self.url {
+            if self.scheme.is_some() {
+                return Err(usage(
+                    "--scheme applies to a local cluster; a cluster at --url schedules as \
+                     its controller was started (grid controller --scheme)",
+                ));
+            }
             let client = connect(url, &self.name.cluster)?;
             let engines = engines_of(&client, url, &self.name.cluster, self.wait_engines)?;
             return Ok(Connected { client, engines });
         }
         let engines = engine_slots(self.engines)?;
-        let client = Client::local_with(engines, config)
+        let client = Client::local_builder(engines)
+            .config(config)
+            .scheme(self.scheme.unwrap_or_default())
+            .start()
             .with_context(|| format!("cannot start a local cluster of {engines} engines"))?;
         Ok(Connected { client, engines })
     }

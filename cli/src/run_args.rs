@@ -1,5 +1,6 @@
 //! Options shared by the commands that run modules: reproducibility
-//! (`--deterministic`, `--seed`, `--fuel`) and directory grants (`--dir`).
+//! (`--deterministic`, `--seed`, `--fuel`), retries (`--retries`) and
+//! directory grants (`--dir`).
 //!
 //! `--deterministic` runs every task in deterministic mode (virtual clocks,
 //! seeded random bytes, canonical NaNs, fuel metering, a fresh instance per
@@ -53,6 +54,23 @@ impl ReproArgs {
             Some(seed) => view.seed(seed),
             None => view.deterministic(self.deterministic),
         }
+    }
+}
+
+/// `--retries N` of the commands that place work by the scheduler.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RetryArgs {
+    /// Run a task that fails (a trap, an error, a limit, its engine dying)
+    /// again, up to N more times, each time on an engine where it has not
+    /// failed yet when there is one; only its last outcome is reported
+    #[arg(long, value_name = "N", default_value = "0")]
+    pub retries: u32,
+}
+
+impl RetryArgs {
+    /// `view` with these options.
+    pub fn apply(&self, view: LoadBalancedView) -> LoadBalancedView {
+        view.retries(self.retries)
     }
 }
 

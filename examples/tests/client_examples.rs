@@ -6,6 +6,9 @@
 mod abort;
 #[path = "../examples/commands.rs"]
 mod commands;
+#[allow(dead_code)] // its `main`: the test calls `run` with fewer tasks
+#[path = "../examples/dag.rs"]
+mod dag;
 #[path = "../examples/data.rs"]
 mod data;
 #[path = "../examples/errors.rs"]
@@ -52,4 +55,10 @@ fn abort_queued_and_running_tasks() {
 #[test]
 fn remote_errors() {
     errors::main().unwrap();
+}
+
+#[test]
+fn task_graph_with_after() {
+    // `main` runs 200 tasks of 1 to 5 ms; 60 show the same in less time.
+    dag::run(60, 7).unwrap();
 }

@@ -19,7 +19,7 @@ use crate::failure::{self, FAILED};
 use crate::items;
 use crate::limits::LimitArgs;
 use crate::output::{OutputArgs, print_task_output, write_value};
-use crate::run_args::ReproArgs;
+use crate::run_args::{ReproArgs, RetryArgs};
 
 const ABOUT: &str = "Call a function once and print its result as JSON";
 
@@ -47,6 +47,7 @@ Examples:
   grid apply examples/guests/wat/square.wat square 12
   grid apply examples/guests/wat/square.wat hypot 3 4
   grid apply examples/guests/wat/square.wat square -5 --timeout 0.5
+  grid apply examples/guests/wat/square.wat square 12 --retries 2 --scheme lru
   grid apply --url nats://127.0.0.1:4222 --cluster a examples/guests/wat/square.wat square 12";
 
 /// The arguments of `grid apply`.
@@ -79,6 +80,9 @@ pub struct ApplyArgs {
 
     #[command(flatten)]
     pub repro: ReproArgs,
+
+    #[command(flatten)]
+    pub retry: RetryArgs,
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -92,6 +96,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let view = args
         .repro
         .apply(client.load_balanced_view().limits(args.limits.limits()));
+    let view = args.retry.apply(view);
     let result = view
         .apply_async(&func, call_args)
         .context("cannot submit the call")?;

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::Args;
 use grid_client::Client;
-use grid_controller::ControllerConfig;
+use grid_controller::{ControllerConfig, SchedulerConfig, Scheme};
 
 use crate::service::{self, ServiceArgs, StopSignals};
 
@@ -43,6 +43,7 @@ Examples:
   nats-server -js &
   grid controller --url nats://127.0.0.1:4222
   grid controller --url nats://10.0.0.5:4222 --cluster team-a
+  grid controller --url nats://127.0.0.1:4222 --scheme twobin
   GRID_URL=nats://127.0.0.1:4222 RUST_LOG=debug grid controller";
 
 /// The arguments of `grid controller`.
@@ -51,6 +52,16 @@ Examples:
 pub struct ControllerArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
+
+    /// How load-balanced tasks are placed (ipyparallel's schemes): leastload
+    /// (the engine with the fewest outstanding tasks), lru (the one given
+    /// work least recently), twobin (of two random engines, the less
+    /// recently used), weighted (of two random picks weighted by inverse
+    /// load, the lighter), plainrandom, or pure (no scheduler: engines take
+    /// tasks from a NATS queue group; no dependencies, retries, targets or
+    /// timeouts then)
+    #[arg(long, value_name = "NAME", default_value = "leastload")]
+    pub scheme: Scheme,
 }
 
 pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
@@ -72,10 +83,21 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         }
         drop(probe);
 
-        let controller = grid_controller::start(bus, subjects, ControllerConfig::default())
+        let config = ControllerConfig {
+            scheduler: SchedulerConfig {
+                scheme: args.scheme,
+                seed: random_seed(),
+                ..SchedulerConfig::default()
+            },
+            ..ControllerConfig::default()
+        };
+        let controller = grid_controller::start(bus, subjects, config)
             .await
             .context("cannot start the controller")?;
-        tracing::info!("controller of cluster `{cluster}` running at {url}");
+        tracing::info!(
+            "controller of cluster `{cluster}` running at {url}, scheme {}",
+            args.scheme
+        );
         tokio::select! {
             stopped = controller.stopped() => {
                 stopped.context("the controller failed")?;
@@ -86,4 +108,11 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A seed for the random schemes that differs between runs.
+fn random_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.as_nanos() as u64)
 }

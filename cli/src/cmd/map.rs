@@ -41,7 +41,7 @@ use crate::output::{
     OutputArgs, OutputMode, Written, fingerprint_json, items_label, print_task_output, write_value,
 };
 use crate::progress::Progress;
-use crate::run_args::ReproArgs;
+use crate::run_args::{ReproArgs, RetryArgs};
 
 const ABOUT: &str = "Map a function over items, in parallel, printing one JSON result per line";
 
@@ -88,6 +88,7 @@ Examples:
   grid map examples/guests/wat/square.wat square --range 0..10
   grid map examples/guests/wat/square.wat square 1 2 3
   grid map examples/guests/wat/square.wat hypot '[3,4]' '[5,12]'
+  grid map examples/guests/wat/square.wat square --range 0..1000 --scheme twobin --retries 2
   seq 0 999 | grid map examples/guests/wat/square.wat square --chunksize 50 --stats
   grid map --url nats://127.0.0.1:4222 examples/guests/wat/square.wat square --range 0..100";
 
@@ -160,6 +161,9 @@ pub struct MapArgs {
 
     #[command(flatten)]
     pub repro: ReproArgs,
+
+    #[command(flatten)]
+    pub retry: RetryArgs,
 }
 
 impl MapArgs {
@@ -197,7 +201,7 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
         .chunksize(args.chunksize.get())
         .ordered(!args.unordered)
         .limits(args.limits.limits());
-    let view = args.repro.apply(view);
+    let view = args.retry.apply(args.repro.apply(view));
     let progress = Progress::start(total);
     let mode = args.output.output;
     let lines = Arc::new(Lines::default());

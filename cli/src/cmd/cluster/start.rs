@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use clap::Args;
 use grid_bus::BusError;
-use grid_client::{Client, Error};
+use grid_client::{Client, Error, Scheme};
 use tokio::time::Instant;
 
 use super::stop;
@@ -77,7 +77,8 @@ Examples:
   grid cluster start -n 4
   export GRID_URL=$(grid cluster start -n 4)
   grid cluster start -n 2 --cluster team-a --max-memory 256M --timeout 30
-  grid cluster start -n 8 --url nats://10.0.0.5:4222";
+  grid cluster start -n 8 --url nats://10.0.0.5:4222
+  grid cluster start -n 4 --scheme pure";
 
 /// The arguments of `grid cluster start`.
 #[derive(Args, Debug)]
@@ -106,6 +107,10 @@ pub struct StartArgs {
     /// (`grid run --dir`, `grid test`; see `grid engine --help`; repeatable)
     #[arg(long = "allow-dir", value_name = "DIR")]
     pub allow_dirs: Vec<PathBuf>,
+
+    /// The controller's scheme (see `grid controller --help`)
+    #[arg(long, value_name = "NAME", default_value = "leastload")]
+    pub scheme: Scheme,
 }
 
 impl StartArgs {
@@ -285,6 +290,7 @@ impl Start<'_> {
         let common = ["--url", &url, "--cluster", &cluster].map(String::from);
         let mut controller = vec!["controller".to_string()];
         controller.extend(common.clone());
+        controller.extend(["--scheme".to_string(), self.args.scheme.to_string()]);
         self.spawn(
             "controller",
             &exe,
