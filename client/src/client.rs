@@ -15,14 +15,14 @@
 
 use std::any::Any;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use grid_bus::{Bus, SPILL_THRESHOLD, load_body, spawn_consumer, spill_body};
 use grid_proto::{
     BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, Iopub, ModuleHash, MsgId,
-    Outcome, QueueStatus, Reply, Subjects, Submission, TaskError, TaskResult,
+    Outcome, QueueStatus, Reply, SchedFlags, Scheme, Subjects, Submission, TaskError, TaskResult,
 };
 use tokio::sync::mpsc;
 
@@ -71,6 +71,39 @@ pub(crate) async fn hub_request(
         Ok(HubReply::Error(message)) => Err(Error::Hub(message)),
         Ok(reply) => Ok(reply),
         Err(e) => Err(Error::Hub(format!("malformed reply: {e}"))),
+    }
+}
+
+/// Asks the controller its scheme until it answers or the client stops. A
+/// controller that does not know the request (older than the `pure`
+/// scheme) schedules: it counts as `leastload`.
+async fn learn_scheme(
+    bus: Arc<dyn Bus>,
+    subjects: Subjects,
+    scheme: Arc<OnceLock<Scheme>>,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) {
+    loop {
+        let answer = tokio::select! {
+            answer = hub_request(&*bus, &subjects, HubRequest::Info) => answer,
+            _ = stop.changed() => return,
+        };
+        match answer {
+            Ok(HubReply::Info { scheme: s }) => {
+                let _ = scheme.set(s);
+                return;
+            }
+            Ok(_) | Err(Error::Hub(_)) => {
+                let _ = scheme.set(Scheme::LeastLoad);
+                return;
+            }
+            // No controller yet: ask again.
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -145,6 +178,8 @@ pub(crate) struct Inner {
     /// Things to keep alive with the client (a local cluster), dropped before the runtime.
     keep: Mutex<Vec<Box<dyn Any + Send>>>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// The controller's scheme, once it said (see [`Client::scheme`]).
+    scheme: Arc<OnceLock<Scheme>>,
 }
 
 impl Drop for Inner {
@@ -243,6 +278,13 @@ impl Client {
                 spilling.dequeued();
             }
         });
+        let scheme = Arc::new(OnceLock::new());
+        tokio::spawn(learn_scheme(
+            bus.clone(),
+            subjects.clone(),
+            scheme.clone(),
+            stopped.clone(),
+        ));
         tokio::spawn(crate::watchdog::watch(
             bus.clone(),
             subjects.clone(),
@@ -260,6 +302,7 @@ impl Client {
                 handle: tokio::runtime::Handle::current(),
                 keep: Mutex::new(Vec::new()),
                 runtime: Mutex::new(None),
+                scheme,
             }),
         })
     }
@@ -283,6 +326,28 @@ impl Client {
     /// ```
     pub fn on_output(&self, handler: Option<OutputHandler>) {
         *self.inner.output.write().unwrap_or_else(|p| p.into_inner()) = handler;
+    }
+
+    /// The scheme of the cluster's controller (`grid controller
+    /// --scheme`), once it has answered; asked in the background when the
+    /// client connects. Until then load-balanced work goes to the
+    /// scheduler's subject, which a controller of the `pure` scheme
+    /// forwards.
+    pub fn scheme(&self) -> Option<Scheme> {
+        self.inner.scheme.get().copied()
+    }
+
+    /// Where load-balanced work with `flags` goes: `sched.pure` in a
+    /// cluster of the `pure` scheme (which refuses what needs a
+    /// scheduler), else `sched.submit`.
+    pub(crate) fn balanced_subject(&self, flags: &SchedFlags) -> Result<String, Error> {
+        if self.scheme() != Some(Scheme::Pure) {
+            return Ok(self.inner.subjects.sched_submit());
+        }
+        match flags.refused_by_pure() {
+            Some(why) => Err(Error::Usage(why)),
+            None => Ok(self.inner.subjects.sched_pure()),
+        }
     }
 
     pub(crate) fn weak(&self) -> WeakClient {

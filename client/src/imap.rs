@@ -297,9 +297,10 @@ impl<I: Iterator> Imap<I> {
         let (call, is_chunk) = chunk_call(&self.function.name, chunk, self.chunksize);
         let work = Work::Task(task(&self.function, msg_id, call, self.options));
         let place = match &self.placement {
-            Placement::Balanced(flags) => {
-                Ok((self.client.subjects().sched_submit(), flags.clone()))
-            }
+            Placement::Balanced(flags) => self
+                .client
+                .balanced_subject(flags)
+                .map(|subject| (subject, flags.clone())),
             Placement::Direct(targets) => {
                 let engine = targets.get(self.next_target % targets.len().max(1));
                 self.next_target += 1;

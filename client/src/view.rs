@@ -642,7 +642,7 @@ impl LoadBalancedView {
         let flags = self.flags();
         let mut infos = Vec::with_capacity(works.len());
         let mut subs = Vec::with_capacity(works.len());
-        let subject = self.client.subjects().sched_submit();
+        let subject = self.client.balanced_subject(&flags)?;
         for (work, info) in works {
             subs.push((
                 subject.clone(),

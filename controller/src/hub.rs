@@ -69,9 +69,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use grid_proto::{
-    ClientId, ClusterEvent, Control, EarlyAborts, EngineId, EngineInfo, EngineQueue, EngineRef,
-    EngineUuid, HubReply, HubRequest, MsgId, Outcome, QueueStatus, Reply, Status, Submission,
-    TaskError, TaskResult, Timestamp,
+    Claim, ClientId, ClusterEvent, Control, EarlyAborts, EngineId, EngineInfo, EngineQueue,
+    EngineRef, EngineUuid, HubReply, HubRequest, MsgId, Outcome, QueueStatus, Reply, Scheme,
+    Status, Submission, TaskError, TaskResult, Timestamp,
 };
 
 use crate::scheduler::{DepState, SchedAction, SchedEvent, Scheduler, SchedulerConfig};
@@ -137,6 +137,11 @@ pub enum HubEvent {
     Request(HubRequest),
     /// A load-balanced submission on `sched.submit`.
     Submitted(Box<Submission>),
+    /// A submission on `sched.pure` (the `pure` scheme: an engine takes it
+    /// from the queue group and claims it).
+    PureSubmitted(Box<Submission>),
+    /// An engine took these `sched.pure` tasks (`sched.claim`).
+    Claimed(Claim),
     /// A submission on `engine.<engine>.task` (a client's direct task, or the
     /// controller's own dispatch seen again).
     Observed {
@@ -171,6 +176,9 @@ pub enum HubEvent {
 pub enum HubAction {
     /// Answer the request being handled.
     Respond(HubReply),
+    /// Publish on `sched.pure` (a load-balanced task that reached a
+    /// controller of the `pure` scheme on `sched.submit`).
+    Pure(Box<Submission>),
     /// Publish on `engine.<engine>.task`.
     Dispatch {
         engine: EngineId,
@@ -206,7 +214,16 @@ pub struct Hub {
     bus_dropped: u64,
     /// Aborts of tasks not seen yet, oldest first.
     early_aborts: EarlyAborts,
+    /// `sched.pure` tasks in the order they arrived, with when; entries of
+    /// tasks claimed or done since are skipped (see [`PURE_GRACE`]).
+    unclaimed: VecDeque<(Instant, MsgId)>,
 }
+
+/// How long a `sched.pure` task may go unclaimed before the engines' idle
+/// heartbeats can show that none has it: a heartbeat period, so that an
+/// idle heartbeat later than this was sent after the task reached any
+/// engine that took it.
+pub const PURE_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct EngineRecord {
@@ -228,6 +245,8 @@ struct EngineRecord {
     lossy: bool,
     /// Tasks it did not hold at its last heartbeat, which was idle.
     suspects: HashSet<MsgId>,
+    /// When it last said it was idle (nothing running or queued).
+    last_idle: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,6 +283,8 @@ impl TaskRecord {
 enum TaskState {
     /// Waiting in the scheduler.
     Unassigned,
+    /// Published to `sched.pure`, not claimed by an engine yet.
+    Unclaimed,
     /// Sent to this engine.
     Assigned(EngineId),
     Done(Box<Reply>),
@@ -284,6 +305,7 @@ impl Hub {
             max_record_bytes: config.max_record_bytes,
             bus_dropped: 0,
             early_aborts: EarlyAborts::default(),
+            unclaimed: VecDeque::new(),
         }
     }
 
@@ -308,10 +330,17 @@ impl Hub {
                 .min()
                 .and_then(|heard| heard.checked_add(timeout))
         });
-        match (self.scheduler.poll_timeout(), silence) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // With no engine up, no heartbeat wakes the hub to find a `pure`
+        // task that nobody took.
+        let unclaimed = self
+            .unclaimed
+            .front()
+            .filter(|_| !self.engines.iter().any(|r| r.state == EngineState::Live))
+            .map(|&(since, _)| since + PURE_GRACE);
+        [self.scheduler.poll_timeout(), silence, unclaimed]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Feeds one event at time `now`; returns what to do, in order.
@@ -319,6 +348,11 @@ impl Hub {
         let mut out = Vec::new();
         match event {
             HubEvent::Request(request) => self.request(request, now, &mut out),
+            HubEvent::Submitted(submission) if self.scheduler.config().scheme == Scheme::Pure => {
+                self.forward_to_pure(submission, now, &mut out)
+            }
+            HubEvent::PureSubmitted(submission) => self.pure_submitted(&submission, now, &mut out),
+            HubEvent::Claimed(claim) => self.claimed(claim, now, &mut out),
             HubEvent::Submitted(submission) => {
                 let msg_id = submission.msg_id;
                 if let Entry::Vacant(entry) = self.tasks.entry(msg_id) {
@@ -364,7 +398,11 @@ impl Hub {
                     self.bring_up(engine.id, now, &mut out);
                 }
                 let idle = running.is_none() && queued == 0;
+                if idle && let Some(record) = self.record_mut(engine.id) {
+                    record.last_idle = Some(now);
+                }
                 self.find_lost(engine.id, idle, now, &mut out);
+                self.find_unclaimed(now, &mut out);
             }
             HubEvent::BusDrops(dropped) => {
                 if dropped > self.bus_dropped {
@@ -377,6 +415,7 @@ impl Hub {
             HubEvent::Tick => {
                 self.bury_the_silent(now, &mut out);
                 self.schedule(SchedEvent::Tick, now, &mut out);
+                self.find_unclaimed(now, &mut out);
             }
         }
         out
@@ -420,6 +459,129 @@ impl Hub {
         self.apply(actions, out);
     }
 
+    /// A load-balanced task reached a controller of the `pure` scheme on
+    /// `sched.submit` (its client had not learnt the scheme yet): it goes on
+    /// to `sched.pure`, unless it asks for what only a scheduler does.
+    fn forward_to_pure(
+        &mut self,
+        submission: Box<Submission>,
+        now: Instant,
+        out: &mut Vec<HubAction>,
+    ) {
+        if let Some(why) = submission.sched.refused_by_pure() {
+            if let Entry::Vacant(entry) = self.tasks.entry(submission.msg_id) {
+                entry.insert(TaskRecord::new(&submission, TaskState::Unassigned));
+                let error = TaskError::Unschedulable(why);
+                self.fail_and_tell(submission.msg_id, None, error, now, out);
+            }
+            return;
+        }
+        if !self.tasks.contains_key(&submission.msg_id) {
+            self.pure_submitted(&submission, now, out);
+            out.push(HubAction::Pure(submission));
+        }
+    }
+
+    /// A task on `sched.pure`: recorded until an engine claims it.
+    fn pure_submitted(&mut self, submission: &Submission, now: Instant, out: &mut Vec<HubAction>) {
+        let msg_id = submission.msg_id;
+        let Entry::Vacant(entry) = self.tasks.entry(msg_id) else {
+            return;
+        };
+        entry.insert(TaskRecord::new(submission, TaskState::Unclaimed));
+        self.unclaimed.push_back((now, msg_id));
+        self.schedule(SchedEvent::Seen(msg_id), now, out);
+        if self.early_aborts.take(&msg_id) {
+            // Whichever engine takes it drops it (engines remember early aborts).
+            self.abort_everywhere(msg_id, out);
+            self.fail_and_tell(msg_id, None, TaskError::Aborted, now, out);
+        }
+    }
+
+    /// An engine took `sched.pure` tasks: they are its now (and fail if it dies).
+    fn claimed(&mut self, claim: Claim, now: Instant, out: &mut Vec<HubAction>) {
+        let engine = claim.engine.id;
+        let live = self
+            .record(engine)
+            .is_some_and(|r| r.info.uuid == claim.engine.uuid && r.state != EngineState::Gone);
+        for (msg_id, client, submitted) in claim.tasks {
+            let record = self.tasks.entry(msg_id).or_insert(TaskRecord {
+                client,
+                submitted,
+                state: TaskState::Unclaimed,
+                attempts: 0,
+            });
+            if !matches!(record.state, TaskState::Unclaimed) {
+                continue;
+            }
+            record.state = TaskState::Assigned(engine);
+            record.attempts = 1;
+            if live {
+                if let Some(r) = self.record_mut(engine) {
+                    r.outstanding.insert(msg_id);
+                }
+            } else {
+                self.fail_and_tell(
+                    msg_id,
+                    Some(engine),
+                    TaskError::EngineDied(engine),
+                    now,
+                    out,
+                );
+            }
+        }
+    }
+
+    /// Fails `sched.pure` tasks that no engine took: once every live
+    /// engine has been idle since [`PURE_GRACE`] after a task arrived, none
+    /// holds it (an idle engine has claimed all it received), so it was
+    /// lost on the way (to an engine that died, or to a queue group with
+    /// no engine in it, which NATS drops).
+    fn find_unclaimed(&mut self, now: Instant, out: &mut Vec<HubAction>) {
+        while let Some(&(since, msg_id)) = self.unclaimed.front() {
+            let unclaimed = self
+                .tasks
+                .get(&msg_id)
+                .is_some_and(|t| matches!(t.state, TaskState::Unclaimed));
+            if !unclaimed {
+                self.unclaimed.pop_front();
+                continue;
+            }
+            let settled = since + PURE_GRACE;
+            let mut live = self
+                .engines
+                .iter()
+                .filter(|r| r.state == EngineState::Live)
+                .peekable();
+            let nobody_has_it = if live.peek().is_none() {
+                now >= settled
+            } else {
+                live.all(|r| r.last_idle.is_some_and(|idle| idle >= settled))
+            };
+            if !nobody_has_it {
+                return;
+            }
+            self.unclaimed.pop_front();
+            let why = "no engine took it from the pure scheme's queue: it was published \
+                       while no engine listened, or to an engine that died"
+                .to_string();
+            tracing::warn!(%msg_id, "{why}");
+            self.fail_and_tell(msg_id, None, TaskError::Lost(why), now, out);
+        }
+    }
+
+    /// Tells every live engine to drop or interrupt `msg_id`.
+    fn abort_everywhere(&self, msg_id: MsgId, out: &mut Vec<HubAction>) {
+        for record in &self.engines {
+            if record.state == EngineState::Live {
+                out.push(HubAction::Control {
+                    engine: record.info.id,
+                    control: Control::Abort(vec![msg_id]),
+                });
+            }
+        }
+    }
+
     /// What the hub knows of the tasks `submission`'s dependencies name.
     fn dep_states(&self, submission: &Submission) -> Vec<(MsgId, DepState)> {
         let sched = &submission.sched;
@@ -430,7 +592,9 @@ impl Hub {
             .map(|msg_id| {
                 let state = match self.tasks.get(msg_id).map(|t| &t.state) {
                     None => DepState::Unknown,
-                    Some(TaskState::Unassigned | TaskState::Assigned(_)) => DepState::Pending,
+                    Some(TaskState::Unassigned | TaskState::Unclaimed | TaskState::Assigned(_)) => {
+                        DepState::Pending
+                    }
                     Some(TaskState::Done(reply)) => DepState::Done {
                         engine: reply.engine.map(|e| e.id),
                         ok: reply.status == Status::Ok,
@@ -474,9 +638,9 @@ impl Hub {
                 for msg_id in msg_ids {
                     match self.tasks.get(&msg_id).map(|t| &t.state) {
                         Some(TaskState::Done(_)) => completed.push(msg_id),
-                        Some(TaskState::Unassigned | TaskState::Assigned(_)) => {
-                            pending.push(msg_id)
-                        }
+                        Some(
+                            TaskState::Unassigned | TaskState::Unclaimed | TaskState::Assigned(_),
+                        ) => pending.push(msg_id),
                         None => unknown.push(msg_id),
                     }
                 }
@@ -547,6 +711,7 @@ impl Hub {
                     last_heard: None,
                     running: None,
                     dropped: 0,
+                    last_idle: None,
                 });
                 self.by_uuid.insert(uuid, id);
                 id
@@ -671,6 +836,7 @@ impl Hub {
         for msg_id in msg_ids {
             match self.tasks.get(&msg_id).map(|t| &t.state) {
                 Some(TaskState::Unassigned) => waiting.push(msg_id),
+                Some(TaskState::Unclaimed) => self.abort_everywhere(msg_id, out),
                 Some(TaskState::Assigned(engine)) => {
                     on_engines.entry(*engine).or_default().push(msg_id)
                 }
@@ -926,7 +1092,7 @@ impl Hub {
         let engine = match self.tasks.get(&msg_id).map(|t| &t.state) {
             Some(TaskState::Done(_)) => return false,
             Some(TaskState::Assigned(engine)) => Some(*engine),
-            Some(TaskState::Unassigned) | None => reply.engine.map(|e| e.id),
+            Some(TaskState::Unassigned | TaskState::Unclaimed) | None => reply.engine.map(|e| e.id),
         };
         if let Some(record) = engine.and_then(|id| self.record_mut(id)) {
             record.outstanding.remove(&msg_id);

@@ -2,7 +2,7 @@
 //!
 //! One loop subscribes to the controller's subjects (`hub.>`,
 //! `sched.submit`, `engine.*.task`, `result.*`, `sched.result`,
-//! `heartbeat.*`), decodes each
+//! `sched.pure`, `sched.claim`, `heartbeat.*`), decodes each
 //! message, feeds it to the hub with `Instant::now()`, and publishes what the
 //! hub asks for; a timer wakes it at [`Hub::poll_timeout`]. The loop is a
 //! task on the runtime when the bus reads messages there (NATS; `grid
@@ -32,7 +32,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use grid_bus::{Bus, BusError, Message, Subscription, spawn_consumer};
 use grid_proto::{
-    EngineId, Heartbeat, HubReply, HubRequest, Reply, Subjects, Submission, decode, encode,
+    Claim, EngineId, Heartbeat, HubReply, HubRequest, Reply, Subjects, Submission, decode, encode,
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -136,6 +136,8 @@ struct Subscriptions {
     engine_tasks: Subscription,
     results: Subscription,
     held_results: Subscription,
+    pure: Subscription,
+    claims: Subscription,
     heartbeats: Subscription,
 }
 
@@ -152,6 +154,9 @@ impl Subscriptions {
             engine_tasks: subscribe(subjects.all_engine_tasks()).await?,
             results: subscribe(subjects.all_results()).await?,
             held_results: subscribe(subjects.sched_result()).await?,
+            // Not in the engines' queue group: the controller sees every one.
+            pure: subscribe(subjects.sched_pure()).await?,
+            claims: subscribe(subjects.sched_claim()).await?,
             heartbeats: subscribe(subjects.all_heartbeats()).await?,
         })
     }
@@ -164,6 +169,8 @@ enum Input {
     EngineTask(Message),
     Result(Message),
     HeldResult(Message),
+    Pure(Message),
+    Claim(Message),
     Heartbeat(Message),
     Tick,
 }
@@ -206,6 +213,8 @@ impl Shell {
                 m = subs.engine_tasks.next() => Input::EngineTask(m.ok_or(ControllerError::BusClosed)?),
                 m = subs.results.next() => Input::Result(m.ok_or(ControllerError::BusClosed)?),
                 m = subs.held_results.next() => Input::HeldResult(m.ok_or(ControllerError::BusClosed)?),
+                m = subs.pure.next() => Input::Pure(m.ok_or(ControllerError::BusClosed)?),
+                m = subs.claims.next() => Input::Claim(m.ok_or(ControllerError::BusClosed)?),
                 m = subs.heartbeats.next() => Input::Heartbeat(m.ok_or(ControllerError::BusClosed)?),
                 () = timer => Input::Tick,
             };
@@ -287,6 +296,18 @@ impl Shell {
                 ),
                 Err(e) => skip(&msg, &e),
             },
+            Input::Pure(msg) => match decode::<Submission>(&msg.payload) {
+                Ok(submission) => (
+                    self.hub
+                        .handle(HubEvent::PureSubmitted(Box::new(submission)), now),
+                    None,
+                ),
+                Err(e) => skip(&msg, &e),
+            },
+            Input::Claim(msg) => match decode::<Claim>(&msg.payload) {
+                Ok(claim) => (self.hub.handle(HubEvent::Claimed(claim), now), None),
+                Err(e) => skip(&msg, &e),
+            },
             Input::HeldResult(msg) => match decode::<Reply>(&msg.payload) {
                 Ok(reply) => (
                     self.hub.handle(HubEvent::HeldResult(Box::new(reply)), now),
@@ -325,6 +346,10 @@ impl Shell {
                     Some(to) => self.publish(to, &reply).await?,
                     None => tracing::debug!("a request without a reply subject: answer dropped"),
                 },
+                HubAction::Pure(submission) => {
+                    self.publish(&self.subjects.sched_pure(), &submission)
+                        .await?
+                }
                 HubAction::Dispatch { engine, submission } => {
                     self.publish(&self.subjects.engine_task(engine), &submission)
                         .await?

@@ -1,8 +1,10 @@
 //! The engine slot on the bus: the async shell around an [`Engine`].
 //!
 //! [`EngineSlot::start`] registers with the controller (`hub.register`, which
-//! assigns the slot's id), subscribes to `engine.<id>.task` and
-//! `engine.<id>.control`, then announces itself with a first heartbeat, which
+//! assigns the slot's id), subscribes to `engine.<id>.task`,
+//! `engine.<id>.control` and, in the queue group it shares with every
+//! engine, `sched.pure` (the `pure` scheme's tasks: the slot tells the
+//! controller which it took on `sched.claim`), then announces itself with a first heartbeat, which
 //! is what makes it schedulable (so no work is sent before it listens). The
 //! slot's worker thread owns the [`TaskQueue`](crate::queue) state machine and
 //! its task subscription: it decodes submissions, runs wasm (CPU-bound and
@@ -25,8 +27,9 @@ use grid_bus::{
     spin_block_on,
 };
 use grid_proto::{
-    BlobHash, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply, HubRequest, Outcome,
-    Reply, Subjects, Submission, Task, TaskError, TaskResult, Value, Work,
+    BlobHash, Claim, ClientId, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply,
+    HubRequest, MsgId, Outcome, PURE_QUEUE, Reply, Subjects, Submission, Task, TaskError,
+    TaskResult, Timestamp, Value, Work,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -70,6 +73,10 @@ impl EngineSlot {
         let id = register(&*bus, &subjects, uuid, host, register_timeout).await?;
         let engine = EngineRef { id, uuid };
         let tasks = bus.subscribe(&subjects.engine_task(id)).await?;
+        // Tasks of a cluster whose scheme is pure; nothing comes here otherwise.
+        let pure = bus
+            .queue_subscribe(&subjects.sched_pure(), PURE_QUEUE)
+            .await?;
         let control = bus.subscribe(&subjects.engine_control(id)).await?;
         let mut slot = runtime.engine_with(id, uuid);
         let live = Arc::new(Iopub::default());
@@ -87,7 +94,7 @@ impl EngineSlot {
             counters: counters.clone(),
             live,
         }
-        .spawn(tasks, queue)?;
+        .spawn(tasks, pure, queue)?;
         let shell = Shell {
             bus,
             subjects,
@@ -250,6 +257,7 @@ struct Worker {
 /// What woke an idle worker.
 enum Wake {
     Task(Option<grid_bus::Message>),
+    Pure(Option<grid_bus::Message>),
     Control(Option<QueueEvent>),
 }
 
@@ -257,18 +265,25 @@ impl Worker {
     fn spawn(
         mut self,
         tasks: Subscription,
+        pure: Subscription,
         control: mpsc::UnboundedReceiver<QueueEvent>,
     ) -> Result<(), ServiceError> {
         std::thread::Builder::new()
             .name(format!("grid-engine-{}", self.me.id))
-            .spawn(move || self.serve(tasks, control))
+            .spawn(move || self.serve(tasks, pure, control))
             .map(|_| ())
             .map_err(ServiceError::Thread)
     }
 
-    fn serve(&mut self, mut tasks: Subscription, mut control: mpsc::UnboundedReceiver<QueueEvent>) {
+    fn serve(
+        &mut self,
+        mut tasks: Subscription,
+        mut pure: Subscription,
+        mut control: mpsc::UnboundedReceiver<QueueEvent>,
+    ) {
         let mut queue = TaskQueue::default();
         let mut actions = Vec::new();
+        let mut claims = Vec::new();
         loop {
             // Take in everything that arrived, then act; block only when idle.
             loop {
@@ -280,10 +295,17 @@ impl Worker {
             }
             while let Some(msg) = now_or_never(tasks.next()) {
                 match msg {
-                    Some(msg) => actions.extend(self.arrived(&mut queue, &msg)),
+                    Some(msg) => actions.extend(self.arrived(&mut queue, &msg, None)),
                     None => return,
                 }
             }
+            while let Some(msg) = now_or_never(pure.next()) {
+                match msg {
+                    Some(msg) => actions.extend(self.arrived(&mut queue, &msg, Some(&mut claims))),
+                    None => return,
+                }
+            }
+            self.claim(&mut claims);
             let mut start = None;
             for action in actions.drain(..) {
                 match action {
@@ -316,6 +338,7 @@ impl Worker {
                     async {
                         tokio::select! {
                             msg = tasks.next() => Wake::Task(msg),
+                            msg = pure.next() => Wake::Pure(msg),
                             event = control.recv() => Wake::Control(event),
                         }
                     },
@@ -323,20 +346,59 @@ impl Worker {
                 )
             };
             match wake {
-                Wake::Task(Some(msg)) => actions.extend(self.arrived(&mut queue, &msg)),
+                Wake::Task(Some(msg)) => actions.extend(self.arrived(&mut queue, &msg, None)),
+                Wake::Pure(Some(msg)) => {
+                    actions.extend(self.arrived(&mut queue, &msg, Some(&mut claims)));
+                }
                 Wake::Control(Some(event)) => actions.extend(queue.handle(event)),
-                Wake::Task(None) | Wake::Control(None) => return,
+                Wake::Task(None) | Wake::Pure(None) | Wake::Control(None) => return,
             }
         }
     }
 
-    fn arrived(&self, queue: &mut TaskQueue, msg: &grid_bus::Message) -> Vec<QueueAction> {
+    /// Queues a submission; one from `sched.pure` is noted in `claims`.
+    fn arrived(
+        &self,
+        queue: &mut TaskQueue,
+        msg: &grid_bus::Message,
+        claims: Option<&mut Vec<(MsgId, ClientId, Timestamp)>>,
+    ) -> Vec<QueueAction> {
         match grid_proto::decode::<Submission>(&msg.payload) {
-            Ok(sub) => queue.handle(QueueEvent::Arrived(sub)),
+            Ok(sub) => {
+                if let Some(claims) = claims {
+                    claims.push((sub.msg_id, sub.client, sub.submitted));
+                }
+                queue.handle(QueueEvent::Arrived(sub))
+            }
             Err(e) => {
                 tracing::warn!(engine = %self.me.id, error = %e, "skipping malformed submission");
                 Vec::new()
             }
+        }
+    }
+
+    /// Tells the controller which `sched.pure` tasks this slot took, so
+    /// that they fail if it dies (see `Claim`).
+    fn claim(&self, claims: &mut Vec<(MsgId, ClientId, Timestamp)>) {
+        if claims.is_empty() {
+            return;
+        }
+        let claim = Claim {
+            engine: self.me,
+            tasks: std::mem::take(claims),
+        };
+        let subject = self.subjects.sched_claim();
+        let published = grid_proto::encode(&claim)
+            .map_err(|e| BusError::Other(e.to_string()))
+            .and_then(|bytes| {
+                let bytes = Bytes::from(bytes);
+                match self.bus.publish_now(&subject, &bytes) {
+                    Some(done) => done,
+                    None => self.handle.block_on(self.bus.publish(&subject, bytes)),
+                }
+            });
+        if let Err(e) = published {
+            tracing::warn!(engine = %self.me.id, error = %e, "cannot claim tasks");
         }
     }
 

@@ -30,10 +30,10 @@ pub use ids::{
 };
 pub use result::{Fingerprint, Frame, LimitKind, Outcome, Status, TaskError, TaskResult, TrapKind};
 pub use scheme::{Scheme, UnknownScheme};
-pub use subjects::{DEFAULT_CLUSTER, InvalidCluster, Subjects};
+pub use subjects::{DEFAULT_CLUSTER, InvalidCluster, PURE_QUEUE, Subjects};
 pub use task::{Arg, Call, Deterministic, DirGrant, Limits, Task};
 pub use value::{FromJsonError, Value};
 pub use wire::{
-    ClientId, ClusterEvent, Control, EngineInfo, EngineQueue, EngineRef, Heartbeat, HubReply,
-    HubRequest, Iopub, QueueStatus, Reply, SchedFlags, Stream, Submission, Work,
+    Claim, ClientId, ClusterEvent, Control, EngineInfo, EngineQueue, EngineRef, Heartbeat,
+    HubReply, HubRequest, Iopub, QueueStatus, Reply, SchedFlags, Stream, Submission, Work,
 };

@@ -13,6 +13,9 @@ pub struct Subjects {
     prefix: String,
 }
 
+/// The queue group in which engines share `sched.pure`.
+pub const PURE_QUEUE: &str = "engines";
+
 /// The cluster name used when none is given.
 pub const DEFAULT_CLUSTER: &str = "default";
 
@@ -45,6 +48,18 @@ impl Subjects {
     /// scheduler may run again; it forwards the final one to the client.
     pub fn sched_result(&self) -> String {
         format!("{}sched.result", self.prefix)
+    }
+
+    /// `sched.pure`: load-balanced submissions of a cluster whose scheme is
+    /// `pure`: engines share them as the queue group [`PURE_QUEUE`], and
+    /// the controller records them.
+    pub fn sched_pure(&self) -> String {
+        format!("{}sched.pure", self.prefix)
+    }
+
+    /// `sched.claim`: engines say which `sched.pure` tasks they took.
+    pub fn sched_claim(&self) -> String {
+        format!("{}sched.claim", self.prefix)
     }
 
     /// `engine.<id>.task`: work for one engine.

@@ -88,6 +88,36 @@ pub struct SchedFlags {
     pub retries: u32,
 }
 
+impl SchedFlags {
+    /// The flags set here that need a scheduler (the `pure` scheme has
+    /// none): `after`, `follow`, `retries`, `targets`, `timeout`.
+    pub fn needs_scheduler(&self) -> Vec<&'static str> {
+        [
+            ("after", self.after.is_some()),
+            ("follow", self.follow.is_some()),
+            ("retries", self.retries > 0),
+            ("targets", self.targets.is_some()),
+            ("timeout", self.timeout_ms.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
+    /// Why a cluster of the `pure` scheme cannot take a task with these
+    /// flags, if it cannot.
+    pub fn refused_by_pure(&self) -> Option<String> {
+        let asked = self.needs_scheduler();
+        (!asked.is_empty()).then(|| {
+            format!(
+                "the cluster's scheme is pure (no scheduler), which cannot honour {}: \
+                 start its controller with another --scheme",
+                asked.join(", ")
+            )
+        })
+    }
+}
+
 /// The result of a submission, on `result.<client>`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
@@ -170,6 +200,16 @@ pub enum Control {
     Abort(Vec<MsgId>),
     /// Finish nothing more; stop.
     Shutdown,
+}
+
+/// Sent by an engine slot on `sched.claim` when it takes tasks from
+/// `sched.pure` (the `pure` scheme): the controller then knows where they
+/// are, to fail them if that engine dies. Each task with what the
+/// controller needs to record it if the claim overtakes the submission.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    pub engine: EngineRef,
+    pub tasks: Vec<(MsgId, ClientId, Timestamp)>,
 }
 
 /// Sent by an engine slot on `heartbeat.<id>` once it is subscribed to its
