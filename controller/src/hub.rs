@@ -1978,4 +1978,197 @@ mod tests {
         assert_eq!(delivered(&actions)[0].msg_id, first.msg_id);
         assert_eq!(dispatches(&actions), vec![(e(0), second.msg_id)]);
     }
+    /// A reply from `engine` for `s` that failed with a trap.
+    fn failed_reply(s: &Submission, engine: EngineRef) -> Reply {
+        let error = TaskError::Trap {
+            kind: grid_proto::TrapKind::Unreachable,
+            message: "boom".into(),
+            backtrace: Vec::new(),
+        };
+        let result = TaskResult::immediate(s.msg_id, Outcome::Err(error));
+        Reply::new(s.client, s.submitted, Some(engine), &result).unwrap()
+    }
+
+    #[test]
+    fn a_task_with_retries_runs_elsewhere_and_only_its_last_result_is_delivered() {
+        let mut b = Bench::with_engines(2, 64);
+        let mut t = task();
+        t.sched.retries = 2;
+        let actions = b.on(HubEvent::Submitted(Box::new(t.clone())));
+        assert_eq!(dispatches(&actions), vec![(e(0), t.msg_id)]);
+        // Its first result fails: not delivered, run again on the other engine.
+        let actions = b.on(HubEvent::HeldResult(Box::new(failed_reply(
+            &t,
+            b.engine(0),
+        ))));
+        assert_eq!(delivered(&actions), vec![]);
+        assert_eq!(dispatches(&actions), vec![(e(1), t.msg_id)]);
+        assert_eq!(b.result_status(vec![t.msg_id]).1, vec![t.msg_id], "pending");
+        // It succeeds there: delivered, counting two attempts.
+        let actions = b.on(HubEvent::HeldResult(Box::new(reply(&t, b.engine(1)))));
+        let replies = delivered(&actions);
+        assert_eq!(replies.len(), 1);
+        assert_eq!((replies[0].status, replies[0].attempts), (Status::Ok, 2));
+        assert_eq!(b.get_result(vec![t.msg_id]), replies);
+        // A late copy changes nothing.
+        let again = b.on(HubEvent::HeldResult(Box::new(reply(&t, b.engine(1)))));
+        assert_eq!(again, vec![]);
+    }
+
+    #[test]
+    fn a_task_out_of_retries_delivers_its_last_failure() {
+        let mut b = Bench::with_engines(1, 64);
+        let mut t = task();
+        t.sched.retries = 1;
+        b.on(HubEvent::Submitted(Box::new(t.clone())));
+        let actions = b.on(HubEvent::HeldResult(Box::new(failed_reply(
+            &t,
+            b.engine(0),
+        ))));
+        // No other engine: it runs again where it failed.
+        assert_eq!(dispatches(&actions), vec![(e(0), t.msg_id)]);
+        let actions = b.on(HubEvent::HeldResult(Box::new(failed_reply(
+            &t,
+            b.engine(0),
+        ))));
+        let replies = delivered(&actions);
+        assert_eq!((replies[0].status, replies[0].attempts), (Status::Error, 2));
+        assert!(matches!(error_of(&replies[0]), TaskError::Trap { .. }));
+    }
+
+    #[test]
+    fn an_engine_dying_runs_its_tasks_with_retries_elsewhere() {
+        let mut b = Bench::with_engines(2, 1);
+        let mut t = task();
+        t.sched.retries = 1;
+        let plain = task();
+        b.on(HubEvent::Submitted(Box::new(t.clone())));
+        b.on(HubEvent::Submitted(Box::new(plain.clone())));
+        let (_, actions) = b.ask(HubRequest::Unregister { id: e(0) });
+        let failed: Vec<MsgId> = delivered(&actions).iter().map(|r| r.msg_id).collect();
+        assert_eq!(failed, vec![], "{actions:?}");
+        // Engine 1 is busy with `plain`; when it finishes, `t` runs there.
+        let actions = b.on(HubEvent::Replied(Box::new(reply(&plain, b.engine(1)))));
+        assert_eq!(dispatches(&actions), vec![(e(1), t.msg_id)]);
+        let actions = b.on(HubEvent::HeldResult(Box::new(reply(&t, b.engine(1)))));
+        assert_eq!(delivered(&actions)[0].attempts, 2);
+    }
+
+    #[test]
+    fn dependencies_see_what_the_hub_knows_of_any_task() {
+        let mut b = Bench::with_engines(1, 64);
+        // A direct task of another client, done long ago, that failed.
+        let direct = task();
+        b.on(HubEvent::Observed {
+            engine: e(0),
+            submission: Box::new(direct.clone()),
+        });
+        b.on(HubEvent::Replied(Box::new(failed_reply(
+            &direct,
+            b.engine(0),
+        ))));
+        let mut on_failure = task();
+        on_failure.sched.after = Some(
+            grid_proto::Dependency::from(direct.msg_id)
+                .success(false)
+                .failure(true),
+        );
+        let actions = b.on(HubEvent::Submitted(Box::new(on_failure.clone())));
+        assert_eq!(dispatches(&actions), vec![(e(0), on_failure.msg_id)]);
+        let mut on_success = task();
+        on_success.sched.after = Some(grid_proto::Dependency::from(direct.msg_id));
+        let actions = b.on(HubEvent::Submitted(Box::new(on_success.clone())));
+        let replies = delivered(&actions);
+        assert!(matches!(
+            error_of(&replies[0]),
+            TaskError::ImpossibleDependency(_)
+        ));
+        // A chain below a failure fails at once, link by link.
+        let mut child = task();
+        child.sched.after = Some(grid_proto::Dependency::from(on_success.msg_id));
+        let actions = b.on(HubEvent::Submitted(Box::new(child.clone())));
+        assert!(matches!(
+            error_of(&delivered(&actions)[0]),
+            TaskError::ImpossibleDependency(_)
+        ));
+    }
+
+    /// A hub of the pure scheme with `n` engines.
+    fn pure_bench(n: usize) -> Bench {
+        let mut b = Bench::with_engines(n, 64);
+        b.hub = Hub::new(ControllerConfig {
+            scheduler: SchedulerConfig {
+                scheme: Scheme::Pure,
+                ..SchedulerConfig::default()
+            },
+            readiness: Readiness::OnRegister,
+            ..ControllerConfig::default()
+        });
+        b.engines.clear();
+        for _ in 0..n {
+            b.register(EngineUuid::new());
+        }
+        b
+    }
+
+    #[test]
+    fn pure_tasks_are_recorded_claimed_and_fail_with_their_engine() {
+        let mut b = pure_bench(2);
+        let t = task();
+        assert_eq!(b.on(HubEvent::PureSubmitted(Box::new(t.clone()))), vec![]);
+        assert_eq!(b.result_status(vec![t.msg_id]).1, vec![t.msg_id]);
+        let claim = Claim {
+            engine: b.engine(1),
+            tasks: vec![(t.msg_id, t.client, t.submitted)],
+        };
+        assert_eq!(b.on(HubEvent::Claimed(claim)), vec![]);
+        assert_eq!(b.engine_queue(1).running, 1);
+        let (_, actions) = b.ask(HubRequest::Unregister { id: e(1) });
+        assert_eq!(
+            error_of(&delivered(&actions)[0]),
+            TaskError::EngineDied(e(1))
+        );
+    }
+
+    #[test]
+    fn a_pure_task_no_engine_took_fails_as_lost_once_every_engine_was_idle() {
+        let mut b = pure_bench(2);
+        let t = task();
+        b.on(HubEvent::PureSubmitted(Box::new(t.clone())));
+        let (e0, e1) = (b.engine(0), b.engine(1));
+        b.now += PURE_GRACE;
+        assert_eq!(delivered(&beat(&mut b, e0, None, 0, 0)), vec![]);
+        // Engine 1 is busy: it may hold the task unread.
+        assert_eq!(
+            delivered(&beat(&mut b, e1, Some(MsgId::new()), 0, 0)),
+            vec![]
+        );
+        let actions = beat(&mut b, e1, None, 0, 0);
+        assert!(matches!(
+            error_of(&delivered(&actions)[0]),
+            TaskError::Lost(_)
+        ));
+    }
+
+    #[test]
+    fn a_pure_controller_forwards_balanced_work_and_refuses_what_needs_a_scheduler() {
+        let mut b = pure_bench(1);
+        let t = task();
+        let actions = b.on(HubEvent::Submitted(Box::new(t.clone())));
+        assert!(matches!(&actions[..], [HubAction::Pure(s)] if s.msg_id == t.msg_id));
+        let mut needs = task();
+        needs.sched.retries = 1;
+        let actions = b.on(HubEvent::Submitted(Box::new(needs)));
+        let TaskError::Unschedulable(why) = error_of(&delivered(&actions)[0]) else {
+            panic!("{actions:?}");
+        };
+        assert!(why.contains("pure") && why.contains("retries"), "{why}");
+        let (answer, _) = b.ask(HubRequest::Info);
+        assert_eq!(
+            answer,
+            HubReply::Info {
+                scheme: Scheme::Pure
+            }
+        );
+    }
 }
