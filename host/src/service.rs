@@ -31,7 +31,7 @@ use grid_proto::{
     HubRequest, MsgId, Outcome, PURE_QUEUE, Reply, Subjects, Submission, Task, TaskError,
     TaskResult, Timestamp, Value, Work,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -57,6 +57,8 @@ pub enum ServiceError {
 pub struct EngineSlot {
     engine: EngineRef,
     task: JoinHandle<()>,
+    counters: Arc<Counters>,
+    interrupter: Interrupter,
 }
 
 impl EngineSlot {
@@ -95,6 +97,7 @@ impl EngineSlot {
             live,
         }
         .spawn(tasks, pure, queue)?;
+        let (counters_of_slot, interrupter_of_slot) = (counters.clone(), interrupter.clone());
         let shell = Shell {
             bus,
             subjects,
@@ -108,7 +111,12 @@ impl EngineSlot {
             shell.serve(control).await;
             publisher.abort();
         });
-        Ok(EngineSlot { engine, task })
+        Ok(EngineSlot {
+            engine,
+            task,
+            counters: counters_of_slot,
+            interrupter: interrupter_of_slot,
+        })
     }
 
     pub fn id(&self) -> EngineId {
@@ -124,8 +132,12 @@ impl EngineSlot {
         let _ = self.task.await;
     }
 
-    /// Stops the slot at once, abandoning queued work.
+    /// Stops the slot at once, as if its process died: the running task is
+    /// interrupted, queued work abandoned, and nothing more is published
+    /// (no result, no heartbeat).
     pub fn kill(&self) {
+        self.counters.killed.store(true, Ordering::SeqCst);
+        self.interrupter.abort_current();
         self.task.abort();
     }
 }
@@ -179,6 +191,8 @@ async fn register(
 struct Counters {
     queued: AtomicU64,
     done: AtomicU64,
+    /// Set by [`EngineSlot::kill`]: the worker publishes nothing more.
+    killed: AtomicBool,
 }
 
 /// The async side: control messages and heartbeats.
@@ -285,6 +299,9 @@ impl Worker {
         let mut actions = Vec::new();
         let mut claims = Vec::new();
         loop {
+            if self.killed() {
+                return;
+            }
             // Take in everything that arrived, then act; block only when idle.
             loop {
                 match control.try_recv() {
@@ -380,7 +397,7 @@ impl Worker {
     /// Tells the controller which `sched.pure` tasks this slot took, so
     /// that they fail if it dies (see `Claim`).
     fn claim(&self, claims: &mut Vec<(MsgId, ClientId, Timestamp)>) {
-        if claims.is_empty() {
+        if claims.is_empty() || self.killed() {
             return;
         }
         let claim = Claim {
@@ -402,7 +419,14 @@ impl Worker {
         }
     }
 
+    fn killed(&self) -> bool {
+        self.counters.killed.load(Ordering::SeqCst)
+    }
+
     fn reply(&self, sub: &Submission, result: TaskResult) {
+        if self.killed() {
+            return;
+        }
         // A task the scheduler may run again reports to it, and it tells
         // the client the final outcome (see `SchedFlags::retries`).
         let subject = if sub.sched.retries > 0 {

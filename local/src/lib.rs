@@ -153,6 +153,15 @@ impl LocalCluster {
         self.engines.iter().map(EngineSlot::id).collect()
     }
 
+    /// Stops engine `id` at once, as if its process died: no more
+    /// heartbeats, nothing more taken from its queue (the task running now
+    /// still finishes). The controller declares it dead once its heartbeat
+    /// timeout passes. Returns whether there was such an engine.
+    pub fn kill_engine(&self, id: EngineId) -> bool {
+        let slot = self.engines.iter().find(|slot| slot.id() == id);
+        slot.inspect(|slot| slot.kill()).is_some()
+    }
+
     /// Stops the engines and the controller.
     pub async fn stop(mut self) {
         for slot in &self.engines {

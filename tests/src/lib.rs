@@ -38,7 +38,16 @@ pub struct Cluster {
 impl Cluster {
     /// The nats-server of a NATS cluster (to stop or restart it).
     pub fn nats_server(&mut self) -> Option<&mut NatsServer> {
-        self._nats.as_mut().map(|n| &mut n._server)
+        self._nats.as_mut().and_then(|n| n._server.as_mut())
+    }
+
+    /// Kills engine `id` of a cluster made by [`cluster_with`] (see
+    /// `LocalCluster::kill_engine`); false if there is no such engine.
+    pub fn kill_engine(&self, id: grid_proto::EngineId) -> bool {
+        self._nats
+            .as_ref()
+            .and_then(|n| n.cluster.as_ref())
+            .is_some_and(|c| c.kill_engine(id))
     }
 }
 
@@ -49,22 +58,70 @@ impl std::ops::Deref for Cluster {
     }
 }
 
+/// A cluster on a runtime of its own, and its nats-server if any.
 struct NatsCluster {
     runtime: Option<tokio::runtime::Runtime>,
     cluster: Option<LocalCluster>,
-    _server: NatsServer,
+    _server: Option<NatsServer>,
 }
 
 impl Drop for NatsCluster {
     fn drop(&mut self) {
         // The cluster's slots and controller belong to the runtime: drop them inside it.
+        // Stopped inside the runtime, and the controller waited for, so
+        // that no thread of theirs outlives it.
         if let (Some(rt), Some(cluster)) = (self.runtime.as_ref(), self.cluster.take()) {
-            let _guard = rt.enter();
-            drop(cluster);
+            rt.block_on(cluster.stop());
         }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// A cluster of `engines` engines on `backend` with this controller
+/// configuration, whose engines a test can kill ([`Cluster::kill_engine`]).
+pub fn cluster_with(backend: Backend, engines: usize, config: ControllerConfig) -> Cluster {
+    let server = match backend {
+        Backend::Local => None,
+        Backend::Nats => Some(NatsServer::start().unwrap_or_else(|e| panic!("{e}"))),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let subjects = Subjects::default();
+    let (cluster, client) = runtime.block_on(async {
+        let bus: Arc<dyn Bus> = match &server {
+            None => Arc::new(grid_bus::LocalBus::new()),
+            Some(server) => Arc::new(
+                NatsBus::connect(&server.url())
+                    .await
+                    .expect("connects to nats"),
+            ),
+        };
+        let cluster = LocalCluster::start_on(
+            bus.clone(),
+            subjects.clone(),
+            engines,
+            EngineConfig::default().cache_dir(None),
+            config,
+        )
+        .await
+        .expect("controller and engines start");
+        let client = Client::connect_bus(bus, subjects)
+            .await
+            .expect("client connects");
+        (cluster, client)
+    });
+    Cluster {
+        client,
+        _nats: Some(NatsCluster {
+            runtime: Some(runtime),
+            cluster: Some(cluster),
+            _server: server,
+        }),
     }
 }
 
@@ -112,7 +169,7 @@ pub fn nats_cluster(engines: usize, name: &str) -> Cluster {
         _nats: Some(NatsCluster {
             runtime: Some(runtime),
             cluster: Some(cluster),
-            _server: server,
+            _server: Some(server),
         }),
     }
 }
