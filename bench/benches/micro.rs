@@ -172,7 +172,7 @@ fn scheduler(c: &mut Criterion) {
     for _ in 0..IN_FLIGHT {
         let s = Box::new(submission(module));
         in_flight.push_back(s.msg_id);
-        match &sched.handle(SchedEvent::Submit(s), now)[..] {
+        match &sched.handle(submit(s), now)[..] {
             [SchedAction::Dispatch { .. }] => {}
             other => panic!("expected one dispatch, got {other:?}"),
         }
@@ -196,10 +196,14 @@ fn scheduler(c: &mut Criterion) {
                     let event = if submit_next {
                         let s = fresh.pop().expect("one fresh submission per two decisions");
                         in_flight.push_back(s.msg_id);
-                        SchedEvent::Submit(s)
+                        submit(s)
                     } else {
                         let msg_id = in_flight.pop_front().expect("tasks are in flight");
-                        SchedEvent::Finished { msg_id }
+                        SchedEvent::Finished {
+                            msg_id,
+                            engine: None,
+                            status: grid_proto::Status::Ok,
+                        }
                     };
                     black_box(sched.handle(event, now));
                     submit_next = !submit_next;
@@ -299,3 +303,11 @@ criterion_group! {
     targets = codec, scheduler, engine, bus
 }
 criterion_main!(micro);
+
+/// A submission without dependencies, as the hub hands it to the scheduler.
+fn submit(submission: Box<Submission>) -> SchedEvent {
+    SchedEvent::Submit {
+        submission,
+        deps: Vec::new(),
+    }
+}

@@ -786,6 +786,9 @@ mod tests {
             stderr: b"panicked".to_vec(),
             fuel_used: None,
             fingerprint: None,
+            after: Vec::new(),
+            follow: Vec::new(),
+            attempts: 1,
         };
         meta.fuel_used = Some(7);
         Ended {
