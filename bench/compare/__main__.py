@@ -31,6 +31,18 @@ What it does, in order:
 Ratios read "Grid is N times better": Grid / peer for rates, peer / Grid for
 times and memory.
 
+`--schemes` measures Grid alone instead: for each scheduler scheme
+(leastload, lru, twobin, weighted, plainrandom, and pure on the local
+cluster), a Grid runner started with `--scheme NAME` runs the unchunked map
+(`map1`) and `skewed` (200 sleeps, about one in ten of 50 ms, the rest 1 ms,
+a fixed pattern), and a table shows each scheme's figures on each backend
+(JSON in `target/compare/schemes.json`). A backend that cannot start a
+scheme (a `grid cluster start` without `--scheme`) shows `n/a`.
+
+The CI pass of this bench is `compare-grid`'s unit tests (`cargo test -p
+grid-bench`): the `dag` and `skewed` workloads and every scheme, small, on
+the local cluster, and the `dag` graph checked against `dag.py`.
+
 This file must not measure anything itself: the runners do, in their own
 processes; it only schedules, waits for idleness and reports.
 """
@@ -61,6 +73,7 @@ WORKLOADS = [
     "rss",
     "map100",
     "async",
+    "dag",
     "push",
     "pull",
     "scatter_gather",
@@ -78,6 +91,7 @@ ROWS = [
     ("map1", "tasks_per_s", "map of N tasks, chunksize 1", "tasks/s", True),
     ("map100", "tasks_per_s", "map of N tasks, chunksize 100", "tasks/s", True),
     ("async", "tasks_per_s", "N apply_async, then wait", "tasks/s", True),
+    ("dag", "tasks_per_s", "DAG of N tasks, each after up to 2 earlier", "tasks/s", True),
     ("push", "mb_per_s", "push of 10 MB", "MB/s", True),
     ("pull", "mb_per_s", "pull of 10 MB", "MB/s", True),
     ("scatter_gather", "scatter_s", "scatter of 1,000,000 ints", "s", False),
@@ -87,6 +101,17 @@ ROWS = [
     ("rss", "controller_mb", "peak RSS: controller", "MB", False),
     ("rss", "engine_mb", "peak RSS: one engine", "MB", False),
 ]
+# `--schemes`: every scheme on the local cluster; pure (no scheduler, the
+# NATS queue group) is left out over NATS.
+SCHEMES = ["leastload", "lru", "twobin", "weighted", "plainrandom", "pure"]
+LOCAL_ONLY_SCHEMES = {"pure"}
+SCHEME_WORKLOADS = ["map1", "skewed"]
+SCHEME_ROWS = [
+    ("map1", "tasks_per_s", "map of N tasks, chunksize 1", "tasks/s", True),
+    ("skewed", "seconds", "200 tasks of 1 or 50 ms (ideal 0.71 s)", "s", False),
+]
+# The issue's target for `dag`: Grid this many times the fastest peer.
+DAG_TARGET_X = 10
 START_TIMEOUT_S = 300
 WORKLOAD_TIMEOUT_S = 900
 
@@ -101,23 +126,20 @@ def main():
     for name in grids:
         if name not in GRIDS:
             sys.exit(f"error: unknown Grid backend {name!r} (known: {', '.join(GRIDS)})")
+    if args.schemes:
+        peers = []
     if peers:
         ensure_venv(peers)
     if not args.no_build:
         build()
     logs = ROOT / "target" / "compare" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    if args.schemes:
+        run_schemes(grids, args, logs)
+        return
     systems = grids + peers
-    rounds = []
-    for number in range(args.rounds):
-        shift = number % len(systems)
-        order = systems[shift:] + systems[:shift]
-        say(f"round {number + 1} of {args.rounds}: {', '.join(order)}")
-        figures = {}
-        for system in order:
-            figures[system] = run_system(system, args, logs)
-        rounds.append(figures)
-    best = best_of(rounds, systems)
+    rounds = run_rounds(systems, WORKLOADS, args, logs)
+    best = best_of(rounds, systems, ROWS)
     report = {
         "machine": machine(),
         "tasks": args.tasks,
@@ -128,10 +150,39 @@ def main():
     }
     print_table(best, systems, args)
     print_targets(report["targets"])
-    out = Path(args.json)
+    write_json(report, args.json or ROOT / "target" / "compare" / "results.json")
+
+
+def run_rounds(systems, workloads, args, logs):
+    """Every system through `workloads`, `--rounds` times, in rotating order."""
+    rounds = []
+    for number in range(args.rounds):
+        shift = number % len(systems)
+        order = systems[shift:] + systems[:shift]
+        say(f"round {number + 1} of {args.rounds}: {', '.join(order)}")
+        figures = {}
+        for system in order:
+            figures[system] = run_system(system, workloads, args, logs)
+        rounds.append(figures)
+    return rounds
+
+
+def write_json(report, path):
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     say(f"wrote {out}")
+
+
+def run_schemes(grids, args, logs):
+    """`--schemes`: Grid alone, one runner per backend and scheme."""
+    systems = [f"{grid}:{scheme}" for grid in grids for scheme in SCHEMES
+               if grid == "grid-local" or scheme not in LOCAL_ONLY_SCHEMES]
+    rounds = run_rounds(systems, SCHEME_WORKLOADS, args, logs)
+    best = best_of(rounds, systems, SCHEME_ROWS)
+    print_scheme_table(best, grids, args)
+    report = {"machine": machine(), "tasks": args.tasks, "rounds": rounds, "best": best}
+    write_json(report, args.json or ROOT / "target" / "compare" / "schemes.json")
 
 
 def parse_args():
@@ -150,7 +201,11 @@ def parse_args():
                         help="busy fraction of one core that still counts as idle (0.10)")
     parser.add_argument("--idle-wait", type=float, default=60,
                         help="seconds to wait for an idle machine before measuring anyway")
-    parser.add_argument("--json", default=str(ROOT / "target" / "compare" / "results.json"))
+    parser.add_argument("--schemes", action="store_true",
+                        help="Grid alone: every scheduler scheme on map1 and skewed (no peers)")
+    parser.add_argument("--json", default=None,
+                        help="where to write the figures (target/compare/results.json, "
+                             "or schemes.json with --schemes)")
     parser.add_argument("--no-build", action="store_true", help="do not run cargo build")
     args = parser.parse_args()
     if args.rounds < 1:
@@ -187,17 +242,18 @@ def build():
 
 
 def runner_command(system, args):
+    """The runner of `system`: a peer, `grid-BACKEND` or `grid-BACKEND:SCHEME`."""
     sizes = ["--tasks", str(args.tasks), "--calls", str(args.calls)]
     if system.startswith("grid-"):
-        backend = system.removeprefix("grid-")
+        backend, _, scheme = system.removeprefix("grid-").partition(":")
         exe = ROOT / "target" / "release" / "compare-grid"
-        return [str(exe), "--backend", backend, *sizes]
+        return [str(exe), "--backend", backend, *(["--scheme", scheme] if scheme else []), *sizes]
     return [str(VENV / "bin" / "python"), str(ROOT / "bench" / "compare" / "peers.py"),
             "--system", system, *sizes]
 
 
-def run_system(system, args, logs):
-    """Starts one runner, takes it through every workload, stops it."""
+def run_system(system, workloads, args, logs):
+    """Starts one runner, takes it through `workloads`, stops it."""
     figures = {}
     busy = wait_idle(None, args)
     log = open(logs / f"{system}.log", "a")
@@ -210,7 +266,7 @@ def run_system(system, args, logs):
             return figures
         figures["start"] = mark(ready["figures"], busy)
         say(f"{system}: started in {ready['figures']['start_s']:.2f} s")
-        for workload in WORKLOADS:
+        for workload in workloads:
             # `rss` reads peaks already reached: no need to wait for quiet.
             busy = wait_idle(runner.pid, args) if workload != "rss" else None
             runner.stdin.write(workload + "\n")
@@ -340,9 +396,9 @@ def wait_idle(runner_pid, args):
             announced = True
 
 
-def best_of(rounds, systems):
+def best_of(rounds, systems, rows):
     """Per system, workload and figure: the best value over the rounds."""
-    higher = {(w, f): up for w, f, _, _, up in ROWS}
+    higher = {(w, f): up for w, f, _, _, up in rows}
     best = {}
     for system in systems:
         merged = {}
@@ -407,15 +463,45 @@ def print_table(best, systems, args):
                       value_of(best, peer, workload, figure), up)
             cells.append("-" if r is None else f"{r:,.1f}x")
         rows.append(cells)
+    print(f"Grid vs peers, 2 workers each, best of {args.rounds} round(s); "
+          "ratios: how many times better Grid is (* = machine was not idle)")
+    print_rows(header, rows)
+
+
+def print_rows(header, rows):
+    """An aligned text table: the first column to the left, the others to the right."""
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "  ".join(  # noqa: E731
         str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    print(f"Grid vs peers, 2 workers each, best of {args.rounds} round(s); "
-          "ratios: how many times better Grid is (* = machine was not idle)")
     print(line(header))
     print(line(["-" * w for w in widths]))
     for row in rows:
         print(line(row))
+
+
+def print_scheme_table(best, grids, args):
+    """`--schemes`: one row per scheme, one column per backend and figure."""
+    columns = [(grid, row) for grid in grids for row in SCHEME_ROWS]
+    header = ["scheme", *[f"{grid.removeprefix('grid-')} {workload} ({unit})"
+                          for grid, (workload, _, _, unit, _) in columns]]
+    rows = []
+    for scheme in SCHEMES:
+        cells = [scheme]
+        for grid, (workload, figure, _, _, _) in columns:
+            if grid != "grid-local" and scheme in LOCAL_ONLY_SCHEMES:
+                cells.append("-")
+                continue
+            system = f"{grid}:{scheme}"
+            value = value_of(best, system, workload, figure)
+            flag = "*" if "not_idle" in best.get(system, {}).get(workload, {}) else ""
+            cells.append("n/a" if value is None else fmt(value) + flag)
+        rows.append(cells)
+    print(f"Grid's scheduler schemes, 2 engines, best of {args.rounds} round(s) "
+          "(* = machine was not idle; n/a = failed, see target/compare/logs; - = not run)")
+    for workload, _, label, unit, up in SCHEME_ROWS:
+        label = label.replace("N tasks", f"{args.tasks:,} tasks")
+        print(f"  {workload}: {label}, {unit}, {'higher' if up else 'lower'} is better")
+    print_rows(header, rows)
 
 
 def targets(best):
@@ -440,6 +526,14 @@ def targets(best):
         out.append({"target": name, "wanted_x": wanted, "vs_ipyparallel_x": r,
                     "vs_dask_x": others["dask"], "vs_ray_x": others["ray"],
                     "met": None if r is None else r >= wanted})
+    for grid, where in (("grid-local", "local"), ("grid-nats", "NATS")):
+        peers = {p: value_of(best, p, "dag", "tasks_per_s") for p in PEERS}
+        measured = {p: v for p, v in peers.items() if v is not None}
+        fastest = max(measured, key=measured.get) if measured else None
+        r = ratio(value_of(best, grid, "dag", "tasks_per_s"), measured.get(fastest), True)
+        out.append({"target": f"DAG, {where}, against the fastest peer", "wanted_x": DAG_TARGET_X,
+                    "fastest_peer": fastest, "vs_fastest_peer_x": r,
+                    "met": None if r is None else r >= DAG_TARGET_X})
     for grid in ("grid-local", "grid-nats"):
         seconds = value_of(best, grid, "sleep40", "seconds")
         out.append({"target": f"40 x 50 ms within 1% of 1.0 s, {grid}", "seconds": seconds,
@@ -449,11 +543,16 @@ def targets(best):
 
 def print_targets(checks):
     print()
-    print("targets (issue 5), Grid against ipyparallel (Dask and Ray beside):")
+    print("targets (issue 5, and the DAG's), Grid against ipyparallel (Dask and Ray beside):")
     for check in checks:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[check["met"]]
         if "seconds" in check:
             print(f"  {check['target']}: {fmt(check['seconds'])} s -> {verdict}")
+            continue
+        if "fastest_peer" in check:
+            got = "-" if check["vs_fastest_peer_x"] is None else (
+                f"{check['vs_fastest_peer_x']:.1f}x {check['fastest_peer']}")
+            print(f"  {check['target']}: {got} (want >= {check['wanted_x']}x) -> {verdict}")
             continue
         extra = ", ".join(f"{p} {check[f'vs_{p}_x']:.1f}x" for p in ("dask", "ray")
                           if check[f"vs_{p}_x"] is not None)

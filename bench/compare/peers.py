@@ -44,6 +44,14 @@ Workloads, and how each maps onto each library:
   `lview.apply_async` per item and `.get()` each; Dask `client.submit` per item
   and `gather`; Ray N `.remote` calls and `ray.get`, which is the same code as
   `map1`: Ray has no separate map.
+- `dag` (tasks_per_s, seconds): N squares, task i after up to two earlier
+  tasks (the fixed graph of `dag.py`, the same Grid runs), all submitted at
+  once, then wait for all. ipyparallel `lview.apply(square, i)` inside
+  `lview.temp_flags(after=[parents' AsyncResults])`; Dask
+  `client.submit(square_after, i, *parent_futures)`, so the scheduler holds
+  each task until its parents' results exist (the results travel to the
+  task, which ignores them); Ray `square_after_task.remote(i, *parent_refs)`,
+  likewise.
 - `push` (mb_per_s, seconds; median of 5 rounds of fresh 10 MB `bytes`):
   ipyparallel `rc[0].push({'big': data}, block=True)`; Ray
   `ray.get(actor0.set.remote('big', data))`; Dask has no worker namespace, and
@@ -93,6 +101,8 @@ import traceback
 
 import psutil
 
+from dag import parents as dag_parents
+
 WARMUP_CALLS = 100
 WORKERS = 2
 CHUNK = 100
@@ -109,6 +119,11 @@ STOP_TIMEOUT_S = 10
 
 
 def square(x):
+    return x * x
+
+
+def square_after(x, *parents):
+    """`square(x)`, as a task that takes its parents' results (and ignores them)."""
     return x * x
 
 
@@ -167,7 +182,7 @@ def descendant_pid(name):
 
 # One class per system. Each starts and stops its cluster and offers the
 # primitives the workloads time: apply_lb, apply_direct, map1, map100,
-# submit_all, push, pull, scatter, gather, sleep_many, and rss for the figures
+# submit_all, dag, push, pull, scatter, gather, sleep_many, and rss for the figures
 # only the system knows. The libraries are imported in start(), not at the top:
 # Dask's worker processes re-import this file, and should not load the others.
 
@@ -221,6 +236,13 @@ class Ipyparallel:
 
     def submit_all(self, n):
         pending = [self.lview.apply_async(square, i) for i in range(n)]
+        return [ar.get() for ar in pending]
+
+    def dag(self, n):
+        pending = []
+        for i in range(n):
+            with self.lview.temp_flags(after=[pending[p] for p in dag_parents(i)]):
+                pending.append(self.lview.apply(square, i))
         return [ar.get() for ar in pending]
 
     def push(self, data):
@@ -288,6 +310,13 @@ class Dask:
     def submit_all(self, n):
         return self.client.gather([self.client.submit(square, i, pure=False) for i in range(n)])
 
+    def dag(self, n):
+        futures = []
+        for i in range(n):
+            parents = [futures[p] for p in dag_parents(i)]
+            futures.append(self.client.submit(square_after, i, *parents, pure=False))
+        return self.client.gather(futures)
+
     def push(self, data):
         # hash=False: the default hashes the content to name the key (see above).
         self.big = self.client.scatter(data, workers=[self.addrs[0]], direct=True, hash=False)
@@ -341,6 +370,7 @@ class Ray:
         )
         self.ray = ray
         self.square_task = ray.remote(square)
+        self.after_task = ray.remote(square_after)
         self.chunk_task = ray.remote(square_chunk)
         self.sleep_task = ray.remote(sleep_for)
         self.pid_task = ray.remote(worker_pid)
@@ -368,6 +398,12 @@ class Ray:
 
     def submit_all(self, n):
         refs = [self.square_task.remote(i) for i in range(n)]
+        return self.ray.get(refs)
+
+    def dag(self, n):
+        refs = []
+        for i in range(n):
+            refs.append(self.after_task.remote(i, *[refs[p] for p in dag_parents(i)]))
         return self.ray.get(refs)
 
     def push(self, data):
@@ -494,6 +530,7 @@ WORKLOADS = {
     "map1": lambda system, args: throughput(system.map1, args.tasks),
     "map100": lambda system, args: throughput(system.map100, args.tasks),
     "async": lambda system, args: throughput(system.submit_all, args.tasks),
+    "dag": lambda system, args: throughput(system.dag, args.tasks),
     "push": push,
     "pull": pull,
     "scatter_gather": scatter_gather,
@@ -518,7 +555,7 @@ def stop_on_sigterm(signum, frame):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--system", required=True, choices=sorted(SYSTEMS))
-    parser.add_argument("--tasks", type=int, default=10_000, help="N for map1, map100, async")
+    parser.add_argument("--tasks", type=int, default=10_000, help="N for map1, map100, async, dag")
     parser.add_argument("--calls", type=int, default=2_000, help="K timed calls for apply_*")
     args = parser.parse_args()
 

@@ -14,9 +14,21 @@
 //! in this process, on the LocalBus. `--backend nats` is what a user runs
 //! on one machine: `grid cluster start -n 2` (a private nats-server, a
 //! controller process and an engine process with 2 slots), and this process
-//! as a client over `Client::connect`; `grid cluster stop` at the end. The
-//! function is `square` of `examples/guests/wat/square.wat`; the 50 ms
-//! tasks call `sleep_ms` of the Rust example guest (a WASI sleep).
+//! as a client over `Client::connect`; `grid cluster stop` at the end.
+//! `--scheme NAME` runs the controller with that scheduler scheme (for the
+//! orchestrator's `--schemes` table); without it, the default. When the
+//! cluster does not start, the one line is
+//! `{"event": "error", "workload": "start", ...}` and the exit status 1.
+//!
+//! The function is `square` of `examples/guests/wat/square.wat`; the timed
+//! sleeps call `sleep_ms` of the Rust example guest (a WASI sleep). Two
+//! workloads need more words: `dag` is N squares, task i after up to two
+//! earlier tasks (the graph of [`dag_parents`], which `bench/compare/dag.py`
+//! gives the peers too), all submitted at once through `after`; `skewed`,
+//! for the schemes table only, is a map of [`SKEWED_TASKS`] sleeps, about
+//! one in ten of 50 ms and the rest of 1 ms in a fixed pattern: what a
+//! scheme makes of uneven tasks. Their CI pass is this file's unit tests,
+//! with small sizes and no peers.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -24,12 +36,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use grid_client::{AsyncResult, Client, EngineId, Function, Value};
+use grid_client::{AsyncResult, Client, Dependency, EngineId, Function, Scheme, Value};
 
 type Outcome<T> = Result<T, Box<dyn std::error::Error>>;
 type Figures = BTreeMap<&'static str, serde_json::Value>;
 
-const USAGE: &str = "usage: compare-grid --backend local|nats [--tasks N] [--calls K]";
+const USAGE: &str =
+    "usage: compare-grid --backend local|nats [--scheme NAME] [--tasks N] [--calls K]";
+
+/// Tasks of the `skewed` workload.
+const SKEWED_TASKS: u64 = 200;
 
 fn main() {
     // As the `grid` binary does.
@@ -41,13 +57,14 @@ fn main() {
 }
 
 fn run() -> Outcome<()> {
-    let mut backend = None;
+    let (mut backend, mut scheme) = (None, None);
     let (mut tasks, mut calls) = (10_000usize, 2_000usize);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(USAGE);
         match arg.as_str() {
             "--backend" => backend = Some(value()?),
+            "--scheme" => scheme = Some(value()?.parse::<Scheme>()?),
             "--tasks" => tasks = value()?.parse()?,
             "--calls" => calls = value()?.parse()?,
             "-h" | "--help" => {
@@ -59,12 +76,24 @@ fn run() -> Outcome<()> {
     }
     let started = Instant::now();
     let cluster = match backend.as_deref() {
-        Some("local") => Cluster::Local(Client::local(2)?),
-        Some("nats") => Cluster::nats()?,
+        Some("local") => Cluster::local(scheme),
+        Some("nats") => Cluster::nats(scheme),
         _ => return Err(USAGE.into()),
     };
     let start_s = started.elapsed().as_secs_f64();
-    let bench = Bench::new(cluster.client(), tasks, calls)?;
+    let cluster = match cluster {
+        Ok(cluster) => cluster,
+        Err(error) => return Err(start_failed(error)),
+    };
+    let bench = match Bench::new(cluster.client(), tasks, calls) {
+        Ok(bench) => bench,
+        Err(error) => {
+            if let Err(stop) = cluster.stop() {
+                eprintln!("compare-grid: {stop}");
+            }
+            return Err(start_failed(error));
+        }
+    };
     emit("ready", None, [("start_s", start_s.into())].into());
     for line in std::io::stdin().lock().lines() {
         let workload = line?;
@@ -89,6 +118,15 @@ fn run() -> Outcome<()> {
     cluster.stop()
 }
 
+/// Says on the protocol that the cluster did not start, and passes the error on.
+fn start_failed(error: Box<dyn std::error::Error>) -> Box<dyn std::error::Error> {
+    let line = serde_json::json!({
+        "event": "error", "workload": "start", "message": error.to_string(),
+    });
+    println!("{line}");
+    error
+}
+
 fn emit(event: &str, workload: Option<&str>, figures: Figures) {
     let mut line = serde_json::json!({ "event": event, "figures": figures });
     if let Some(workload) = workload {
@@ -109,14 +147,26 @@ enum Cluster {
 }
 
 impl Cluster {
-    /// `grid cluster start -n 2` with a state directory of its own.
-    fn nats() -> Outcome<Cluster> {
+    /// `Client::local(2)`, with `scheme` when one is asked for.
+    fn local(scheme: Option<Scheme>) -> Outcome<Cluster> {
+        let client = match scheme {
+            Some(scheme) => Client::local_builder(2).scheme(scheme).start()?,
+            None => Client::local(2)?,
+        };
+        Ok(Cluster::Local(client))
+    }
+
+    /// `grid cluster start -n 2` (with `--scheme` when one is asked for)
+    /// with a state directory of its own.
+    fn nats(scheme: Option<Scheme>) -> Outcome<Cluster> {
         let grid = sibling("grid")?;
         let state = tempfile::tempdir()?;
-        let out = Command::new(&grid)
-            .args(["cluster", "start", "-n", "2", "--cluster", "bench"])
-            .env("GRID_STATE_DIR", state.path())
-            .output()?;
+        let mut start = Command::new(&grid);
+        start.args(["cluster", "start", "-n", "2", "--cluster", "bench"]);
+        if let Some(scheme) = scheme {
+            start.args(["--scheme", scheme.name()]);
+        }
+        let out = start.env("GRID_STATE_DIR", state.path()).output()?;
         if !out.status.success() {
             return Err(format!(
                 "grid cluster start failed: {}",
@@ -225,6 +275,41 @@ impl Bench {
             "apply_direct" => self.round_trips(|| e0.apply_sync(&self.square, [Value::from(3)])),
             "map1" => self.map(1),
             "map100" => self.map(100),
+            "dag" => {
+                let t = Instant::now();
+                let mut results: Vec<AsyncResult> = Vec::with_capacity(self.tasks);
+                for i in 0..self.tasks {
+                    let parents = dag_parents(i);
+                    let after = Dependency::new(parents.iter().flat_map(|&p| results[p].msg_ids()));
+                    results.push(
+                        lb.clone()
+                            .after(after)
+                            .apply(&self.square, [Value::from(i as i64)])?,
+                    );
+                }
+                let mut sum = 0i128;
+                for result in results {
+                    sum += int(&result.get(None)?)?;
+                }
+                let seconds = t.elapsed().as_secs_f64();
+                check_sum_of_squares(sum, self.tasks)?;
+                Ok(rate("tasks_per_s", self.tasks, seconds))
+            }
+            "skewed" => {
+                let sleeps: Vec<u64> = (0..SKEWED_TASKS).map(skewed_ms).collect();
+                let ideal_s = sleeps.iter().sum::<u64>() as f64 / 2.0 / 1000.0;
+                let t = Instant::now();
+                lb.map_sync(
+                    &self.sleep_ms,
+                    vec![sleeps.into_iter().map(Value::from).collect()],
+                )?;
+                let seconds = t.elapsed().as_secs_f64();
+                let mut figures = Figures::new();
+                figures.insert("seconds", seconds.into());
+                figures.insert("ideal_s", ideal_s.into());
+                figures.insert("overhead_pct", ((seconds / ideal_s - 1.0) * 100.0).into());
+                Ok(figures)
+            }
             "async" => {
                 let t = Instant::now();
                 let results = (0..self.tasks)
@@ -341,6 +426,42 @@ impl Bench {
     }
 }
 
+/// splitmix64: the hash behind the fixed `dag` graph and `skewed` pattern,
+/// in 64-bit wrapping arithmetic that Python repeats exactly.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Task `i`'s parents in the `dag` workload, nearest first: `i - 1 -
+/// (h(2i) % 10)` and `i - 1 - (h(2i + 1) % 100)`, each when not negative,
+/// once when they coincide. `bench/compare/dag.py` is the same for the peers.
+fn dag_parents(i: usize) -> Vec<usize> {
+    let x = i as u64;
+    let backs = [1 + splitmix64(2 * x) % 10, 1 + splitmix64(2 * x + 1) % 100];
+    let mut parents = Vec::with_capacity(2);
+    for back in backs {
+        if let Some(p) = i.checked_sub(back as usize)
+            && !parents.contains(&p)
+        {
+            parents.push(p);
+        }
+    }
+    parents
+}
+
+/// Task `i`'s sleep in the `skewed` workload: 50 ms for about one in ten
+/// (by hash, so the long ones fall on no regular stride), 1 ms otherwise.
+fn skewed_ms(i: u64) -> u64 {
+    if splitmix64(i).is_multiple_of(10) {
+        50
+    } else {
+        1
+    }
+}
+
 fn rate(name: &'static str, count: usize, seconds: f64) -> Figures {
     let mut figures = Figures::new();
     figures.insert(name, (count as f64 / seconds).into());
@@ -432,4 +553,90 @@ fn peak_rss_mb(pid: u32) -> Outcome<f64> {
         })
         .ok_or("no VmHWM in /proc/PID/status")?;
     Ok(kib * 1024.0 / 1e6)
+}
+
+/// The CI pass of this bench: the workloads of this file only Grid runs
+/// or that need the same graph in two languages, small, without peers.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dag_graph_is_the_one_the_peers_run() {
+        let expected: String = (0..10_000)
+            .map(|i| {
+                let parents: Vec<String> = dag_parents(i).iter().map(usize::to_string).collect();
+                parents.join(" ") + "\n"
+            })
+            .collect();
+        let script = grid_examples::repo_root().join("bench/compare/dag.py");
+        let out = match Command::new("python3").arg(&script).arg("10000").output() {
+            Ok(out) => out,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("skipping the comparison with dag.py: no python3 here");
+                return;
+            }
+            Err(error) => panic!("cannot run {}: {error}", script.display()),
+        };
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let python = String::from_utf8_lossy(&out.stdout);
+        let differ = python
+            .lines()
+            .zip(expected.lines())
+            .position(|(p, r)| p != r);
+        assert_eq!(
+            differ, None,
+            "task i's parents differ between Python and Rust"
+        );
+        assert_eq!(python.lines().count(), 10_000);
+        // Pinned too, so a change to both sides at once is seen.
+        let firsts: Vec<Vec<usize>> = (0..8).map(dag_parents).collect();
+        assert_eq!(
+            firsts,
+            [
+                vec![],
+                vec![0],
+                vec![],
+                vec![0],
+                vec![1],
+                vec![],
+                vec![2],
+                vec![]
+            ]
+        );
+    }
+
+    fn local_bench(scheme: Scheme, tasks: usize) -> Option<(Cluster, Bench)> {
+        grid_examples::require_path(grid_examples::rust_guest())?;
+        let cluster = Cluster::local(Some(scheme)).unwrap();
+        let bench = Bench::new(cluster.client(), tasks, 10).unwrap();
+        Some((cluster, bench))
+    }
+
+    #[test]
+    fn dag_and_skewed_run_locally() {
+        let Some((cluster, bench)) = local_bench(Scheme::LeastLoad, 500) else {
+            return;
+        };
+        for workload in ["dag", "skewed"] {
+            let figures = bench.run(workload, &cluster).unwrap();
+            println!("{workload}: {figures:?}");
+            assert!(figures.contains_key("seconds"));
+        }
+    }
+
+    #[test]
+    fn every_scheme_runs_the_map() {
+        for scheme in Scheme::ALL {
+            let Some((cluster, bench)) = local_bench(scheme, 200) else {
+                return;
+            };
+            let figures = bench.run("map1", &cluster).unwrap();
+            println!("{scheme}: {figures:?}");
+        }
+    }
 }
