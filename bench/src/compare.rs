@@ -267,6 +267,18 @@ impl Bench {
         })
     }
 
+    /// Waits for `results`, the squares of 0..tasks submitted since
+    /// `start`, checks their sum and gives the rate.
+    fn squares_rate(&self, results: Vec<AsyncResult>, start: Instant) -> Outcome<Figures> {
+        let mut sum = 0i128;
+        for result in results {
+            sum += int(&result.get(None)?)?;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        check_sum_of_squares(sum, self.tasks)?;
+        Ok(rate("tasks_per_s", self.tasks, seconds))
+    }
+
     fn run(&self, workload: &str, cluster: &Cluster) -> Outcome<Figures> {
         let lb = self.client.load_balanced_view();
         let e0 = self.client.view_one(EngineId(0));
@@ -287,13 +299,7 @@ impl Bench {
                             .apply(&self.square, [Value::from(i as i64)])?,
                     );
                 }
-                let mut sum = 0i128;
-                for result in results {
-                    sum += int(&result.get(None)?)?;
-                }
-                let seconds = t.elapsed().as_secs_f64();
-                check_sum_of_squares(sum, self.tasks)?;
-                Ok(rate("tasks_per_s", self.tasks, seconds))
+                self.squares_rate(results, t)
             }
             "skewed" => {
                 let sleeps: Vec<u64> = (0..SKEWED_TASKS).map(skewed_ms).collect();
@@ -315,13 +321,7 @@ impl Bench {
                 let results = (0..self.tasks)
                     .map(|i| lb.apply_async(&self.square, [Value::from(i as i64)]))
                     .collect::<Result<Vec<AsyncResult>, _>>()?;
-                let mut sum = 0i128;
-                for result in results {
-                    sum += int(&result.get(None)?)?;
-                }
-                let seconds = t.elapsed().as_secs_f64();
-                check_sum_of_squares(sum, self.tasks)?;
-                Ok(rate("tasks_per_s", self.tasks, seconds))
+                self.squares_rate(results, t)
             }
             "push" => self.transfer(|round| {
                 let big = Value::Bytes(ten_megabytes(round));

@@ -18,9 +18,10 @@
 //! - Every observation is idempotent: the controller sees its own dispatches
 //!   again on `engine.*.task`, and a task already known is left alone. The
 //!   first result of a task wins; later ones are ignored.
-//! - The store keeps each task's client, submission time, engine and, once
-//!   done, its [`Reply`]; not its work (arguments can be large, and nothing
-//!   here resubmits yet). It is bounded: past
+//! - The store keeps each task's client, submission time, engine, the times
+//!   the scheduler sent it to an engine and, once done, its [`Reply`]; not
+//!   its work (arguments can be large: only the scheduler keeps the work of
+//!   a task it may run again). It is bounded: past
 //!   [`ControllerConfig::max_records`] completed tasks or
 //!   [`ControllerConfig::max_record_bytes`] of their results, the oldest
 //!   completed are forgotten (queries then call them unknown; a client
@@ -61,8 +62,32 @@
 //!   never pay for the check. (Submissions and replies lost between a client
 //!   and the controller are the client's watchdog's business.)
 //! - When an engine leaves, every task it holds fails with `EngineDied`,
-//!   direct ones included, so no client waits forever. A direct task sent to
-//!   an engine that left (or never registered) fails at once the same way.
+//!   direct ones included, so no client waits forever (load-balanced ones
+//!   with retries left run again instead). A direct task sent to an engine
+//!   that left (or never registered) fails at once the same way.
+//! - Every task that finishes, however (an engine's result, or a failure
+//!   the hub decides: engine died, lost, aborted before it arrived), is
+//!   told to the scheduler first ([`SchedEvent::Finished`]): it may run the
+//!   task again (retries: the result is then dropped, the task stays
+//!   pending, and its record counts the attempt), and tasks waiting on it
+//!   must hear. A submission's dependencies are resolved against this
+//!   store ([`DepState`]), so they may name any task it knows. Results of
+//!   tasks sent with retries come on `sched.result`
+//!   ([`HubEvent::HeldResult`]), unseen by their client: the hub delivers
+//!   the final one, with its attempts.
+//! - The `pure` scheme has no scheduler in the path: clients publish on
+//!   `sched.pure`, a queue group the engines share, and the hub records
+//!   what it sees there ([`HubEvent::PureSubmitted`]) as unclaimed until an
+//!   engine says it took it ([`HubEvent::Claimed`]); then it is the
+//!   engine's, and fails if the engine dies. An unclaimed task is lost once
+//!   every live engine was idle at a heartbeat [`PURE_GRACE`] after it
+//!   arrived (an idle engine has claimed all it received), or after that
+//!   grace when no engine is up (NATS drops a message for an empty queue
+//!   group): it fails as `lost`. An abort of an unclaimed task goes to every
+//!   engine. Work for the scheduler that reaches a pure controller
+//!   (`sched.submit`, from a client that has not learnt the scheme yet)
+//!   goes on to `sched.pure`, or fails as unschedulable when it asks for
+//!   what needs a scheduler.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

@@ -691,6 +691,13 @@ impl Scheduler {
         now: Instant,
         actions: &mut Vec<SchedAction>,
     ) {
+        let live = |e: &EngineId| self.engines.contains_key(e);
+        if job.follows && !job.targets.iter().flatten().any(live) {
+            // It may run only where its dependencies ran, and that engine
+            // is gone: it died with it, there is no elsewhere to retry.
+            self.fail(&job, TaskError::EngineDied(engine), actions);
+            return;
+        }
         job.retries_left = job.retries_left.saturating_sub(1);
         if !job.blacklist.contains(&engine) {
             job.blacklist.push(engine);
@@ -2766,6 +2773,26 @@ mod tests {
         assert_eq!(counts, BTreeMap::from([(e(2), 100)]));
     }
 
+    #[test]
+    fn a_follower_with_retries_dies_with_the_engine_it_follows() {
+        let mut b = Bench::new(Scheme::LeastLoad, 0, &[0, 1]);
+        let x = MsgId::new();
+        let t = with_retries(with_follow(task(), x), 2);
+        let actions = b.on(submit_with(&t, &[(x, ran(0, true))]));
+        assert_eq!(dispatches(&actions), vec![(e(0), t.msg_id)]);
+        let actions = b.on(SchedEvent::EngineDown(e(0)));
+        assert_eq!(
+            failures(&actions),
+            vec![(t.msg_id, TaskError::EngineDied(e(0)))]
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, SchedAction::Retry { .. })),
+            "no retry promised where it cannot run: {actions:?}"
+        );
+    }
+
     // The property test: random sequences of events against a model of
     // what the hub knows, with the scheduler's promises checked after each.
 
@@ -3252,7 +3279,19 @@ mod tests {
                                     event == SchedEvent::EngineDown(*dead) && died.contains(&id),
                                     "{id} died with {dead} on {event:?}"
                                 );
-                                ensure!(t.runs > sched.retries, "{id} died with retries left");
+                                // A follower may run only where its
+                                // dependencies ran: with those engines
+                                // down, it dies with them, retries or not.
+                                let (_, followed, _) = judge(sched.follow.as_ref(), &self.outcomes);
+                                let stranded = sched.follow.is_some()
+                                    && !followed.iter().any(|e| {
+                                        self.live.contains(e)
+                                            && sched.targets.as_ref().is_none_or(|t| t.contains(e))
+                                    });
+                                ensure!(
+                                    t.runs > sched.retries || stranded,
+                                    "{id} died with retries left"
+                                );
                                 died_failed.insert(id);
                                 engine = Some(*dead);
                             }

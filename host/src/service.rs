@@ -404,18 +404,20 @@ impl Worker {
             engine: self.me,
             tasks: std::mem::take(claims),
         };
-        let subject = self.subjects.sched_claim();
         let published = grid_proto::encode(&claim)
             .map_err(|e| BusError::Other(e.to_string()))
-            .and_then(|bytes| {
-                let bytes = Bytes::from(bytes);
-                match self.bus.publish_now(&subject, &bytes) {
-                    Some(done) => done,
-                    None => self.handle.block_on(self.bus.publish(&subject, bytes)),
-                }
-            });
+            .and_then(|bytes| self.publish(&self.subjects.sched_claim(), Bytes::from(bytes)));
         if let Err(e) = published {
             tracing::warn!(engine = %self.me.id, error = %e, "cannot claim tasks");
+        }
+    }
+
+    /// Publishes from the worker thread: at once when the bus can, else
+    /// through the runtime.
+    fn publish(&self, subject: &str, bytes: Bytes) -> Result<(), BusError> {
+        match self.bus.publish_now(subject, &bytes) {
+            Some(done) => done,
+            None => self.handle.block_on(self.bus.publish(subject, bytes)),
         }
     }
 
@@ -448,11 +450,7 @@ impl Worker {
                 }
                 let bytes =
                     grid_proto::encode(&reply).map_err(|e| BusError::Other(e.to_string()))?;
-                let bytes = Bytes::from(bytes);
-                match self.bus.publish_now(&subject, &bytes) {
-                    Some(done) => done,
-                    None => self.handle.block_on(self.bus.publish(&subject, bytes)),
-                }
+                self.publish(&subject, Bytes::from(bytes))
             });
         if let Err(e) = published {
             tracing::warn!(engine = %self.me.id, error = %e, "cannot publish a result");
