@@ -41,6 +41,24 @@ impl Cluster {
         self._nats.as_mut().and_then(|n| n._server.as_mut())
     }
 
+    /// A second client of a cluster made by [`cluster_with`] or
+    /// [`nats_cluster`], with an id of its own.
+    pub fn another_client(&self) -> Client {
+        let owned = self
+            ._nats
+            .as_ref()
+            .expect("a cluster made by cluster_with or nats_cluster");
+        let (Some(runtime), Some(cluster)) = (&owned.runtime, &owned.cluster) else {
+            panic!("the cluster is stopped");
+        };
+        runtime
+            .block_on(Client::connect_bus(
+                cluster.bus(),
+                cluster.subjects().clone(),
+            ))
+            .expect("another client connects")
+    }
+
     /// Kills engine `id` of a cluster made by [`cluster_with`] (see
     /// `LocalCluster::kill_engine`); false if there is no such engine.
     pub fn kill_engine(&self, id: grid_proto::EngineId) -> bool {

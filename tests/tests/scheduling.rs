@@ -17,6 +17,7 @@ use grid_tests::{Backend, Cluster, on_both_buses};
 on_both_buses!(
     after_orders_a_chain_and_fills_the_metadata,
     follow_runs_where_the_dependency_ran,
+    a_dependency_may_name_another_clients_task,
     a_failure_fails_its_chain_at_once,
     retries_avoid_the_engine_where_the_task_failed,
     an_engine_dying_in_a_chain_fails_the_chain_without_retries,
@@ -85,6 +86,23 @@ fn follow_runs_where_the_dependency_ran(backend: Backend) {
         assert_eq!(meta(&next).engine_id, meta(&set).engine_id);
         assert_eq!(meta(&next).follow, set.msg_ids());
     }
+}
+
+fn a_dependency_may_name_another_clients_task(backend: Backend) {
+    let client = cluster(backend, 2, Scheme::LeastLoad);
+    let Some(demo) = demo(&client) else { return };
+    let other = client.another_client();
+    let theirs = other
+        .load_balanced_view()
+        .apply(&demo.func("sleep_ms"), [300])
+        .unwrap();
+    let mine = client
+        .load_balanced_view()
+        .after(theirs.msg_ids()[0])
+        .apply(&demo.func("square"), [5])
+        .unwrap();
+    assert_eq!(mine.get(PATIENCE).unwrap(), Value::from(25));
+    assert!(meta(&mine).started >= meta(&theirs).completed);
 }
 
 fn a_failure_fails_its_chain_at_once(backend: Backend) {
