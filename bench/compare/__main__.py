@@ -32,8 +32,7 @@ Ratios read "Grid is N times better": Grid / peer for rates, peer / Grid for
 times and memory.
 
 `--schemes` measures Grid alone instead: for each scheduler scheme
-(leastload, lru, twobin, weighted, plainrandom, and pure on the local
-cluster), a Grid runner started with `--scheme NAME` runs the unchunked map
+(leastload, lru, twobin, weighted, plainrandom, pure), a Grid runner started with `--scheme NAME` runs the unchunked map
 (`map1`) and `skewed` (200 sleeps, about one in ten of 50 ms, the rest 1 ms,
 a fixed pattern), and a table shows each scheme's figures on each backend
 (JSON in `target/compare/schemes.json`). A backend that cannot start a
@@ -101,10 +100,9 @@ ROWS = [
     ("rss", "controller_mb", "peak RSS: controller", "MB", False),
     ("rss", "engine_mb", "peak RSS: one engine", "MB", False),
 ]
-# `--schemes`: every scheme on the local cluster; pure (no scheduler, the
-# NATS queue group) is left out over NATS.
+# `--schemes`: every scheme, on the local cluster and over NATS (pure: no
+# scheduler, the engines share a NATS queue group).
 SCHEMES = ["leastload", "lru", "twobin", "weighted", "plainrandom", "pure"]
-LOCAL_ONLY_SCHEMES = {"pure"}
 SCHEME_WORKLOADS = ["map1", "skewed"]
 SCHEME_ROWS = [
     ("map1", "tasks_per_s", "map of N tasks, chunksize 1", "tasks/s", True),
@@ -176,8 +174,7 @@ def write_json(report, path):
 
 def run_schemes(grids, args, logs):
     """`--schemes`: Grid alone, one runner per backend and scheme."""
-    systems = [f"{grid}:{scheme}" for grid in grids for scheme in SCHEMES
-               if grid == "grid-local" or scheme not in LOCAL_ONLY_SCHEMES]
+    systems = [f"{grid}:{scheme}" for grid in grids for scheme in SCHEMES]
     rounds = run_rounds(systems, SCHEME_WORKLOADS, args, logs)
     best = best_of(rounds, systems, SCHEME_ROWS)
     print_scheme_table(best, grids, args)
@@ -488,9 +485,6 @@ def print_scheme_table(best, grids, args):
     for scheme in SCHEMES:
         cells = [scheme]
         for grid, (workload, figure, _, _, _) in columns:
-            if grid != "grid-local" and scheme in LOCAL_ONLY_SCHEMES:
-                cells.append("-")
-                continue
             system = f"{grid}:{scheme}"
             value = value_of(best, system, workload, figure)
             flag = "*" if "not_idle" in best.get(system, {}).get(workload, {}) else ""

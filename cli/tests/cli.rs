@@ -666,3 +666,109 @@ fn help_describes_everything_with_examples() {
         }
     }
 }
+
+#[test]
+fn retries_and_schemes_on_the_command_line() {
+    let m = square_wat();
+    for scheme in [
+        "leastload",
+        "lru",
+        "twobin",
+        "weighted",
+        "plainrandom",
+        "pure",
+    ] {
+        let args = [
+            "map",
+            m.as_str(),
+            "square",
+            "--range",
+            "0..50",
+            "--engines",
+            "2",
+        ];
+        let run = grid(&[&args[..], &["--scheme", scheme]].concat(), None);
+        assert_eq!(run.code, 0, "{scheme}: {}", run.stderr);
+        assert_eq!(run.stdout.lines().nth(49), Some("2401"), "{scheme}");
+    }
+    let run = grid(
+        &[
+            "apply",
+            &m,
+            "square",
+            "3",
+            "--scheme",
+            "pure",
+            "--retries",
+            "1",
+        ],
+        None,
+    );
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("pure") && run.stderr.contains("retries"),
+        "{}",
+        run.stderr
+    );
+    let run = grid(
+        &[
+            "map",
+            &m,
+            "square",
+            "1",
+            "--url",
+            "nats://127.0.0.1:1",
+            "--scheme",
+            "lru",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--scheme applies to a local cluster"),
+        "{}",
+        run.stderr
+    );
+
+    // A call that always fails is run 1 + 2 times, and fails.
+    let dir = Dir::new();
+    let talking = dir.file("talking.wat", TALKING_WAT.as_bytes());
+    let run = grid(
+        &[
+            "apply",
+            &talking,
+            "talk_then_trap",
+            "5",
+            "--retries",
+            "2",
+            "--engines",
+            "2",
+            "--output",
+            "none",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("trap (unreachable)"), "{}", run.stderr);
+    let Some(guest) = rust_guest() else { return };
+    let run = grid(
+        &[
+            "map",
+            &guest,
+            "square",
+            "4",
+            "--retries",
+            "2",
+            "--json-meta",
+            "--engines",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("json");
+    assert_eq!(
+        (line["value"].clone(), line["attempts"].clone()),
+        (16.into(), 1.into())
+    );
+}

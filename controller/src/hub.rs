@@ -477,7 +477,11 @@ impl Hub {
             if let Some(task) = self.tasks.get(&msg_id) {
                 reply.attempts = task.attempts;
             }
-            if self.record_reply(reply.clone()) && held {
+            // Only a held result is delivered: only then the copy.
+            let delivery = held.then(|| reply.clone());
+            if self.record_reply(reply)
+                && let Some(reply) = delivery
+            {
                 out.push(HubAction::Deliver(reply));
             }
         }

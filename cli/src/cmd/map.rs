@@ -67,7 +67,7 @@ item that wrote it.
 
 With --json-meta each line on stdout is an object: {\"item\", \"value\" or \
 \"error\", \"engine\", \"started\", \"completed\" (microseconds since the \
-epoch), \"fuel\", \"fingerprint\"}: the fingerprint identifies the work and \
+epoch), \"fuel\", \"fingerprint\", \"attempts\" (runs, with --retries)}: the fingerprint identifies the work and \
 the run (hashes of module, input, engine configuration and output; fuel). \
 --deterministic runs every item reproducibly: the same value, output, fuel \
 and fingerprint on any engine, any cluster size, any chunksize.
@@ -310,6 +310,7 @@ fn task_json(m: &Metadata) -> serde_json::Value {
         "completed": m.completed.map(|t| t.as_micros()),
         "fuel": m.fuel_used,
         "fingerprint": m.fingerprint.as_ref().map(fingerprint_json),
+        "attempts": m.attempts,
     })
 }
 
