@@ -31,9 +31,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use grid_bus::{Bus, BusError, Message, Subscription, spawn_consumer};
-use grid_proto::{
-    Claim, EngineId, Heartbeat, HubReply, HubRequest, Reply, Subjects, Submission, decode, encode,
-};
+use grid_proto::{EngineId, Heartbeat, HubReply, HubRequest, Subjects, decode, encode};
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -266,55 +264,20 @@ impl Shell {
                 };
                 (actions, msg.reply)
             }
-            Input::Submission(msg) => match decode::<Submission>(&msg.payload) {
-                Ok(submission) => (
-                    self.hub
-                        .handle(HubEvent::Submitted(Box::new(submission)), now),
-                    None,
-                ),
-                Err(e) => skip(&msg, &e),
-            },
+            Input::Submission(msg) => self.feed(&msg, now, |s| HubEvent::Submitted(Box::new(s))),
             Input::EngineTask(msg) => {
                 let Some(engine) = engine_in(&msg.subject, 1) else {
                     return skip(&msg, &"no engine id in the subject");
                 };
-                match decode::<Submission>(&msg.payload) {
-                    Ok(submission) => {
-                        let event = HubEvent::Observed {
-                            engine,
-                            submission: Box::new(submission),
-                        };
-                        (self.hub.handle(event, now), None)
-                    }
-                    Err(e) => skip(&msg, &e),
-                }
+                self.feed(&msg, now, |s| HubEvent::Observed {
+                    engine,
+                    submission: Box::new(s),
+                })
             }
-            Input::Result(msg) => match decode::<Reply>(&msg.payload) {
-                Ok(reply) => (
-                    self.hub.handle(HubEvent::Replied(Box::new(reply)), now),
-                    None,
-                ),
-                Err(e) => skip(&msg, &e),
-            },
-            Input::Pure(msg) => match decode::<Submission>(&msg.payload) {
-                Ok(submission) => (
-                    self.hub
-                        .handle(HubEvent::PureSubmitted(Box::new(submission)), now),
-                    None,
-                ),
-                Err(e) => skip(&msg, &e),
-            },
-            Input::Claim(msg) => match decode::<Claim>(&msg.payload) {
-                Ok(claim) => (self.hub.handle(HubEvent::Claimed(claim), now), None),
-                Err(e) => skip(&msg, &e),
-            },
-            Input::HeldResult(msg) => match decode::<Reply>(&msg.payload) {
-                Ok(reply) => (
-                    self.hub.handle(HubEvent::HeldResult(Box::new(reply)), now),
-                    None,
-                ),
-                Err(e) => skip(&msg, &e),
-            },
+            Input::Result(msg) => self.feed(&msg, now, |r| HubEvent::Replied(Box::new(r))),
+            Input::Pure(msg) => self.feed(&msg, now, |s| HubEvent::PureSubmitted(Box::new(s))),
+            Input::Claim(msg) => self.feed(&msg, now, HubEvent::Claimed),
+            Input::HeldResult(msg) => self.feed(&msg, now, |r| HubEvent::HeldResult(Box::new(r))),
             Input::Heartbeat(msg) => match decode::<Heartbeat>(&msg.payload) {
                 Ok(beat) if engine_in(&msg.subject, 0) == Some(beat.engine.id) => (
                     self.hub.handle(
@@ -332,6 +295,20 @@ impl Shell {
                 Err(e) => skip(&msg, &e),
             },
             Input::Tick => (self.hub.handle(HubEvent::Tick, now), None),
+        }
+    }
+
+    /// Decodes `msg` as a `T` and hands the hub the event made of it; a
+    /// malformed message is skipped.
+    fn feed<T: serde::de::DeserializeOwned>(
+        &mut self,
+        msg: &Message,
+        now: Instant,
+        event: impl FnOnce(T) -> HubEvent,
+    ) -> (Vec<HubAction>, Option<String>) {
+        match decode::<T>(&msg.payload) {
+            Ok(value) => (self.hub.handle(event(value), now), None),
+            Err(e) => skip(msg, &e),
         }
     }
 
