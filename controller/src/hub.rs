@@ -294,10 +294,10 @@ struct TaskRecord {
 }
 
 impl TaskRecord {
-    fn new(submission: &Submission, state: TaskState) -> TaskRecord {
+    fn new(client: ClientId, submitted: Timestamp, state: TaskState) -> TaskRecord {
         TaskRecord {
-            client: submission.client,
-            submitted: submission.submitted,
+            client,
+            submitted,
             state,
             attempts: 0,
         }
@@ -348,9 +348,7 @@ impl Hub {
     /// or the moment the quietest live engine would be declared dead.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let silence = self.heartbeat_timeout.and_then(|timeout| {
-            self.engines
-                .iter()
-                .filter(|r| r.state == EngineState::Live)
+            self.live_engines()
                 .filter_map(|r| r.last_heard)
                 .min()
                 .and_then(|heard| heard.checked_add(timeout))
@@ -360,7 +358,7 @@ impl Hub {
         let unclaimed = self
             .unclaimed
             .front()
-            .filter(|_| !self.engines.iter().any(|r| r.state == EngineState::Live))
+            .filter(|_| self.live_engines().next().is_none())
             .map(|&(since, _)| since + PURE_GRACE);
         [self.scheduler.poll_timeout(), silence, unclaimed]
             .into_iter()
@@ -376,12 +374,18 @@ impl Hub {
             HubEvent::Submitted(submission) if self.scheduler.config().scheme == Scheme::Pure => {
                 self.forward_to_pure(submission, now, &mut out)
             }
-            HubEvent::PureSubmitted(submission) => self.pure_submitted(&submission, now, &mut out),
+            HubEvent::PureSubmitted(submission) => {
+                self.pure_submitted(&submission, now, &mut out);
+            }
             HubEvent::Claimed(claim) => self.claimed(claim, now, &mut out),
             HubEvent::Submitted(submission) => {
                 let msg_id = submission.msg_id;
                 if let Entry::Vacant(entry) = self.tasks.entry(msg_id) {
-                    entry.insert(TaskRecord::new(&submission, TaskState::Unassigned));
+                    entry.insert(TaskRecord::new(
+                        submission.client,
+                        submission.submitted,
+                        TaskState::Unassigned,
+                    ));
                     if self.early_aborts.take(&msg_id) {
                         // As an abort of a task waiting in the scheduler
                         // would: the same reply, and the scheduler never
@@ -499,32 +503,47 @@ impl Hub {
     ) {
         if let Some(why) = submission.sched.refused_by_pure() {
             if let Entry::Vacant(entry) = self.tasks.entry(submission.msg_id) {
-                entry.insert(TaskRecord::new(&submission, TaskState::Unassigned));
+                entry.insert(TaskRecord::new(
+                    submission.client,
+                    submission.submitted,
+                    TaskState::Unassigned,
+                ));
                 let error = TaskError::Unschedulable(why);
                 self.fail_and_tell(submission.msg_id, None, error, now, out);
             }
             return;
         }
-        if !self.tasks.contains_key(&submission.msg_id) {
-            self.pure_submitted(&submission, now, out);
+        if self.pure_submitted(&submission, now, out) {
             out.push(HubAction::Pure(submission));
         }
     }
 
-    /// A task on `sched.pure`: recorded until an engine claims it.
-    fn pure_submitted(&mut self, submission: &Submission, now: Instant, out: &mut Vec<HubAction>) {
+    /// A task on `sched.pure`: recorded until an engine claims it. Returns
+    /// whether it is new and still to run (not aborted before it came).
+    fn pure_submitted(
+        &mut self,
+        submission: &Submission,
+        now: Instant,
+        out: &mut Vec<HubAction>,
+    ) -> bool {
         let msg_id = submission.msg_id;
         let Entry::Vacant(entry) = self.tasks.entry(msg_id) else {
-            return;
+            return false;
         };
-        entry.insert(TaskRecord::new(submission, TaskState::Unclaimed));
+        entry.insert(TaskRecord::new(
+            submission.client,
+            submission.submitted,
+            TaskState::Unclaimed,
+        ));
         self.unclaimed.push_back((now, msg_id));
         self.schedule(SchedEvent::Seen(msg_id), now, out);
         if self.early_aborts.take(&msg_id) {
             // Whichever engine takes it drops it (engines remember early aborts).
             self.abort_everywhere(msg_id, out);
             self.fail_and_tell(msg_id, None, TaskError::Aborted, now, out);
+            return false;
         }
+        true
     }
 
     /// An engine took `sched.pure` tasks: they are its now (and fail if it dies).
@@ -534,12 +553,10 @@ impl Hub {
             .record(engine)
             .is_some_and(|r| r.info.uuid == claim.engine.uuid && r.state != EngineState::Gone);
         for (msg_id, client, submitted) in claim.tasks {
-            let record = self.tasks.entry(msg_id).or_insert(TaskRecord {
-                client,
-                submitted,
-                state: TaskState::Unclaimed,
-                attempts: 0,
-            });
+            let record = self
+                .tasks
+                .entry(msg_id)
+                .or_insert_with(|| TaskRecord::new(client, submitted, TaskState::Unclaimed));
             if !matches!(record.state, TaskState::Unclaimed) {
                 continue;
             }
@@ -577,15 +594,13 @@ impl Hub {
                 continue;
             }
             let settled = since + PURE_GRACE;
-            let mut live = self
-                .engines
-                .iter()
-                .filter(|r| r.state == EngineState::Live)
-                .peekable();
-            let nobody_has_it = if live.peek().is_none() {
-                now >= settled
-            } else {
-                live.all(|r| r.last_idle.is_some_and(|idle| idle >= settled))
+            let nobody_has_it = {
+                let mut live = self.live_engines().peekable();
+                if live.peek().is_none() {
+                    now >= settled
+                } else {
+                    live.all(|r| r.last_idle.is_some_and(|idle| idle >= settled))
+                }
             };
             if !nobody_has_it {
                 return;
@@ -601,13 +616,11 @@ impl Hub {
 
     /// Tells every live engine to drop or interrupt `msg_id`.
     fn abort_everywhere(&self, msg_id: MsgId, out: &mut Vec<HubAction>) {
-        for record in &self.engines {
-            if record.state == EngineState::Live {
-                out.push(HubAction::Control {
-                    engine: record.info.id,
-                    control: Control::Abort(vec![msg_id]),
-                });
-            }
+        for record in self.live_engines() {
+            out.push(HubAction::Control {
+                engine: record.info.id,
+                control: Control::Abort(vec![msg_id]),
+            });
         }
     }
 
@@ -650,12 +663,7 @@ impl Hub {
                 out.push(HubAction::Respond(reply));
             }
             HubRequest::Engines => {
-                let engines = self
-                    .engines
-                    .iter()
-                    .filter(|r| r.state == EngineState::Live)
-                    .map(|r| r.info.clone())
-                    .collect();
+                let engines = self.live_engines().map(|r| r.info.clone()).collect();
                 out.push(HubAction::Respond(HubReply::Engines(engines)));
             }
             HubRequest::QueueStatus => out.push(HubAction::Respond(HubReply::QueueStatus(
@@ -778,9 +786,7 @@ impl Hub {
             return;
         };
         let silent: Vec<EngineId> = self
-            .engines
-            .iter()
-            .filter(|r| r.state == EngineState::Live)
+            .live_engines()
             .filter(|r| {
                 r.last_heard
                     .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
@@ -834,7 +840,11 @@ impl Hub {
         }
         self.tasks.insert(
             msg_id,
-            TaskRecord::new(submission, TaskState::Assigned(engine)),
+            TaskRecord::new(
+                submission.client,
+                submission.submitted,
+                TaskState::Assigned(engine),
+            ),
         );
         // A load-balanced task may be waiting for it.
         self.schedule(SchedEvent::Seen(msg_id), now, out);
@@ -938,9 +948,7 @@ impl Hub {
 
     fn queue_status(&self) -> QueueStatus {
         let engines = self
-            .engines
-            .iter()
-            .filter(|r| r.state == EngineState::Live)
+            .live_engines()
             .map(|r| {
                 let outstanding = r.outstanding.len() as u64;
                 let running = outstanding.min(1);
@@ -1064,14 +1072,10 @@ impl Hub {
             return;
         };
         let (client, submitted) = (task.client, task.submitted);
-        let status = match error {
-            TaskError::Aborted => Status::Aborted,
-            _ => Status::Error,
-        };
         let event = SchedEvent::Finished {
             msg_id,
             engine,
-            status,
+            status: error.status(),
         };
         let actions = self.scheduler.handle(event, now);
         if !retried(&actions, msg_id) {
@@ -1129,19 +1133,23 @@ impl Hub {
         }
         let cost = record_cost(&reply);
         let attempts = self.tasks.get(&msg_id).map_or(0, |t| t.attempts);
+        let (client, submitted) = (reply.client, reply.submitted);
         self.tasks.insert(
             msg_id,
             TaskRecord {
-                client: reply.client,
-                submitted: reply.submitted,
-                state: TaskState::Done(reply),
                 attempts,
+                ..TaskRecord::new(client, submitted, TaskState::Done(reply))
             },
         );
         self.done_order.push_back(msg_id);
         self.done_bytes += cost;
         self.bound_the_store();
         true
+    }
+
+    /// The engines that are registered and receiving work.
+    fn live_engines(&self) -> impl Iterator<Item = &EngineRecord> {
+        self.engines.iter().filter(|r| r.state == EngineState::Live)
     }
 
     fn record(&self, id: EngineId) -> Option<&EngineRecord> {

@@ -51,8 +51,7 @@ impl TaskResult {
     pub fn status(&self) -> Status {
         match &self.outcome {
             Outcome::Ok(_) => Status::Ok,
-            Outcome::Err(TaskError::Aborted) => Status::Aborted,
-            Outcome::Err(_) => Status::Error,
+            Outcome::Err(e) => e.status(),
         }
     }
 
@@ -231,6 +230,15 @@ impl TaskError {
         }
         let frames: Vec<String> = backtrace.iter().map(ToString::to_string).collect();
         format!("{head} (wasm backtrace: {})", frames.join(" <- "))
+    }
+
+    /// How a task that failed this way ended: `aborted` for an abort,
+    /// `error` for anything else.
+    pub fn status(&self) -> Status {
+        match self {
+            TaskError::Aborted => Status::Aborted,
+            _ => Status::Error,
+        }
     }
 
     /// A short name of the kind of failure: `trap`, `limit`, `bad_arguments`, ...

@@ -19,7 +19,7 @@ use grid_client::Client;
 use grid_controller::ControllerConfig;
 use grid_host::EngineConfig;
 use grid_local::LocalCluster;
-use grid_proto::Subjects;
+use grid_proto::{DEFAULT_CLUSTER, Subjects};
 
 /// Which bus a test cluster runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,20 +32,21 @@ pub enum Backend {
 pub struct Cluster {
     pub client: Client,
     /// Dropped after the client: the engines, the controller, the server.
-    _nats: Option<NatsCluster>,
+    /// `None` for a `Client::local` cluster, which the client owns.
+    owned: Option<Owned>,
 }
 
 impl Cluster {
     /// The nats-server of a NATS cluster (to stop or restart it).
     pub fn nats_server(&mut self) -> Option<&mut NatsServer> {
-        self._nats.as_mut().and_then(|n| n._server.as_mut())
+        self.owned.as_mut().and_then(|o| o.server.as_mut())
     }
 
     /// A second client of a cluster made by [`cluster_with`] or
     /// [`nats_cluster`], with an id of its own.
     pub fn another_client(&self) -> Client {
         let owned = self
-            ._nats
+            .owned
             .as_ref()
             .expect("a cluster made by cluster_with or nats_cluster");
         let (Some(runtime), Some(cluster)) = (&owned.runtime, &owned.cluster) else {
@@ -62,9 +63,9 @@ impl Cluster {
     /// Kills engine `id` of a cluster made by [`cluster_with`] (see
     /// `LocalCluster::kill_engine`); false if there is no such engine.
     pub fn kill_engine(&self, id: grid_proto::EngineId) -> bool {
-        self._nats
+        self.owned
             .as_ref()
-            .and_then(|n| n.cluster.as_ref())
+            .and_then(|o| o.cluster.as_ref())
             .is_some_and(|c| c.kill_engine(id))
     }
 }
@@ -77,17 +78,17 @@ impl std::ops::Deref for Cluster {
 }
 
 /// A cluster on a runtime of its own, and its nats-server if any.
-struct NatsCluster {
+struct Owned {
     runtime: Option<tokio::runtime::Runtime>,
     cluster: Option<LocalCluster>,
-    _server: Option<NatsServer>,
+    server: Option<NatsServer>,
 }
 
-impl Drop for NatsCluster {
+impl Drop for Owned {
     fn drop(&mut self) {
-        // The cluster's slots and controller belong to the runtime: drop them inside it.
-        // Stopped inside the runtime, and the controller waited for, so
-        // that no thread of theirs outlives it.
+        // The cluster's slots and controller belong to the runtime: stopped
+        // inside it, and the controller waited for, so that no thread of
+        // theirs outlives it.
         if let (Some(rt), Some(cluster)) = (self.runtime.as_ref(), self.cluster.take()) {
             rt.block_on(cluster.stop());
         }
@@ -100,6 +101,34 @@ impl Drop for NatsCluster {
 /// A cluster of `engines` engines on `backend` with this controller
 /// configuration, whose engines a test can kill ([`Cluster::kill_engine`]).
 pub fn cluster_with(backend: Backend, engines: usize, config: ControllerConfig) -> Cluster {
+    start(backend, engines, DEFAULT_CLUSTER, config)
+}
+
+/// Starts a cluster of `engines` engines on `backend` and connects to it.
+pub fn cluster(backend: Backend, engines: usize) -> Cluster {
+    match backend {
+        Backend::Local => Cluster {
+            client: Client::local(engines).expect("local cluster starts"),
+            owned: None,
+        },
+        Backend::Nats => nats_cluster(engines, DEFAULT_CLUSTER),
+    }
+}
+
+/// A cluster named `name` on a fresh nats-server.
+pub fn nats_cluster(engines: usize, name: &str) -> Cluster {
+    let config = ControllerConfig {
+        // Debug builds under a loaded test machine can stall for seconds.
+        heartbeat_timeout: Some(Duration::from_secs(30)),
+        ..ControllerConfig::default()
+    };
+    start(Backend::Nats, engines, name, config)
+}
+
+/// A controller and `engines` engines named `name` on a runtime of their
+/// own, on a LocalBus or a fresh nats-server, and a client of them (over
+/// NATS, on a connection of its own, as a client process would be).
+fn start(backend: Backend, engines: usize, name: &str, config: ControllerConfig) -> Cluster {
     let server = match backend {
         Backend::Local => None,
         Backend::Nats => Some(NatsServer::start().unwrap_or_else(|e| panic!("{e}"))),
@@ -109,8 +138,8 @@ pub fn cluster_with(backend: Backend, engines: usize, config: ControllerConfig) 
         .enable_all()
         .build()
         .expect("runtime");
-    let subjects = Subjects::default();
-    let (cluster, client) = runtime.block_on(async {
+    let subjects = Subjects::new(name).expect("cluster name");
+    let cluster = runtime.block_on(async {
         let bus: Arc<dyn Bus> = match &server {
             None => Arc::new(grid_bus::LocalBus::new()),
             Some(server) => Arc::new(
@@ -119,61 +148,9 @@ pub fn cluster_with(backend: Backend, engines: usize, config: ControllerConfig) 
                     .expect("connects to nats"),
             ),
         };
-        let cluster = LocalCluster::start_on(
-            bus.clone(),
-            subjects.clone(),
-            engines,
-            EngineConfig::default().cache_dir(None),
-            config,
-        )
-        .await
-        .expect("controller and engines start");
-        let client = Client::connect_bus(bus, subjects)
-            .await
-            .expect("client connects");
-        (cluster, client)
-    });
-    Cluster {
-        client,
-        _nats: Some(NatsCluster {
-            runtime: Some(runtime),
-            cluster: Some(cluster),
-            _server: server,
-        }),
-    }
-}
-
-/// Starts a cluster of `engines` engines on `backend` and connects to it.
-pub fn cluster(backend: Backend, engines: usize) -> Cluster {
-    match backend {
-        Backend::Local => Cluster {
-            client: Client::local(engines).expect("local cluster starts"),
-            _nats: None,
-        },
-        Backend::Nats => nats_cluster(engines, "default"),
-    }
-}
-
-/// A cluster named `name` on a fresh nats-server.
-pub fn nats_cluster(engines: usize, name: &str) -> Cluster {
-    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
-    let url = server.url();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let subjects = Subjects::new(name).expect("cluster name");
-    let cluster = runtime.block_on(async {
-        let bus: Arc<dyn Bus> = Arc::new(NatsBus::connect(&url).await.expect("connects to nats"));
-        let config = ControllerConfig {
-            // Debug builds under a loaded test machine can stall for seconds.
-            heartbeat_timeout: Some(Duration::from_secs(30)),
-            ..ControllerConfig::default()
-        };
         LocalCluster::start_on(
             bus,
-            subjects,
+            subjects.clone(),
             engines,
             EngineConfig::default().cache_dir(None),
             config,
@@ -181,13 +158,17 @@ pub fn nats_cluster(engines: usize, name: &str) -> Cluster {
         .await
         .expect("controller and engines start")
     });
-    let client = Client::connect(&url, name).expect("client connects");
+    let client = match &server {
+        Some(server) => Client::connect(&server.url(), name),
+        None => runtime.block_on(Client::connect_bus(cluster.bus(), subjects)),
+    }
+    .expect("client connects");
     Cluster {
         client,
-        _nats: Some(NatsCluster {
+        owned: Some(Owned {
             runtime: Some(runtime),
             cluster: Some(cluster),
-            _server: Some(server),
+            server,
         }),
     }
 }
