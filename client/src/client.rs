@@ -661,15 +661,23 @@ impl Client {
 
     /// Forgets recorded results (all of them when `msg_ids` is empty).
     pub fn purge_results(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
-        self.hub_blocking(HubRequest::PurgeResults { msg_ids })
-            .map(|_| ())
+        self.hub_blocking(HubRequest::PurgeResults(if msg_ids.is_empty() {
+            grid_proto::Purge::All
+        } else {
+            grid_proto::Purge::Ids(msg_ids)
+        }))
+        .map(|_| ())
     }
 
     /// [`purge_results`](Self::purge_results), async.
     pub async fn purge_results_async(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
-        self.hub(HubRequest::PurgeResults { msg_ids })
-            .await
-            .map(|_| ())
+        self.hub(HubRequest::PurgeResults(if msg_ids.is_empty() {
+            grid_proto::Purge::All
+        } else {
+            grid_proto::Purge::Ids(msg_ids)
+        }))
+        .await
+        .map(|_| ())
     }
 
     /// Aborts tasks wherever they are: those still waiting in this client

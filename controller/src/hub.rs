@@ -701,8 +701,15 @@ impl Hub {
                 out.push(HubAction::Respond(HubReply::Ok));
                 self.abort(msg_ids, now, out);
             }
-            HubRequest::PurgeResults { msg_ids } => {
+            HubRequest::PurgeResults(purge) => {
+                let msg_ids = match purge {
+                    grid_proto::Purge::Ids(ids) => ids,
+                    _ => Vec::new(),
+                };
                 out.push(HubAction::Respond(self.purge(msg_ids)));
+            }
+            HubRequest::DbQuery { .. } | HubRequest::Watch { .. } => {
+                out.push(HubAction::Respond(HubReply::Error("not yet".into())));
             }
             HubRequest::Info => out.push(HubAction::Respond(HubReply::Info {
                 scheme: self.scheduler.config().scheme,

@@ -12,6 +12,7 @@
 mod hub;
 mod scheduler;
 mod service;
+pub mod store;
 
 pub use grid_proto::{Scheme, UnknownScheme};
 pub use hub::{

@@ -84,6 +84,7 @@ impl Cluster {
             queued: 0,
             done: 0,
             dropped,
+            host: "fake".into(),
         };
         self.publish(&self.subjects.heartbeat(id), &beat).await;
         FakeEngine { me, tasks, control }

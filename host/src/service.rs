@@ -247,6 +247,7 @@ impl Shell {
             queued: self.counters.queued.load(Ordering::Relaxed),
             done: self.counters.done.load(Ordering::Relaxed),
             dropped: self.bus.dropped_messages(),
+            host: String::new(),
         };
         let bytes = grid_proto::encode(&beat).map_err(|e| BusError::Other(e.to_string()))?;
         self.bus

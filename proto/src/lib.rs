@@ -13,6 +13,7 @@ mod body;
 mod codec;
 mod dependency;
 mod ids;
+mod record;
 mod result;
 mod scheme;
 mod subjects;
@@ -28,12 +29,16 @@ pub use ids::{
     ArgsHash, BlobHash, ConfigHash, EngineId, EngineUuid, ModuleHash, MsgId, OutputHash,
     ParseHashError, Timestamp,
 };
+pub use record::{
+    Purge, RecordKey, RecordStatus, TaskFilter, TaskRecord, TimeRange, UnknownStatus,
+};
 pub use result::{Fingerprint, Frame, LimitKind, Outcome, Status, TaskError, TaskResult, TrapKind};
 pub use scheme::{Scheme, UnknownScheme};
 pub use subjects::{DEFAULT_CLUSTER, InvalidCluster, PURE_QUEUE, Subjects};
 pub use task::{Arg, Call, Deterministic, DirGrant, Limits, Task};
 pub use value::{FromJsonError, Value};
 pub use wire::{
-    Claim, ClientId, ClusterEvent, Control, EngineInfo, EngineQueue, EngineRef, Heartbeat,
-    HubReply, HubRequest, Iopub, QueueStatus, Reply, SchedFlags, Stream, Submission, Work,
+    CONTROLLER_BEAT, Claim, ClientId, ClusterEvent, Control, ControllerBeat, EngineInfo,
+    EngineQueue, EngineRef, Heartbeat, HubReply, HubRequest, Iopub, QueueStatus, Reply, SchedFlags,
+    Stream, Submission, Work,
 };

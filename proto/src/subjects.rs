@@ -106,6 +106,11 @@ impl Subjects {
     pub fn events(&self) -> String {
         format!("{}events", self.prefix)
     }
+
+    /// `controller`: the controller's beat ([`ControllerBeat`](crate::ControllerBeat)).
+    pub fn controller(&self) -> String {
+        format!("{}controller", self.prefix)
+    }
 }
 
 impl Default for Subjects {

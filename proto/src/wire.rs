@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Body, CodecError, Dependency, EngineId, EngineUuid, MsgId, Scheme, Status, Task, TaskResult,
-    Timestamp, Value,
+    Body, CodecError, Dependency, EngineId, EngineUuid, MsgId, Purge, RecordKey, Scheme, Status,
+    Task, TaskFilter, TaskRecord, TaskResult, Timestamp, Value,
 };
 
 /// Identifies a client (its results subject is derived from it).
@@ -229,7 +229,26 @@ pub struct Heartbeat {
     /// Shared by the slots of one engine process. Absent from older engines: 0.
     #[serde(default)]
     pub dropped: u64,
+    /// The engine's host, so that a controller that restarted (or declared
+    /// the engine dead) can take it back from its heartbeats alone. Absent
+    /// from older engines: empty.
+    #[serde(default)]
+    pub host: String,
 }
+
+/// Published by the controller on `controller` every
+/// [`CONTROLLER_BEAT`]: clients and engines watch it to notice a
+/// controller that died (no beat) or restarted (another incarnation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ControllerBeat {
+    /// New at every start of the controller.
+    pub incarnation: uuid::Uuid,
+    /// When this incarnation started.
+    pub started: Timestamp,
+}
+
+/// How often the controller beats on `controller`.
+pub const CONTROLLER_BEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What engines report about themselves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -266,8 +285,22 @@ pub enum HubRequest {
     Abort {
         msg_ids: Vec<MsgId>,
     },
-    /// Forget recorded results (all when `msg_ids` is empty).
-    PurgeResults {
+    /// Forget completed records: [`HubReply::Purged`].
+    PurgeResults(Purge),
+    /// Records selected by a filter: [`HubReply::Records`], one page.
+    DbQuery {
+        filter: TaskFilter,
+        /// The heavy fields to include (all of them when empty).
+        #[serde(default)]
+        keys: Vec<RecordKey>,
+    },
+    /// Deliver these tasks' results to `client` (on `result.<client>`) as
+    /// they complete, whoever submitted them (ipyparallel's
+    /// `AsyncHubResult`). Answered with [`HubReply::ResultStatus`]: the
+    /// completed ones are not sent (fetch them with `GetResult`), the
+    /// pending ones will be, the unknown ones never.
+    Watch {
+        client: ClientId,
         msg_ids: Vec<MsgId>,
     },
     /// How the controller schedules: [`HubReply::Info`].
@@ -287,7 +320,9 @@ impl HubRequest {
             HubRequest::ResultStatus { .. } => "result_status",
             HubRequest::GetResult { .. } => "get_result",
             HubRequest::Abort { .. } => "abort",
-            HubRequest::PurgeResults { .. } => "purge_results",
+            HubRequest::PurgeResults(_) => "purge_results",
+            HubRequest::DbQuery { .. } => "db_query",
+            HubRequest::Watch { .. } => "watch",
             HubRequest::Info => "info",
             HubRequest::Shutdown => "shutdown",
         }
@@ -316,6 +351,16 @@ pub enum HubReply {
         unknown: Vec<MsgId>,
     },
     Results(Vec<Reply>),
+    /// A page of records; `more`: the query has more after the last one
+    /// (ask again with [`TaskFilter::after`] set to it).
+    Records {
+        records: Vec<TaskRecord>,
+        more: bool,
+    },
+    /// How many records were purged.
+    Purged {
+        count: u64,
+    },
     /// The controller's scheme: with [`Scheme::Pure`], load-balanced work
     /// goes to `sched.pure`, not `sched.submit`.
     Info {
