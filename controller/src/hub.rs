@@ -1681,19 +1681,20 @@ mod tests {
         b.on(HubEvent::Replied(Box::new(reply(&a, b.engine(0)))));
         b.on(HubEvent::Replied(Box::new(reply(&c, b.engine(0)))));
 
-        let (answer, _) = b.ask(HubRequest::PurgeResults {
-            msg_ids: vec![a.msg_id, pending.msg_id],
-        });
+        let (answer, _) = b.ask(HubRequest::PurgeResults(grid_proto::Purge::Ids(vec![
+            a.msg_id,
+            pending.msg_id,
+        ])));
         assert!(matches!(answer, HubReply::Error(m) if m.contains(&pending.msg_id.to_string())));
         assert_eq!(b.get_result(vec![a.msg_id]).len(), 1, "nothing purged");
 
-        let (answer, _) = b.ask(HubRequest::PurgeResults {
-            msg_ids: vec![a.msg_id],
-        });
+        let (answer, _) = b.ask(HubRequest::PurgeResults(grid_proto::Purge::Ids(vec![
+            a.msg_id,
+        ])));
         assert_eq!(answer, HubReply::Ok);
         assert_eq!(b.get_result(vec![a.msg_id, c.msg_id]).len(), 1);
 
-        let (answer, _) = b.ask(HubRequest::PurgeResults { msg_ids: vec![] });
+        let (answer, _) = b.ask(HubRequest::PurgeResults(grid_proto::Purge::All));
         assert_eq!(answer, HubReply::Ok);
         assert_eq!(b.get_result(vec![c.msg_id]), vec![]);
         assert_eq!(
