@@ -1665,9 +1665,9 @@ mod tests {
         b.on(HubEvent::Replied(Box::new(r)));
         assert_eq!(b.result_status(ids.clone()).0, vec![ids[4]]);
         // Purging a record frees its bytes at once.
-        b.ask(HubRequest::PurgeResults {
-            msg_ids: vec![ids[4]],
-        });
+        b.ask(HubRequest::PurgeResults(grid_proto::Purge::Ids(vec![
+            ids[4],
+        ])));
         assert_eq!(b.hub.done_bytes, 0);
     }
 
