@@ -22,15 +22,16 @@ use bytes::Bytes;
 use grid_bus::{Bus, SPILL_THRESHOLD, load_body, spawn_consumer, spill_body};
 use grid_proto::{
     BlobHash, ClientId, EngineId, EngineInfo, HubReply, HubRequest, Iopub, ModuleHash, MsgId,
-    Outcome, QueueStatus, Reply, SchedFlags, Scheme, Subjects, Submission, TaskError, TaskResult,
+    Outcome, Purge, QueueStatus, RecordKey, Reply, SchedFlags, Scheme, Subjects, Submission,
+    TaskError, TaskFilter, TaskRecord, TaskResult,
 };
 use tokio::sync::mpsc;
 
 use crate::error::Error;
-use crate::inflight::{Finished, InFlight, Outgoing};
+use crate::inflight::{Finished, InFlight, Outgoing, unknown_task};
 use crate::module::{self, Module};
 use crate::output::{OutputChunk, OutputHandler};
-use crate::result::{ResultSet, Wait};
+use crate::result::{AsyncResult, ResultSet, TaskInfo, Wait};
 use crate::select::Select;
 use crate::view::{DirectView, LoadBalancedView};
 
@@ -110,13 +111,16 @@ async fn learn_scheme(
 /// Gives a reply to the task waiting for it (if any still is): a large
 /// result is read from its offerer (or the blob store) first.
 pub(crate) async fn deliver(bus: &dyn Bus, inflight: &InFlight, reply: Reply) {
-    let Some(Finished { set, index }) = inflight.finish(reply.msg_id) else {
+    let Some(Finished { set, index, also }) = inflight.finish(reply.msg_id) else {
         return;
     };
     let result = load_body(bus, &reply.result).await.unwrap_or_else(|e| {
         let why = TaskError::Internal(format!("cannot read the result: {e}"));
         TaskResult::immediate(reply.msg_id, Outcome::Err(why))
     });
+    for (other, i) in also {
+        other.arrive(i, reply.clone(), result.clone());
+    }
     set.arrive(index, reply, result);
 }
 
@@ -139,7 +143,7 @@ fn file_output(
     handler: &std::sync::RwLock<Option<OutputHandler>>,
     chunk: Iopub,
 ) {
-    let Some(Finished { set, index }) = inflight.lookup(chunk.msg_id) else {
+    let Some(Finished { set, index, .. }) = inflight.lookup(chunk.msg_id) else {
         return; // done already: its result has the whole output
     };
     let ready: Vec<OutputChunk> = set.live_output(index, chunk);
@@ -371,6 +375,21 @@ impl Client {
     /// See [`set_max_in_flight`](Self::set_max_in_flight).
     pub fn max_in_flight(&self) -> usize {
         self.inner.inflight.max_in_flight()
+    }
+
+    /// How long the controller's beat may stay away before the tasks only
+    /// it can finish (load-balanced ones in its scheduler, and those waited
+    /// for through [`get_result`](Self::get_result)) fail as `lost`, naming
+    /// the controller ([`DEFAULT_CONTROLLER_TIMEOUT`](crate::DEFAULT_CONTROLLER_TIMEOUT)
+    /// unless set). A controller that restarts within it costs nothing: the
+    /// client sends again what the new one does not know.
+    pub fn set_controller_timeout(&self, timeout: Duration) {
+        self.inner.inflight.set_controller_timeout(timeout);
+    }
+
+    /// See [`set_controller_timeout`](Self::set_controller_timeout).
+    pub fn controller_timeout(&self) -> Duration {
+        self.inner.inflight.controller_timeout()
     }
 
     /// The msg_ids of this client's tasks that have no result yet, sorted
@@ -648,36 +667,217 @@ impl Client {
         result_status(self.hub(HubRequest::ResultStatus { msg_ids }).await?)
     }
 
-    /// Results recorded by the controller, submitted by any client; ids
-    /// without a result yet are left out.
-    pub fn get_result(&self, msg_ids: Vec<MsgId>) -> Result<Vec<Reply>, Error> {
-        results(self.hub_blocking(HubRequest::GetResult { msg_ids })?)
+    /// The results of tasks submitted by any client, this one or another,
+    /// one still running or one whose client has exited (ipyparallel's
+    /// `get_result` and its `AsyncHubResult`): an [`AsyncResult`] with one
+    /// task per id, in order, done at once for those the controller has
+    /// recorded, later for those still running. An id the controller does
+    /// not know (never submitted, or purged) fails as `lost`, naming why.
+    /// A chunk of a map (one id, several items) has its items as one array.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), grid_client::Error> {
+    /// # let client = grid_client::Client::local(2)?;
+    /// # let f = client.load_module("examples/guests/wat/square.wat")?.func("square");
+    /// let ids = client.load_balanced_view().apply_async(&f, [3.into()])?.msg_ids();
+    /// // Later, from any client of the cluster:
+    /// let again = client.get_result(ids)?;
+    /// assert_eq!(again.get(None)?, grid_client::Value::Array(vec![9.into()]));
+    /// # Ok(()) }
+    /// ```
+    pub fn get_result(&self, msg_ids: Vec<MsgId>) -> Result<AsyncResult, Error> {
+        let client = self.clone();
+        self.block(async move { client.watch(msg_ids).await })?
     }
 
     /// [`get_result`](Self::get_result), async.
-    pub async fn get_result_async(&self, msg_ids: Vec<MsgId>) -> Result<Vec<Reply>, Error> {
-        results(self.hub(HubRequest::GetResult { msg_ids }).await?)
+    pub async fn get_result_async(&self, msg_ids: Vec<MsgId>) -> Result<AsyncResult, Error> {
+        let client = self.clone();
+        self.on_runtime(async move { client.watch(msg_ids).await })
+            .await
     }
 
-    /// Forgets recorded results (all of them when `msg_ids` is empty).
-    pub fn purge_results(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
-        self.hub_blocking(HubRequest::PurgeResults(if msg_ids.is_empty() {
-            grid_proto::Purge::All
-        } else {
-            grid_proto::Purge::Ids(msg_ids)
-        }))
-        .map(|_| ())
+    /// Waits for tasks by id, through the controller (see `get_result`).
+    async fn watch(self, msg_ids: Vec<MsgId>) -> Result<AsyncResult, Error> {
+        let tasks = msg_ids
+            .iter()
+            .map(|&msg_id| TaskInfo {
+                msg_id,
+                function: String::new(),
+                first_item: None,
+                items: 1,
+                chunk: false,
+                whole: true,
+                submitted: grid_proto::Timestamp::now(),
+            })
+            .collect();
+        let set = ResultSet::new(tasks);
+        // Waiting first: a result the controller forwards is not missed.
+        let new = self.inner.inflight.watch(&set, &msg_ids);
+        let request = HubRequest::Watch {
+            client: self.inner.id,
+            msg_ids: new.clone(),
+        };
+        let watched = match hub_request(&*self.inner.bus, &self.inner.subjects, request).await {
+            Ok(HubReply::ResultStatus {
+                completed, unknown, ..
+            }) => Ok((completed, unknown)),
+            Ok(other) => Err(unexpected(other)),
+            Err(e) => Err(e),
+        };
+        let (completed, unknown) = match watched {
+            Ok(answer) => answer,
+            Err(e) => {
+                for msg_id in new {
+                    self.inner
+                        .inflight
+                        .fail(msg_id, TaskError::Disconnected(e.to_string()));
+                }
+                return Err(e);
+            }
+        };
+        for msg_id in unknown {
+            self.inner
+                .inflight
+                .fail(msg_id, TaskError::Lost(unknown_task(msg_id)));
+        }
+        for reply in self.fetch_all(completed).await? {
+            deliver(&*self.inner.bus, &self.inner.inflight, reply).await;
+        }
+        Ok(AsyncResult {
+            set,
+            client: self,
+            single: false,
+            pull_one: false,
+        })
+    }
+
+    /// The recorded replies of those of `msg_ids` that are done, asking as
+    /// often as one answer's size bound needs.
+    async fn fetch_all(&self, msg_ids: Vec<MsgId>) -> Result<Vec<Reply>, Error> {
+        let mut left = msg_ids;
+        let mut replies = Vec::new();
+        while !left.is_empty() {
+            let request = HubRequest::GetResult {
+                msg_ids: left.clone(),
+            };
+            let got = results(hub_request(&*self.inner.bus, &self.inner.subjects, request).await?)?;
+            if got.is_empty() {
+                break;
+            }
+            let done: std::collections::HashSet<MsgId> = got.iter().map(|r| r.msg_id).collect();
+            left.retain(|id| !done.contains(id));
+            replies.extend(got);
+        }
+        Ok(replies)
+    }
+
+    /// The replies the controller recorded for those of `msg_ids` that are
+    /// done, as they came over the wire (see [`Reply`]); the others are
+    /// left out. [`get_result`](Self::get_result) is the friendlier form.
+    pub fn fetch_results(&self, msg_ids: Vec<MsgId>) -> Result<Vec<Reply>, Error> {
+        let client = self.clone();
+        self.block(async move { client.fetch_all(msg_ids).await })?
+    }
+
+    /// [`fetch_results`](Self::fetch_results), async.
+    pub async fn fetch_results_async(&self, msg_ids: Vec<MsgId>) -> Result<Vec<Reply>, Error> {
+        let client = self.clone();
+        self.on_runtime(async move { client.fetch_all(msg_ids).await })
+            .await
+    }
+
+    /// The task records `filter` selects, from every client, sorted by msg
+    /// id, with the heavy fields `keys` names (every one when empty):
+    /// ipyparallel's `db_query`, its `$in`/`$lt`/`$gt` operators as
+    /// [`TaskFilter`]'s methods.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), grid_client::Error> {
+    /// # let client = grid_client::Client::local(2)?;
+    /// use grid_client::{RecordKey, RecordStatus, TaskFilter, Timestamp};
+    /// let hour_ago = Timestamp(Timestamp::now().0 - 3_600_000_000);
+    /// let failed = client.db_query(
+    ///     TaskFilter::new()
+    ///         .status_in([RecordStatus::Error])
+    ///         .submitted_gt(hour_ago),
+    ///     &[RecordKey::Stderr],
+    /// )?;
+    /// for record in failed {
+    ///     println!("{} on {:?}: {:?}", record.msg_id, record.engine, record.error);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn db_query(
+        &self,
+        filter: TaskFilter,
+        keys: &[RecordKey],
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let (client, keys) = (self.clone(), keys.to_vec());
+        self.block(async move { client.query_all(filter, keys).await })?
+    }
+
+    /// [`db_query`](Self::db_query), async.
+    pub async fn db_query_async(
+        &self,
+        filter: TaskFilter,
+        keys: &[RecordKey],
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let (client, keys) = (self.clone(), keys.to_vec());
+        self.on_runtime(async move { client.query_all(filter, keys).await })
+            .await
+    }
+
+    /// Every page of a query, up to the filter's limit if it sets one.
+    async fn query_all(
+        &self,
+        mut filter: TaskFilter,
+        keys: Vec<RecordKey>,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let wanted = filter.limit;
+        let mut records: Vec<TaskRecord> = Vec::new();
+        loop {
+            if let Some(wanted) = wanted {
+                filter.limit = Some(wanted - records.len());
+            }
+            let request = HubRequest::DbQuery {
+                filter: filter.clone(),
+                keys: keys.clone(),
+            };
+            match hub_request(&*self.inner.bus, &self.inner.subjects, request).await? {
+                HubReply::Records {
+                    records: page,
+                    more,
+                } => {
+                    let last = page.last().map(|r| r.msg_id);
+                    records.extend(page);
+                    let full = wanted.is_some_and(|w| records.len() >= w);
+                    match last {
+                        Some(last) if more && !full => filter.after = Some(last),
+                        _ => return Ok(records),
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+    }
+
+    /// Forgets completed records (ipyparallel's `purge_results`): these
+    /// ids (`Vec<MsgId>` converts), those recorded before a time, or all
+    /// ([`purge_everything`](Self::purge_everything)). Returns how many.
+    /// Naming a task still pending is an error, and nothing is purged.
+    pub fn purge_results(&self, which: impl Into<Purge>) -> Result<u64, Error> {
+        purged(self.hub_blocking(HubRequest::PurgeResults(which.into()))?)
     }
 
     /// [`purge_results`](Self::purge_results), async.
-    pub async fn purge_results_async(&self, msg_ids: Vec<MsgId>) -> Result<(), Error> {
-        self.hub(HubRequest::PurgeResults(if msg_ids.is_empty() {
-            grid_proto::Purge::All
-        } else {
-            grid_proto::Purge::Ids(msg_ids)
-        }))
-        .await
-        .map(|_| ())
+    pub async fn purge_results_async(&self, which: impl Into<Purge>) -> Result<u64, Error> {
+        purged(self.hub(HubRequest::PurgeResults(which.into())).await?)
+    }
+
+    /// Forgets every completed record.
+    pub fn purge_everything(&self) -> Result<u64, Error> {
+        self.purge_results(Purge::All)
     }
 
     /// Aborts tasks wherever they are: those still waiting in this client
@@ -758,6 +958,13 @@ fn result_status(reply: HubReply) -> Result<(Vec<MsgId>, Vec<MsgId>), Error> {
             pending.extend(unknown);
             Ok((completed, pending))
         }
+        other => Err(unexpected(other)),
+    }
+}
+
+fn purged(reply: HubReply) -> Result<u64, Error> {
+    match reply {
+        HubReply::Purged { count } => Ok(count),
         other => Err(unexpected(other)),
     }
 }

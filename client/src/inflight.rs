@@ -21,7 +21,7 @@
 //! dispatcher and the watchdog alike.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -39,6 +39,15 @@ use crate::result::ResultSet;
 /// subscriptions buffer.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
+/// Why a task asked for by id (`get_result`) cannot be waited for.
+pub(crate) fn unknown_task(msg_id: MsgId) -> String {
+    format!(
+        "the controller does not know task {msg_id}: never submitted, purged, or \
+         forgotten (a controller without a task store restarted, or its in-memory \
+         store dropped the oldest results)"
+    )
+}
+
 /// A submission on its way out.
 pub(crate) enum Outgoing {
     /// Encoded, ready to publish.
@@ -51,6 +60,12 @@ pub(crate) enum Outgoing {
 struct Waiting {
     set: Arc<ResultSet>,
     index: usize,
+    /// Other results waiting for the same task (`get_result` of a task
+    /// this client submitted).
+    also: Vec<(Arc<ResultSet>, usize)>,
+    /// Set for a task of another client this one watches (`get_result`):
+    /// since when. It is never published by this client.
+    watched: Option<Instant>,
     /// Its work, offered as a blob by this client until the reply comes.
     offered: Option<BlobHash>,
     /// Set once it leaves the backlog.
@@ -69,6 +84,8 @@ struct Sent {
 
 struct State {
     waiting: HashMap<MsgId, Waiting>,
+    /// How many of `waiting` are watched, not this client's.
+    watched: usize,
     /// Not yet published, in submission order. Entries whose task is no
     /// longer waiting (aborted, failed) are skipped when they come up.
     backlog: VecDeque<(MsgId, Outgoing)>,
@@ -81,6 +98,8 @@ struct State {
 pub(crate) struct Finished {
     pub set: Arc<ResultSet>,
     pub index: usize,
+    /// Other results waiting for it.
+    pub also: Vec<(Arc<ResultSet>, usize)>,
 }
 
 /// The client's tasks on the wire. See the module docs.
@@ -89,6 +108,8 @@ pub(crate) struct InFlight {
     client: ClientId,
     state: Mutex<State>,
     max_in_flight: AtomicUsize,
+    /// See [`Client::set_controller_timeout`](crate::Client::set_controller_timeout), in ms.
+    controller_timeout: AtomicU64,
     outbox: mpsc::UnboundedSender<Outgoing>,
     /// Messages in the outbox not yet published.
     queued: AtomicUsize,
@@ -105,11 +126,15 @@ impl InFlight {
             client,
             state: Mutex::new(State {
                 waiting: HashMap::new(),
+                watched: 0,
                 backlog: VecDeque::new(),
                 in_flight: 0,
                 last_reply: Instant::now(),
             }),
             max_in_flight: AtomicUsize::new(DEFAULT_MAX_IN_FLIGHT),
+            controller_timeout: AtomicU64::new(
+                crate::watchdog::DEFAULT_CONTROLLER_TIMEOUT.as_millis() as u64,
+            ),
             outbox,
             queued: AtomicUsize::new(0),
         }
@@ -130,6 +155,19 @@ impl InFlight {
         self.max_in_flight.load(Ordering::Acquire)
     }
 
+    pub(crate) fn set_controller_timeout(&self, timeout: std::time::Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.controller_timeout.store(ms, Ordering::Release);
+    }
+
+    pub(crate) fn controller_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.controller_timeout.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn client(&self) -> ClientId {
+        self.client
+    }
+
     /// Registers `set`'s tasks (one message each, in task order) and
     /// publishes as many as the window allows; the rest wait their turn.
     pub(crate) fn submit(&self, set: &Arc<ResultSet>, messages: Vec<(MsgId, Outgoing)>) {
@@ -140,6 +178,8 @@ impl InFlight {
                 let waiting = Waiting {
                     set: set.clone(),
                     index,
+                    also: Vec::new(),
+                    watched: None,
                     offered: None,
                     sent: None,
                 };
@@ -236,6 +276,9 @@ impl InFlight {
         let (finished, failed) = {
             let mut s = self.lock();
             let waiting = s.waiting.remove(&msg_id)?;
+            if waiting.watched.is_some() {
+                s.watched -= 1;
+            }
             if waiting.sent.is_some() {
                 s.in_flight = s.in_flight.saturating_sub(1);
                 s.last_reply = Instant::now();
@@ -248,6 +291,7 @@ impl InFlight {
                 Finished {
                     set: waiting.set,
                     index: waiting.index,
+                    also: waiting.also,
                 },
                 failed,
             )
@@ -263,12 +307,16 @@ impl InFlight {
         Some(Finished {
             set: waiting.set.clone(),
             index: waiting.index,
+            also: Vec::new(),
         })
     }
 
     /// Fails a waiting task on the client's own authority.
     pub(crate) fn fail(&self, msg_id: MsgId, error: TaskError) {
-        if let Some(Finished { set, index }) = self.finish(msg_id) {
+        if let Some(Finished { set, index, also }) = self.finish(msg_id) {
+            for (set, index) in also {
+                set.fail(index, self.client, error.clone());
+            }
             set.fail(index, self.client, error);
         }
     }
@@ -352,10 +400,88 @@ impl InFlight {
             .collect()
     }
 
-    /// Whether no reply has come for `quiet` while tasks were in flight.
+    /// Whether no reply has come for `quiet` while tasks were in flight
+    /// (or watched).
     pub(crate) fn quiet_since(&self) -> Option<Instant> {
         let s = self.lock();
-        (s.in_flight > 0).then_some(s.last_reply)
+        (s.in_flight + s.watched > 0).then_some(s.last_reply)
+    }
+
+    /// Waits for the results of `msg_ids`, tasks of any client, as task
+    /// `index` of `set` each (`get_result`); returns the ids newly watched
+    /// (those this client already waits for, its own, are not).
+    pub(crate) fn watch(&self, set: &Arc<ResultSet>, msg_ids: &[MsgId]) -> Vec<MsgId> {
+        let mut s = self.lock();
+        let mut new = Vec::new();
+        if s.in_flight + s.watched == 0 {
+            s.last_reply = Instant::now();
+        }
+        for (index, msg_id) in msg_ids.iter().enumerate() {
+            match s.waiting.get_mut(msg_id) {
+                Some(waiting) => waiting.also.push((set.clone(), index)),
+                None => {
+                    s.waiting.insert(
+                        *msg_id,
+                        Waiting {
+                            set: set.clone(),
+                            index,
+                            also: Vec::new(),
+                            watched: Some(Instant::now()),
+                            offered: None,
+                            sent: None,
+                        },
+                    );
+                    s.watched += 1;
+                    new.push(*msg_id);
+                }
+            }
+        }
+        new
+    }
+
+    /// The tasks this client watches (not its own), for a controller that
+    /// restarted and forgot who watches what.
+    pub(crate) fn watched(&self) -> Vec<MsgId> {
+        let s = self.lock();
+        let mut ids: Vec<MsgId> = s
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.watched.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Fails with `error` every waiting task that only the controller can
+    /// finish: those sent to `subject` (the scheduler), published or not,
+    /// and those watched.
+    pub(crate) fn fail_through(&self, subject: &str, error: TaskError) {
+        let ids: Vec<MsgId> = {
+            let mut s = self.lock();
+            let ids: Vec<MsgId> = s
+                .waiting
+                .iter()
+                .filter(|(_, w)| {
+                    w.watched.is_some()
+                        || w.sent.as_ref().is_some_and(|sent| sent.subject == subject)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            let unsent: Vec<MsgId> = s
+                .backlog
+                .iter()
+                .filter(|(_, outgoing)| match outgoing {
+                    Outgoing::Ready(to, _) | Outgoing::Spill(to, _) => to == subject,
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            s.backlog.retain(|(id, _)| !unsent.contains(id));
+            ids.into_iter().chain(unsent).collect()
+        };
+        for msg_id in ids {
+            self.fail(msg_id, error.clone());
+        }
     }
 
     /// Up to `limit` published tasks, oldest first, published before `cutoff`.
@@ -365,8 +491,12 @@ impl InFlight {
             .waiting
             .iter()
             .filter_map(|(id, w)| {
-                let sent = w.sent.as_ref()?;
-                (sent.at <= cutoff && sent.payload.is_some()).then_some((sent.at, *id))
+                let at = match (&w.sent, w.watched) {
+                    (Some(sent), _) if sent.payload.is_some() => sent.at,
+                    (None, Some(since)) => since,
+                    _ => return None,
+                };
+                (at <= cutoff).then_some((at, *id))
             })
             .collect();
         old.sort_unstable();
@@ -375,14 +505,23 @@ impl InFlight {
     }
 
     /// Publishes these tasks again (the controller never saw them); those
-    /// already published `max_resent` more times fail as lost instead.
+    /// already published `max_resent` more times fail as lost instead, and
+    /// so do watched ones (another client's: the controller forgot them).
     pub(crate) fn resend(&self, msg_ids: &[MsgId], max_resent: u32) {
         let mut lost = Vec::new();
+        let mut forgotten = Vec::new();
         let mut failed = Vec::new();
         {
             let mut s = self.lock();
             for id in msg_ids {
-                let Some(sent) = s.waiting.get_mut(id).and_then(|w| w.sent.as_mut()) else {
+                let Some(waiting) = s.waiting.get_mut(id) else {
+                    continue;
+                };
+                if waiting.watched.is_some() {
+                    forgotten.push(*id);
+                    continue;
+                }
+                let Some(sent) = waiting.sent.as_mut() else {
                     continue;
                 };
                 let Some(payload) = sent.payload.clone() else {
@@ -408,6 +547,9 @@ impl InFlight {
                 max_resent + 1
             );
             self.fail(msg_id, TaskError::Lost(why));
+        }
+        for msg_id in forgotten {
+            self.fail(msg_id, TaskError::Lost(unknown_task(msg_id)));
         }
     }
 }

@@ -77,7 +77,7 @@ pub use output::{OutputChunk, OutputHandler};
 pub use result::{AsyncResult, Metadata, Wait};
 pub use select::Select;
 pub use view::{DirectView, LoadBalancedView, reference, zip};
-pub use watchdog::{CONTROLLER_GRACE, MAX_RESENT, QUIET, RESEND_BATCH};
+pub use watchdog::{CONTROLLER_GRACE, DEFAULT_CONTROLLER_TIMEOUT, MAX_RESENT, QUIET, RESEND_BATCH};
 
 /// The cluster's data model and messages, as they appear in this crate's
 /// signatures (re-exported from `grid-proto`, so users need not depend on it).
@@ -85,8 +85,8 @@ pub use grid_proto::{
     Arg, ArgsHash, BlobHash, Body, ClientId, ClusterEvent, ConfigHash, DEFAULT_CLUSTER, Dependency,
     Deterministic, DirGrant, EngineId, EngineInfo, EngineQueue, EngineRef, EngineUuid, Fingerprint,
     Frame, HubReply, HubRequest, Iopub, LimitKind, Limits, ModuleHash, MsgId, Outcome, OutputHash,
-    QueueStatus, Reply, Scheme, Status, Stream, Subjects, TaskError, TaskResult, Timestamp,
-    TrapKind, Value,
+    Purge, QueueStatus, RecordKey, RecordStatus, Reply, Scheme, Status, Stream, Subjects,
+    TaskError, TaskFilter, TaskRecord, TaskResult, TimeRange, Timestamp, TrapKind, Value,
 };
 
 /// The engines' configuration, for [`Client::local_with`] (re-exported

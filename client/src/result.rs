@@ -34,6 +34,10 @@ pub(crate) struct TaskInfo {
     pub items: usize,
     /// Whether the task is a chunk (`Call::Map`), whose values are per item.
     pub chunk: bool,
+    /// A task asked for by id (`get_result`), which may be a chunk: its
+    /// items, if it has any, are its one value (an array), as
+    /// ipyparallel's `AsyncHubResult` returns a chunk's list.
+    pub whole: bool,
     pub submitted: Timestamp,
 }
 
@@ -296,7 +300,23 @@ impl ResultSet {
             return Vec::new();
         };
         let result = &arrived.result;
-        if info.chunk && result.items.len() == info.items {
+        if info.whole && !result.items.is_empty() {
+            let failed = result.items.iter().find(|o| matches!(o, Outcome::Err(_)));
+            let whole = match failed {
+                Some(error) => error.clone(),
+                None => Outcome::Ok(Value::Array(
+                    result
+                        .items
+                        .iter()
+                        .filter_map(|o| match o {
+                            Outcome::Ok(v) => Some(v.clone()),
+                            Outcome::Err(_) => None,
+                        })
+                        .collect(),
+                )),
+            };
+            vec![whole]
+        } else if info.chunk && result.items.len() == info.items {
             result.items.clone()
         } else if info.chunk {
             // The chunk failed as a whole (e.g. missing module): every item fails.

@@ -133,6 +133,7 @@ pub(crate) fn info(
         first_item,
         items,
         chunk,
+        whole: false,
         submitted: Timestamp::now(),
     }
 }

@@ -22,12 +22,24 @@
 //! If no controller answers for [`CONTROLLER_GRACE`], every waiting task
 //! fails as `lost`, naming why. Asking about a task waiting [`QUIET`] costs
 //! one small request a second, only while the client waits.
+//!
+//! The watchdog also watches the controller's beat (`controller`, every
+//! second). When none has come for the client's controller timeout
+//! ([`DEFAULT_CONTROLLER_TIMEOUT`] unless set), the tasks only the
+//! controller can finish, those sent to its scheduler and those watched
+//! (`get_result`), fail as `lost`, naming the controller; direct and `pure`
+//! tasks go on (their engines answer them), under the grace above. When a
+//! beat comes from another incarnation (the controller restarted), the
+//! watchdog asks about every task at once rather than waiting for quiet, so
+//! that the tasks the new controller does not know are sent again before
+//! it gives up on them (see the hub's docs), and it watches again what it
+//! watched (the new controller does not know who watches what).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grid_bus::Bus;
-use grid_proto::{HubReply, HubRequest, Subjects, TaskError};
+use grid_proto::{ControllerBeat, HubReply, HubRequest, Subjects, TaskError};
 
 use crate::client::{deliver, hub_request};
 use crate::inflight::InFlight;
@@ -50,6 +62,11 @@ pub const RESEND_BATCH: usize = 256;
 /// How long the controller may fail to answer before waiting tasks fail.
 pub const CONTROLLER_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a client waits for the controller's beat before the tasks only
+/// it can finish fail (see the module docs;
+/// [`Client::set_controller_timeout`](crate::Client::set_controller_timeout)).
+pub const DEFAULT_CONTROLLER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Watches until `stop` says the client is gone.
 pub(crate) async fn watch(
     bus: Arc<dyn Bus>,
@@ -61,22 +78,56 @@ pub(crate) async fn watch(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drops = bus.dropped_messages();
     let mut unanswered_since: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
+    let mut beats = match bus.subscribe(&subjects.controller()).await {
+        Ok(beats) => Some(beats),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the controller's beat");
+            None
         }
+    };
+    let mut controller = Liveness::default();
+    loop {
+        let restarted = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => return,
+            msg = next_beat(&mut beats) => match msg {
+                Some(msg) => controller.beat(&msg.payload),
+                None => {
+                    beats = None;
+                    false
+                }
+            },
+        };
         let now = Instant::now();
+        if restarted {
+            tracing::warn!("the controller restarted: asking about every task");
+            watch_again(&*bus, &subjects, &inflight).await;
+        }
+        if let Some(silent) = controller.silent(now, inflight.controller_timeout()) {
+            let why = format!(
+                "the controller has not been heard from for {:.1} s (its beat stopped: \
+                 it died or cannot be reached), and the task needs it",
+                silent.as_secs_f64()
+            );
+            inflight.fail_through(&subjects.sched_submit(), TaskError::Lost(why));
+        }
         let dropped = bus.dropped_messages();
         let quiet = inflight
             .quiet_since()
             .is_some_and(|since| now.saturating_duration_since(since) >= QUIET);
-        if !quiet && dropped == drops {
+        if !quiet && dropped == drops && !restarted {
             unanswered_since = None;
             continue;
         }
         drops = dropped;
-        let Some(cutoff) = now.checked_sub(QUIET) else {
+        // After a restart, every task published so far: the new controller
+        // may not know any of them.
+        let cutoff = if restarted {
+            Some(now)
+        } else {
+            now.checked_sub(QUIET)
+        };
+        let Some(cutoff) = cutoff else {
             continue;
         };
         let asked = inflight.published_before(cutoff, MAX_ASKED);
@@ -107,6 +158,56 @@ pub(crate) async fn watch(
                 }
             }
         }
+    }
+}
+
+/// The next beat, or never without a subscription.
+async fn next_beat(beats: &mut Option<grid_bus::Subscription>) -> Option<grid_bus::Message> {
+    match beats {
+        Some(beats) => beats.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the client knows of the controller's beat.
+#[derive(Default)]
+struct Liveness {
+    incarnation: Option<uuid::Uuid>,
+    last: Option<Instant>,
+}
+
+impl Liveness {
+    /// A beat came; `true` if from another incarnation than the last.
+    fn beat(&mut self, payload: &[u8]) -> bool {
+        let Ok(beat) = grid_proto::decode::<ControllerBeat>(payload) else {
+            tracing::warn!("skipping a malformed controller beat");
+            return false;
+        };
+        self.last = Some(Instant::now());
+        let before = self.incarnation.replace(beat.incarnation);
+        before.is_some_and(|b| b != beat.incarnation)
+    }
+
+    /// How long the controller has been silent, once that is `timeout` or
+    /// more (never before its first beat).
+    fn silent(&self, now: Instant, timeout: Duration) -> Option<Duration> {
+        let silent = now.saturating_duration_since(self.last?);
+        (silent >= timeout).then_some(silent)
+    }
+}
+
+/// Tells a restarted controller again which tasks this client watches.
+async fn watch_again(bus: &dyn Bus, subjects: &Subjects, inflight: &InFlight) {
+    let msg_ids = inflight.watched();
+    if msg_ids.is_empty() {
+        return;
+    }
+    let request = HubRequest::Watch {
+        client: inflight.client(),
+        msg_ids,
+    };
+    if let Err(e) = hub_request(bus, subjects, request).await {
+        tracing::warn!(error = %e, "cannot watch tasks again on the restarted controller");
     }
 }
 

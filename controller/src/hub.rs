@@ -18,21 +18,48 @@
 //! - Every observation is idempotent: the controller sees its own dispatches
 //!   again on `engine.*.task`, and a task already known is left alone. The
 //!   first result of a task wins; later ones are ignored.
-//! - The store keeps each task's client, submission time, engine, the times
-//!   the scheduler sent it to an engine and, once done, its [`Reply`]; not
-//!   its work (arguments can be large: only the scheduler keeps the work of
-//!   a task it may run again). It is bounded: past
-//!   [`ControllerConfig::max_records`] completed tasks or
-//!   [`ControllerConfig::max_record_bytes`] of their results, the oldest
-//!   completed are forgotten (queries then call them unknown; a client
-//!   still waiting for one publishes it again). Tasks not done are never
-//!   forgotten. So a controller's memory does not grow with the tasks it
-//!   has seen, only with those in flight.
+//! - Every task's record goes to the [`TaskStore`] (`store/`): its client,
+//!   submission time, dependencies, the engine and attempts each time the
+//!   scheduler sends it, and its final [`Reply`]; not its work (arguments
+//!   can be large: only the scheduler keeps the work of a task it may run
+//!   again). Queries (`result_status`, `get_result`, `db_query`,
+//!   `purge_results`) are the store's; so a controller with the SQLite
+//!   store answers for tasks done long ago, and the in-memory store
+//!   ([`ControllerConfig::max_records`], [`ControllerConfig::max_record_bytes`])
+//!   forgets the oldest completed ones. The hub itself holds only the
+//!   tasks not done, and the engine and status of the last [`RECENT_DONE`]
+//!   done (never more than its store keeps), which is what it needs on the
+//!   hot path: to tell a submission or result seen again from a new one,
+//!   and a dependency's state, without asking the store (a dependency on a
+//!   task done before those is looked up there). So a controller's memory
+//!   does not grow with the tasks it has seen, only with those in flight.
 //! - `ResultStatus` sorts ids in three: completed, pending (known, not done)
 //!   and unknown (never seen, or purged). Unknown is not lost: a query can
 //!   overtake its own submission on the bus; a client that keeps getting
 //!   "unknown" for a task it sent may conclude it was dropped. `GetResult`
-//!   returns only completed results; the others are absent.
+//!   returns only completed results (the others are absent), as many as
+//!   fit in [`RESULTS_BYTES`]: a client asks again for the rest.
+//! - `Watch` is ipyparallel's `AsyncHubResult`: a client asks for tasks
+//!   another client submitted; the hub answers which are done (fetched
+//!   with `GetResult`) and sends it a copy of each pending one's result
+//!   when it comes ([`HubAction::Forward`]).
+//! - A controller that restarts on the same store (SQLite) takes over
+//!   ([`Hub::with_store`]): engines keep their ids (they are in the store),
+//!   tasks that were on an engine stay its own (they fail if it does not
+//!   beat within the heartbeat timeout), and tasks that waited in the
+//!   scheduler, whose work the store does not keep, are orphans: reported
+//!   `unknown`, so that their clients, which keep each task's message until
+//!   its reply, send them again (a client notices the controller's new
+//!   incarnation on its beat and asks at once); those not sent again within
+//!   [`ORPHAN_GRACE`] (their client is gone) fail as `lost`, saying that
+//!   the controller restarted. Re-queued by their clients, not from the
+//!   store: the work is the client's, and a client that is gone does not
+//!   want its result delivered anywhere.
+//! - A heartbeat from an engine the hub does not count as registered, one
+//!   declared dead after a network outage or one that registered with a
+//!   controller before this one (kept in memory only), takes it back under
+//!   its id, as if it had registered again, unless another engine holds the
+//!   id; the tasks it was failed for stay failed (their first result won).
 //! - An abort can overtake the task it names (it travels on `hub.abort`, the
 //!   task on `sched.submit` or `engine.<id>.task`, read by other
 //!   subscriptions), so an abort of a task not seen yet is remembered, at
@@ -89,17 +116,17 @@
 //!   goes on to `sched.pure`, or fails as unschedulable when it asks for
 //!   what needs a scheduler.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use grid_proto::{
     Claim, ClientId, ClusterEvent, Control, EarlyAborts, EngineId, EngineInfo, EngineQueue,
-    EngineRef, EngineUuid, HubReply, HubRequest, MsgId, Outcome, QueueStatus, Reply, Scheme,
-    Status, Submission, TaskError, TaskResult, Timestamp,
+    EngineRef, EngineUuid, HubReply, HubRequest, MsgId, Outcome, Purge, QueueStatus, RecordKey,
+    Reply, Scheme, Status, Submission, TaskError, TaskFilter, TaskRecord, TaskResult, Timestamp,
 };
 
 use crate::scheduler::{DepState, SchedAction, SchedEvent, Scheduler, SchedulerConfig};
+use crate::store::{MemoryStore, NewTask, StoreError, TaskStore};
 
 /// When a registered engine starts receiving work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -135,13 +162,10 @@ pub struct ControllerConfig {
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The default [`ControllerConfig::max_records`].
-pub const DEFAULT_MAX_RECORDS: usize = 1_000_000;
+pub const DEFAULT_MAX_RECORDS: usize = 10_000;
 
 /// The default [`ControllerConfig::max_record_bytes`].
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 256 << 20;
-
-/// What a completed task's record costs beyond its result's bytes, roughly.
-const RECORD_OVERHEAD: usize = 256;
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 << 20;
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -186,6 +210,8 @@ pub enum HubEvent {
         running: Option<MsgId>,
         queued: u64,
         dropped: u64,
+        /// The engine's host ([`grid_proto::Heartbeat::host`]).
+        host: String,
     },
     /// The controller's own bus has dropped this many messages in all
     /// ([`grid_bus::Bus::dropped_messages`]), for [`QueueStatus::dropped`].
@@ -211,6 +237,9 @@ pub enum HubAction {
     },
     /// Publish on `result.<client>` (the controller failed the task itself).
     Deliver(Box<Reply>),
+    /// Publish on `result.<client>` a task's result for a client watching
+    /// it (`hub.watch`) that did not submit it.
+    Forward { client: ClientId, reply: Box<Reply> },
     /// Publish on `engine.<engine>.control`.
     Control { engine: EngineId, control: Control },
     /// Publish on `events`.
@@ -228,13 +257,20 @@ pub struct Hub {
     /// Indexed by engine id: every engine that ever registered.
     engines: Vec<EngineRecord>,
     by_uuid: HashMap<EngineUuid, EngineId>,
-    tasks: HashMap<MsgId, TaskRecord>,
-    /// Completed tasks in the order they completed, and what their records
-    /// cost: the store's bound (see the module docs).
-    done_order: VecDeque<MsgId>,
-    done_bytes: usize,
-    max_records: usize,
-    max_record_bytes: usize,
+    /// Tasks not done: their record is also in the store.
+    tasks: HashMap<MsgId, LiveTask>,
+    /// Every task's record, for queries.
+    store: Box<dyn TaskStore>,
+    /// How recently done tasks ended, to tell a task seen again from a new
+    /// one without asking the store (see the module docs).
+    recent: RecentDone,
+    /// Clients watching tasks they did not submit (`hub.watch`), by task.
+    watchers: HashMap<MsgId, Vec<ClientId>>,
+    /// Tasks a previous controller on this store left waiting in its
+    /// scheduler, whose work is lost: they fail at `orphans_expire` unless
+    /// their clients send them again (see the module docs).
+    orphans: HashMap<MsgId, (ClientId, Timestamp)>,
+    orphans_expire: Option<Instant>,
     /// The last [`HubEvent::BusDrops`].
     bus_dropped: u64,
     /// Aborts of tasks not seen yet, oldest first.
@@ -274,6 +310,23 @@ struct EngineRecord {
     last_idle: Option<Instant>,
 }
 
+impl EngineRecord {
+    fn new(id: EngineId, uuid: EngineUuid, host: String) -> EngineRecord {
+        EngineRecord {
+            info: EngineInfo { id, uuid, host },
+            state: EngineState::Gone,
+            outstanding: HashSet::new(),
+            lossy: false,
+            suspects: HashSet::new(),
+            completed: 0,
+            last_heard: None,
+            running: None,
+            dropped: 0,
+            last_idle: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum EngineState {
     /// Registered, not yet heard from on `heartbeat.<id>`.
@@ -285,7 +338,7 @@ enum EngineState {
 }
 
 #[derive(Debug)]
-struct TaskRecord {
+struct LiveTask {
     client: ClientId,
     submitted: Timestamp,
     state: TaskState,
@@ -293,9 +346,9 @@ struct TaskRecord {
     attempts: u32,
 }
 
-impl TaskRecord {
-    fn new(client: ClientId, submitted: Timestamp, state: TaskState) -> TaskRecord {
-        TaskRecord {
+impl LiveTask {
+    fn new(client: ClientId, submitted: Timestamp, state: TaskState) -> LiveTask {
+        LiveTask {
             client,
             submitted,
             state,
@@ -312,11 +365,135 @@ enum TaskState {
     Unclaimed,
     /// Sent to this engine.
     Assigned(EngineId),
-    Done(Box<Reply>),
+}
+
+/// The heavy fields the hub asks its store for when it needs a task's
+/// status only: stderr, usually empty.
+const LIGHT: &[RecordKey] = &[RecordKey::Stderr];
+
+/// Bytes of results in one `get_result` answer at most (NATS's default
+/// message limit is 1 MiB); a client asks again for the rest.
+pub const RESULTS_BYTES: usize = 768 << 10;
+
+/// How many recently done tasks the hub remembers without its store (at
+/// most the store's own bound, so that a task remembered here is in the
+/// store too).
+pub const RECENT_DONE: usize = 65_536;
+
+/// How long tasks that a previous controller left in its scheduler wait
+/// for their clients to send them again (see the module docs).
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+
+/// The engine and status of the last [`RECENT_DONE`] tasks done, oldest
+/// forgotten first.
+#[derive(Debug)]
+struct RecentDone {
+    ended: HashMap<MsgId, (Option<EngineId>, Status)>,
+    order: VecDeque<MsgId>,
+    capacity: usize,
+}
+
+impl RecentDone {
+    fn new(capacity: usize) -> RecentDone {
+        RecentDone {
+            ended: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn get(&self, msg_id: &MsgId) -> Option<(Option<EngineId>, Status)> {
+        self.ended.get(msg_id).copied()
+    }
+
+    fn contains(&self, msg_id: &MsgId) -> bool {
+        self.ended.contains_key(msg_id)
+    }
+
+    fn insert(&mut self, msg_id: MsgId, engine: Option<EngineId>, status: Status) {
+        if self.ended.insert(msg_id, (engine, status)).is_none() {
+            self.order.push_back(msg_id);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.ended.remove(&old);
+            }
+        }
+    }
+
+    fn remove(&mut self, msg_id: &MsgId) {
+        // Its place in `order` goes when it comes up.
+        self.ended.remove(msg_id);
+    }
+
+    fn clear(&mut self) {
+        self.ended.clear();
+        self.order.clear();
+    }
 }
 
 impl Hub {
+    /// A hub with the in-memory store, bounded by `config`.
     pub fn new(config: ControllerConfig) -> Hub {
+        let store = MemoryStore::new(config.max_records, config.max_record_bytes);
+        Hub::empty(config, Box::new(store))
+    }
+
+    /// A hub on `store`, taking over what an earlier controller on it left
+    /// (see the module docs): its engines, which get their ids back, the
+    /// tasks they held, which fail if the engine does not beat within the
+    /// heartbeat timeout, and the tasks that waited in its scheduler, which
+    /// fail after [`ORPHAN_GRACE`] unless their clients send them again.
+    pub fn with_store(
+        config: ControllerConfig,
+        mut store: Box<dyn TaskStore>,
+        now: Instant,
+    ) -> Result<Hub, StoreError> {
+        let engines = store.engines()?;
+        let unfinished = store.unfinished()?;
+        let mut hub = Hub::empty(config, store);
+        for info in engines {
+            let Ok(index) = usize::try_from(info.id.0) else {
+                continue;
+            };
+            while hub.engines.len() <= index {
+                let id = EngineId(hub.engines.len() as u32);
+                hub.engines
+                    .push(EngineRecord::new(id, EngineUuid::nil(), String::new()));
+            }
+            hub.by_uuid.insert(info.uuid, info.id);
+            hub.engines[index].info = info;
+        }
+        for task in unfinished {
+            let engine = task
+                .engine
+                .filter(|e| hub.record(e.id).is_some_and(|r| r.info.uuid == e.uuid));
+            match engine {
+                Some(engine) => {
+                    let mut live =
+                        LiveTask::new(task.client, task.submitted, TaskState::Assigned(engine.id));
+                    live.attempts = task.attempts;
+                    hub.tasks.insert(task.msg_id, live);
+                    if let Some(record) = hub.record_mut(engine.id) {
+                        record.outstanding.insert(task.msg_id);
+                        // Watched from now: it fails its tasks if it does not beat.
+                        record.state = EngineState::Joining;
+                        record.last_heard = Some(now);
+                    }
+                }
+                None => {
+                    hub.orphans
+                        .insert(task.msg_id, (task.client, task.submitted));
+                }
+            }
+        }
+        if !hub.orphans.is_empty() {
+            hub.orphans_expire = Some(now + ORPHAN_GRACE);
+        }
+        Ok(hub)
+    }
+
+    fn empty(config: ControllerConfig, store: Box<dyn TaskStore>) -> Hub {
         Hub {
             readiness: config.readiness,
             heartbeat_timeout: config.heartbeat_timeout,
@@ -324,10 +501,11 @@ impl Hub {
             engines: Vec::new(),
             by_uuid: HashMap::new(),
             tasks: HashMap::new(),
-            done_order: VecDeque::new(),
-            done_bytes: 0,
-            max_records: config.max_records,
-            max_record_bytes: config.max_record_bytes,
+            recent: RecentDone::new(RECENT_DONE.min(store.keeps()).max(1)),
+            store,
+            watchers: HashMap::new(),
+            orphans: HashMap::new(),
+            orphans_expire: None,
             bus_dropped: 0,
             early_aborts: EarlyAborts::default(),
             unclaimed: VecDeque::new(),
@@ -348,7 +526,7 @@ impl Hub {
     /// or the moment the quietest live engine would be declared dead.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let silence = self.heartbeat_timeout.and_then(|timeout| {
-            self.live_engines()
+            self.watched_engines()
                 .filter_map(|r| r.last_heard)
                 .min()
                 .and_then(|heard| heard.checked_add(timeout))
@@ -360,10 +538,15 @@ impl Hub {
             .front()
             .filter(|_| self.live_engines().next().is_none())
             .map(|&(since, _)| since + PURE_GRACE);
-        [self.scheduler.poll_timeout(), silence, unclaimed]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.scheduler.poll_timeout(),
+            silence,
+            unclaimed,
+            self.orphans_expire,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Feeds one event at time `now`; returns what to do, in order.
@@ -380,12 +563,7 @@ impl Hub {
             HubEvent::Claimed(claim) => self.claimed(claim, now, &mut out),
             HubEvent::Submitted(submission) => {
                 let msg_id = submission.msg_id;
-                if let Entry::Vacant(entry) = self.tasks.entry(msg_id) {
-                    entry.insert(TaskRecord::new(
-                        submission.client,
-                        submission.submitted,
-                        TaskState::Unassigned,
-                    ));
+                if self.learn(&submission, TaskState::Unassigned) {
                     if self.early_aborts.take(&msg_id) {
                         // As an abort of a task waiting in the scheduler
                         // would: the same reply, and the scheduler never
@@ -408,15 +586,19 @@ impl Hub {
                 running,
                 queued,
                 dropped,
+                host,
             } => {
-                // Only from the uuid that holds the id: a slot of an earlier
-                // registration (or a stranger) does not make the id live.
+                // Only from the uuid that holds the id (or an engine taken
+                // back under it): a stranger does not make the id live.
+                let known = self
+                    .record(engine.id)
+                    .is_some_and(|r| r.info.uuid == engine.uuid && r.state != EngineState::Gone);
+                if !known && !self.take_back(engine, host) {
+                    return out;
+                }
                 let Some(record) = self.record_mut(engine.id) else {
                     return out;
                 };
-                if record.info.uuid != engine.uuid || record.state == EngineState::Gone {
-                    return out;
-                }
                 record.last_heard = Some(now);
                 record.running = running;
                 if dropped > record.dropped {
@@ -443,6 +625,7 @@ impl Hub {
             }
             HubEvent::Tick => {
                 self.bury_the_silent(now, &mut out);
+                self.fail_orphans(now, &mut out);
                 self.schedule(SchedEvent::Tick, now, &mut out);
                 self.find_unclaimed(now, &mut out);
             }
@@ -463,11 +646,7 @@ impl Hub {
         let msg_id = reply.msg_id;
         // Done, wherever it ran: nothing left to abort.
         self.early_aborts.take(&msg_id);
-        if let Some(TaskRecord {
-            state: TaskState::Done(_),
-            ..
-        }) = self.tasks.get(&msg_id)
-        {
+        if self.recent.contains(&msg_id) {
             // The first result wins.
             return;
         }
@@ -481,11 +660,7 @@ impl Hub {
             if let Some(task) = self.tasks.get(&msg_id) {
                 reply.attempts = task.attempts;
             }
-            // Only a held result is delivered: only then the copy.
-            let delivery = held.then(|| reply.clone());
-            if self.record_reply(reply)
-                && let Some(reply) = delivery
-            {
+            if self.record_reply(&reply, out) && held {
                 out.push(HubAction::Deliver(reply));
             }
         }
@@ -502,12 +677,7 @@ impl Hub {
         out: &mut Vec<HubAction>,
     ) {
         if let Some(why) = submission.sched.refused_by_pure() {
-            if let Entry::Vacant(entry) = self.tasks.entry(submission.msg_id) {
-                entry.insert(TaskRecord::new(
-                    submission.client,
-                    submission.submitted,
-                    TaskState::Unassigned,
-                ));
+            if self.learn(&submission, TaskState::Unassigned) {
                 let error = TaskError::Unschedulable(why);
                 self.fail_and_tell(submission.msg_id, None, error, now, out);
             }
@@ -527,14 +697,9 @@ impl Hub {
         out: &mut Vec<HubAction>,
     ) -> bool {
         let msg_id = submission.msg_id;
-        let Entry::Vacant(entry) = self.tasks.entry(msg_id) else {
+        if !self.learn(submission, TaskState::Unclaimed) {
             return false;
-        };
-        entry.insert(TaskRecord::new(
-            submission.client,
-            submission.submitted,
-            TaskState::Unclaimed,
-        ));
+        }
         self.unclaimed.push_back((now, msg_id));
         self.schedule(SchedEvent::Seen(msg_id), now, out);
         if self.early_aborts.take(&msg_id) {
@@ -553,15 +718,29 @@ impl Hub {
             .record(engine)
             .is_some_and(|r| r.info.uuid == claim.engine.uuid && r.state != EngineState::Gone);
         for (msg_id, client, submitted) in claim.tasks {
-            let record = self
-                .tasks
-                .entry(msg_id)
-                .or_insert_with(|| TaskRecord::new(client, submitted, TaskState::Unclaimed));
+            if !self.tasks.contains_key(&msg_id) {
+                // The claim overtook the submission.
+                let task = NewTask {
+                    msg_id,
+                    client,
+                    submitted,
+                    engine: None,
+                    after: None,
+                    follow: None,
+                };
+                if !self.learn_task(task, TaskState::Unclaimed) {
+                    continue;
+                }
+            }
+            let Some(record) = self.tasks.get_mut(&msg_id) else {
+                continue;
+            };
             if !matches!(record.state, TaskState::Unclaimed) {
                 continue;
             }
             record.state = TaskState::Assigned(engine);
             record.attempts = 1;
+            self.store.assigned(msg_id, claim.engine, 1);
             if live {
                 if let Some(r) = self.record_mut(engine) {
                     r.outstanding.insert(msg_id);
@@ -624,27 +803,160 @@ impl Hub {
         }
     }
 
+    /// Records a task seen for the first time (submitted, observed on an
+    /// engine's subject, claimed); `false`, and nothing done, if it is
+    /// known already: pending, or done recently (a submission seen again,
+    /// or after its result).
+    fn learn(&mut self, submission: &Submission, state: TaskState) -> bool {
+        let task = NewTask {
+            msg_id: submission.msg_id,
+            client: submission.client,
+            submitted: submission.submitted,
+            engine: None,
+            after: submission.sched.after.clone(),
+            follow: submission.sched.follow.clone(),
+        };
+        self.learn_task(task, state)
+    }
+
+    fn learn_task(&mut self, mut task: NewTask, state: TaskState) -> bool {
+        let msg_id = task.msg_id;
+        if self.tasks.contains_key(&msg_id) || self.recent.contains(&msg_id) {
+            return false;
+        }
+        // A task a previous controller left in its scheduler, sent again.
+        self.orphans.remove(&msg_id);
+        if let TaskState::Assigned(engine) = state {
+            task.engine = self.engine_ref(engine);
+        }
+        self.tasks
+            .insert(msg_id, LiveTask::new(task.client, task.submitted, state));
+        self.store.submitted(task);
+        true
+    }
+
+    /// Sorts `msg_ids` in completed, pending and unknown: pending when the
+    /// hub holds them, else as the store says. A task a previous controller
+    /// left in its scheduler is unknown, so that its client sends it again,
+    /// unless `orphans_pending`.
+    fn result_status(&mut self, msg_ids: Vec<MsgId>, orphans_pending: bool) -> HubReply {
+        let (mut completed, mut pending, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ask = Vec::new();
+        for msg_id in &msg_ids {
+            if self.tasks.contains_key(msg_id) {
+                pending.push(*msg_id);
+            } else if self.orphans.contains_key(msg_id) {
+                if orphans_pending {
+                    pending.push(*msg_id);
+                } else {
+                    unknown.push(*msg_id);
+                }
+            } else {
+                ask.push(*msg_id);
+            }
+        }
+        if !ask.is_empty() {
+            let stored: HashMap<MsgId, bool> = self
+                .stored(TaskFilter::new().msg_id_in(ask.iter().copied()), LIGHT)
+                .into_iter()
+                .map(|r| (r.msg_id, r.status.is_some()))
+                .collect();
+            for msg_id in ask {
+                match stored.get(&msg_id) {
+                    Some(true) => completed.push(msg_id),
+                    // Pending in the store, not held here: a task this
+                    // controller never took over. Its fate is unknown.
+                    Some(false) | None => unknown.push(msg_id),
+                }
+            }
+        }
+        // In the order asked, within each list.
+        let order: HashMap<MsgId, usize> =
+            msg_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        for list in [&mut completed, &mut pending, &mut unknown] {
+            list.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
+        }
+        HubReply::ResultStatus {
+            completed,
+            pending,
+            unknown,
+        }
+    }
+
     /// What the hub knows of the tasks `submission`'s dependencies name.
-    fn dep_states(&self, submission: &Submission) -> Vec<(MsgId, DepState)> {
+    /// Tasks done long ago are looked up in the store.
+    fn dep_states(&mut self, submission: &Submission) -> Vec<(MsgId, DepState)> {
         let sched = &submission.sched;
-        [&sched.after, &sched.follow]
+        let ids: Vec<MsgId> = [&sched.after, &sched.follow]
             .into_iter()
             .flatten()
-            .flat_map(|dep| dep.msg_ids.iter())
-            .map(|msg_id| {
-                let state = match self.tasks.get(msg_id).map(|t| &t.state) {
-                    None => DepState::Unknown,
-                    Some(TaskState::Unassigned | TaskState::Unclaimed | TaskState::Assigned(_)) => {
-                        DepState::Pending
-                    }
-                    Some(TaskState::Done(reply)) => DepState::Done {
-                        engine: reply.engine.map(|e| e.id),
-                        ok: reply.status == Status::Ok,
-                    },
-                };
-                (*msg_id, state)
+            .flat_map(|dep| dep.msg_ids.iter().copied())
+            .collect();
+        let known = |hub: &Hub, id: &MsgId| {
+            if hub.tasks.contains_key(id) || hub.orphans.contains_key(id) {
+                return Some(DepState::Pending);
+            }
+            let (engine, status) = hub.recent.get(id)?;
+            Some(DepState::Done {
+                engine,
+                ok: status == Status::Ok,
+            })
+        };
+        let unknown: Vec<MsgId> = ids
+            .iter()
+            .filter(|id| known(self, id).is_none())
+            .copied()
+            .collect();
+        let stored: HashMap<MsgId, DepState> = if unknown.is_empty() {
+            HashMap::new()
+        } else {
+            self.stored(TaskFilter::new().msg_id_in(unknown), LIGHT)
+                .into_iter()
+                .map(|r| {
+                    let state = match r.status {
+                        None => DepState::Pending,
+                        Some(status) => DepState::Done {
+                            engine: r.engine.map(|e| e.id),
+                            ok: status == Status::Ok,
+                        },
+                    };
+                    (r.msg_id, state)
+                })
+                .collect()
+        };
+        ids.into_iter()
+            .map(|id| {
+                let state = known(self, &id)
+                    .or_else(|| stored.get(&id).copied())
+                    .unwrap_or(DepState::Unknown);
+                (id, state)
             })
             .collect()
+    }
+
+    /// Every record `filter` selects, page after page, with the heavy
+    /// fields `keys` names (none asked: pass a key not needed, as
+    /// `RecordKey::Value` for a task's status only); a store that cannot
+    /// answer is logged and counts as having nothing.
+    fn stored(&mut self, filter: TaskFilter, keys: &[RecordKey]) -> Vec<TaskRecord> {
+        let mut records = Vec::new();
+        let mut filter = filter;
+        loop {
+            match self.store.query(&filter, keys) {
+                Ok((page, more)) => {
+                    let last = page.last().map(|r| r.msg_id);
+                    records.extend(page);
+                    match last {
+                        Some(last) if more => filter.after = Some(last),
+                        _ => return records,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the task store cannot answer");
+                    return records;
+                }
+            }
+        }
     }
 
     fn request(&mut self, request: HubRequest, now: Instant, out: &mut Vec<HubAction>) {
@@ -670,46 +982,64 @@ impl Hub {
                 self.queue_status(),
             ))),
             HubRequest::ResultStatus { msg_ids } => {
-                let (mut completed, mut pending, mut unknown) =
-                    (Vec::new(), Vec::new(), Vec::new());
-                for msg_id in msg_ids {
-                    match self.tasks.get(&msg_id).map(|t| &t.state) {
-                        Some(TaskState::Done(_)) => completed.push(msg_id),
-                        Some(
-                            TaskState::Unassigned | TaskState::Unclaimed | TaskState::Assigned(_),
-                        ) => pending.push(msg_id),
-                        None => unknown.push(msg_id),
+                let reply = self.result_status(msg_ids, false);
+                out.push(HubAction::Respond(reply));
+            }
+            HubRequest::Watch { client, msg_ids } => {
+                let reply = self.result_status(msg_ids, true);
+                if let HubReply::ResultStatus { pending, .. } = &reply {
+                    for msg_id in pending {
+                        let watchers = self.watchers.entry(*msg_id).or_default();
+                        if !watchers.contains(&client) {
+                            watchers.push(client);
+                        }
                     }
                 }
-                out.push(HubAction::Respond(HubReply::ResultStatus {
-                    completed,
-                    pending,
-                    unknown,
-                }));
+                out.push(HubAction::Respond(reply));
             }
             HubRequest::GetResult { msg_ids } => {
-                let results = msg_ids
-                    .iter()
-                    .filter_map(|id| match self.tasks.get(id).map(|t| &t.state) {
-                        Some(TaskState::Done(reply)) => Some(Reply::clone(reply)),
-                        _ => None,
-                    })
-                    .collect();
-                out.push(HubAction::Respond(HubReply::Results(results)));
+                let reply = match self.store.results(&msg_ids) {
+                    Ok(mut results) => {
+                        // One answer must fit in one message: the rest are
+                        // asked for again.
+                        let mut bytes = 0;
+                        let fit = results
+                            .iter()
+                            .take_while(|r| {
+                                bytes += r.result.len() + 256;
+                                bytes <= RESULTS_BYTES
+                            })
+                            .count();
+                        results.truncate(fit.max(1));
+                        HubReply::Results(results)
+                    }
+                    Err(e) => HubReply::Error(e.to_string()),
+                };
+                out.push(HubAction::Respond(reply));
+            }
+            HubRequest::DbQuery { filter, keys } => {
+                let reply = match self.store.query(&filter, &keys) {
+                    Ok((records, more)) => HubReply::Records { records, more },
+                    Err(e) => HubReply::Error(e.to_string()),
+                };
+                out.push(HubAction::Respond(reply));
             }
             HubRequest::Abort { msg_ids } => {
                 out.push(HubAction::Respond(HubReply::Ok));
                 self.abort(msg_ids, now, out);
             }
             HubRequest::PurgeResults(purge) => {
-                let msg_ids = match purge {
-                    grid_proto::Purge::Ids(ids) => ids,
-                    _ => Vec::new(),
+                let reply = match self.store.purge(&purge) {
+                    Ok(count) => {
+                        match &purge {
+                            Purge::Ids(ids) => ids.iter().for_each(|id| self.recent.remove(id)),
+                            Purge::All | Purge::Before(_) => self.recent.clear(),
+                        }
+                        HubReply::Purged { count }
+                    }
+                    Err(e) => HubReply::Error(e.to_string()),
                 };
-                out.push(HubAction::Respond(self.purge(msg_ids)));
-            }
-            HubRequest::DbQuery { .. } | HubRequest::Watch { .. } => {
-                out.push(HubAction::Respond(HubReply::Error("not yet".into())));
+                out.push(HubAction::Respond(reply));
             }
             HubRequest::Info => out.push(HubAction::Respond(HubReply::Info {
                 scheme: self.scheduler.config().scheme,
@@ -741,22 +1071,8 @@ impl Hub {
                     return;
                 };
                 let id = EngineId(n);
-                self.engines.push(EngineRecord {
-                    info: EngineInfo {
-                        id,
-                        uuid,
-                        host: String::new(),
-                    },
-                    state: EngineState::Gone,
-                    outstanding: HashSet::new(),
-                    lossy: false,
-                    suspects: HashSet::new(),
-                    completed: 0,
-                    last_heard: None,
-                    running: None,
-                    dropped: 0,
-                    last_idle: None,
-                });
+                self.engines
+                    .push(EngineRecord::new(id, uuid, String::new()));
                 self.by_uuid.insert(uuid, id);
                 id
             }
@@ -770,10 +1086,52 @@ impl Hub {
         if record.state == EngineState::Gone {
             record.info.host = host;
             record.state = EngineState::Joining;
+            let info = record.info.clone();
+            self.store.engine_registered(&info);
             if self.readiness == Readiness::OnRegister {
                 self.bring_up(id, now, out);
             }
         }
+    }
+
+    /// A heartbeat from an engine the hub does not count as registered:
+    /// one declared dead (a long network outage) or registered with a
+    /// controller before this one. It is taken back under its id, as if it
+    /// had registered again, unless the id belongs to another engine.
+    /// Returns whether it was.
+    fn take_back(&mut self, engine: EngineRef, host: String) -> bool {
+        if let Some(&id) = self.by_uuid.get(&engine.uuid)
+            && id != engine.id
+        {
+            return false;
+        }
+        let Ok(index) = usize::try_from(engine.id.0) else {
+            return false;
+        };
+        while self.engines.len() <= index {
+            let id = EngineId(self.engines.len() as u32);
+            // A placeholder, so that ids stay indexes: never live.
+            self.engines
+                .push(EngineRecord::new(id, EngineUuid::nil(), String::new()));
+        }
+        let record = &mut self.engines[index];
+        let placeholder = record.info.uuid.is_nil();
+        if record.info.uuid != engine.uuid && !placeholder {
+            return false;
+        }
+        if record.state != EngineState::Gone {
+            return true;
+        }
+        tracing::info!(engine = %engine.id, "an engine the controller did not count is beating: taking it back");
+        record.info.uuid = engine.uuid;
+        if !host.is_empty() {
+            record.info.host = host;
+        }
+        record.state = EngineState::Joining;
+        let info = record.info.clone();
+        self.by_uuid.insert(engine.uuid, engine.id);
+        self.store.engine_registered(&info);
+        true
     }
 
     /// A joining engine becomes live: announced, and given work.
@@ -793,7 +1151,7 @@ impl Hub {
             return;
         };
         let silent: Vec<EngineId> = self
-            .live_engines()
+            .watched_engines()
             .filter(|r| {
                 r.last_heard
                     .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
@@ -842,17 +1200,9 @@ impl Hub {
         out: &mut Vec<HubAction>,
     ) {
         let msg_id = submission.msg_id;
-        if self.tasks.contains_key(&msg_id) {
+        if !self.learn(submission, TaskState::Assigned(engine)) {
             return;
         }
-        self.tasks.insert(
-            msg_id,
-            TaskRecord::new(
-                submission.client,
-                submission.submitted,
-                TaskState::Assigned(engine),
-            ),
-        );
         // A load-balanced task may be waiting for it.
         self.schedule(SchedEvent::Seen(msg_id), now, out);
         let aborted_early = self.early_aborts.take(&msg_id);
@@ -886,9 +1236,15 @@ impl Hub {
                 Some(TaskState::Assigned(engine)) => {
                     on_engines.entry(*engine).or_default().push(msg_id)
                 }
-                Some(TaskState::Done(_)) => {}
-                // Not seen yet: the abort overtook its task on the bus.
-                None => self.early_aborts.remember(msg_id),
+                None if self.recent.contains(&msg_id) => {}
+                None => match self.orphans.remove(&msg_id) {
+                    // Left by a previous controller: nowhere to abort it.
+                    Some((client, submitted)) => {
+                        self.fail(msg_id, client, submitted, TaskError::Aborted, out)
+                    }
+                    // Not seen yet: the abort overtook its task on the bus.
+                    None => self.early_aborts.remember(msg_id),
+                },
             }
         }
         if !waiting.is_empty() {
@@ -899,57 +1255,6 @@ impl Hub {
                 engine,
                 control: Control::Abort(msg_ids),
             });
-        }
-    }
-
-    fn purge(&mut self, msg_ids: Vec<MsgId>) -> HubReply {
-        if msg_ids.is_empty() {
-            self.tasks
-                .retain(|_, task| !matches!(task.state, TaskState::Done(_)));
-            self.done_order.clear();
-            self.done_bytes = 0;
-            return HubReply::Ok;
-        }
-        let pending: Vec<String> = msg_ids
-            .iter()
-            .filter(|id| {
-                self.tasks
-                    .get(id)
-                    .is_some_and(|t| !matches!(t.state, TaskState::Done(_)))
-            })
-            .map(ToString::to_string)
-            .collect();
-        if !pending.is_empty() {
-            return HubReply::Error(format!(
-                "cannot purge tasks that are not done: {}",
-                pending.join(", ")
-            ));
-        }
-        for msg_id in &msg_ids {
-            self.forget(msg_id);
-        }
-        HubReply::Ok
-    }
-
-    /// Forgets a completed task's record. Its entry in `done_order` stays
-    /// until it comes up, and is then skipped: it is no longer `Done`.
-    fn forget(&mut self, msg_id: &MsgId) {
-        let Some(TaskState::Done(reply)) = self.tasks.get(msg_id).map(|t| &t.state) else {
-            // Not done (a stale entry whose id came back): never forgotten.
-            return;
-        };
-        self.done_bytes = self.done_bytes.saturating_sub(record_cost(reply));
-        self.tasks.remove(msg_id);
-    }
-
-    /// Forgets the oldest completed tasks while the store is over its bound.
-    fn bound_the_store(&mut self) {
-        while self.done_order.len() > self.max_records || self.done_bytes > self.max_record_bytes {
-            let Some(msg_id) = self.done_order.pop_front() else {
-                self.done_bytes = 0;
-                return;
-            };
-            self.forget(&msg_id);
         }
     }
 
@@ -987,12 +1292,17 @@ impl Hub {
         for action in actions {
             match action {
                 SchedAction::Dispatch { engine, submission } => {
-                    if let Some(task) = self.tasks.get_mut(&submission.msg_id) {
+                    let msg_id = submission.msg_id;
+                    if let Some(task) = self.tasks.get_mut(&msg_id) {
                         task.state = TaskState::Assigned(engine);
                         task.attempts += 1;
+                        let attempts = task.attempts;
+                        if let Some(engine) = self.engine_ref(engine) {
+                            self.store.assigned(msg_id, engine, attempts);
+                        }
                     }
                     if let Some(record) = self.record_mut(engine) {
-                        record.outstanding.insert(submission.msg_id);
+                        record.outstanding.insert(msg_id);
                     }
                     out.push(HubAction::Dispatch { engine, submission });
                 }
@@ -1121,42 +1431,78 @@ impl Hub {
                 return;
             }
         };
-        if self.record_reply(reply.clone()) {
+        if self.record_reply(&reply, out) {
             out.push(HubAction::Deliver(reply));
         }
     }
 
-    /// Records a task's result; `false` if it already had one (which wins).
-    fn record_reply(&mut self, reply: Box<Reply>) -> bool {
+    /// Records a task's result; `false` if it already had one (which
+    /// wins). Clients watching the task get a copy.
+    fn record_reply(&mut self, reply: &Reply, out: &mut Vec<HubAction>) -> bool {
         let msg_id = reply.msg_id;
-        let engine = match self.tasks.get(&msg_id).map(|t| &t.state) {
-            Some(TaskState::Done(_)) => return false,
-            Some(TaskState::Assigned(engine)) => Some(*engine),
+        if self.recent.contains(&msg_id) {
+            return false;
+        }
+        self.orphans.remove(&msg_id);
+        let engine = match self.tasks.remove(&msg_id).map(|t| t.state) {
+            Some(TaskState::Assigned(engine)) => Some(engine),
             Some(TaskState::Unassigned | TaskState::Unclaimed) | None => reply.engine.map(|e| e.id),
         };
         if let Some(record) = engine.and_then(|id| self.record_mut(id)) {
             record.outstanding.remove(&msg_id);
             record.completed += 1;
         }
-        let cost = record_cost(&reply);
-        let attempts = self.tasks.get(&msg_id).map_or(0, |t| t.attempts);
-        let (client, submitted) = (reply.client, reply.submitted);
-        self.tasks.insert(
-            msg_id,
-            TaskRecord {
-                attempts,
-                ..TaskRecord::new(client, submitted, TaskState::Done(reply))
-            },
-        );
-        self.done_order.push_back(msg_id);
-        self.done_bytes += cost;
-        self.bound_the_store();
+        self.recent
+            .insert(msg_id, reply.engine.map(|e| e.id), reply.status);
+        self.store.finished(reply, Timestamp::now());
+        for client in self.watchers.remove(&msg_id).unwrap_or_default() {
+            if client != reply.client {
+                out.push(HubAction::Forward {
+                    client,
+                    reply: Box::new(reply.clone()),
+                });
+            }
+        }
         true
     }
 
     /// The engines that are registered and receiving work.
     fn live_engines(&self) -> impl Iterator<Item = &EngineRecord> {
         self.engines.iter().filter(|r| r.state == EngineState::Live)
+    }
+
+    /// The engines declared dead when silent for the heartbeat timeout:
+    /// live ones, and those a previous controller had, from when this one
+    /// started (engines that registered and never beat are not watched).
+    fn watched_engines(&self) -> impl Iterator<Item = &EngineRecord> {
+        self.engines.iter().filter(|r| r.state != EngineState::Gone)
+    }
+
+    /// Fails the tasks a previous controller left in its scheduler that no
+    /// client sent again within [`ORPHAN_GRACE`].
+    fn fail_orphans(&mut self, now: Instant, out: &mut Vec<HubAction>) {
+        if self.orphans_expire.is_none_or(|at| now < at) {
+            return;
+        }
+        self.orphans_expire = None;
+        let mut orphans: Vec<(MsgId, (ClientId, Timestamp))> = self.orphans.drain().collect();
+        orphans.sort_unstable_by_key(|(id, _)| *id);
+        for (msg_id, (client, submitted)) in orphans {
+            let why = format!(
+                "the controller restarted while the task waited in its scheduler, which \
+                 does not keep a task's work, and its client did not send it again within \
+                 {ORPHAN_GRACE:?}"
+            );
+            tracing::warn!(%msg_id, "{why}");
+            self.fail(msg_id, client, submitted, TaskError::Lost(why), out);
+        }
+    }
+
+    fn engine_ref(&self, id: EngineId) -> Option<EngineRef> {
+        self.record(id).map(|r| EngineRef {
+            id,
+            uuid: r.info.uuid,
+        })
     }
 
     fn record(&self, id: EngineId) -> Option<&EngineRecord> {
@@ -1173,11 +1519,6 @@ fn retried(actions: &[SchedAction], msg_id: MsgId) -> bool {
     actions
         .iter()
         .any(|a| matches!(a, SchedAction::Retry { msg_id: id, .. } if *id == msg_id))
-}
-
-/// What a completed task's record costs the store.
-fn record_cost(reply: &Reply) -> usize {
-    reply.result.len() + RECORD_OVERHEAD
 }
 
 #[cfg(test)]
@@ -1237,6 +1578,24 @@ mod tests {
         /// With `n` live engines, ready at once.
         fn with_engines(n: usize, hwm: usize) -> Bench {
             let mut b = Bench::new(Readiness::OnRegister, hwm);
+            for _ in 0..n {
+                b.register(EngineUuid::new());
+            }
+            b
+        }
+
+        /// On `store`, with `n` live engines, ready at once.
+        fn on_store(store: Box<dyn TaskStore>, n: usize) -> Bench {
+            let config = ControllerConfig {
+                readiness: Readiness::OnRegister,
+                ..ControllerConfig::default()
+            };
+            let now = Instant::now();
+            let mut b = Bench {
+                hub: Hub::with_store(config, store, now).unwrap(),
+                now,
+                engines: Vec::new(),
+            };
             for _ in 0..n {
                 b.register(EngineUuid::new());
             }
@@ -1403,15 +1762,40 @@ mod tests {
             vec![],
             "only the first counts"
         );
-        let unknown = EngineRef {
-            id: e(5),
+        let stranger = EngineRef {
+            id,
             uuid: EngineUuid::new(),
         };
         assert_eq!(
-            beat(&mut b, unknown, None, 0, 0),
+            beat(&mut b, stranger, None, 0, 0),
             vec![],
-            "unknown engines are ignored"
+            "a stranger under a taken id is ignored"
         );
+    }
+
+    #[test]
+    fn an_engine_the_hub_does_not_count_is_taken_back_from_its_heartbeats() {
+        // Registered with a controller before this one: its id is kept.
+        let mut b = Bench::new(Readiness::FirstHeartbeat, 64);
+        let old = EngineRef {
+            id: e(3),
+            uuid: EngineUuid::new(),
+        };
+        let actions = beat(&mut b, old, None, 0, 0);
+        assert!(matches!(
+            &actions[..],
+            [HubAction::Announce(ClusterEvent::EngineRegistered(info))]
+                if info.id == e(3) && info.uuid == old.uuid && info.host == "lab-1"
+        ));
+        // Ids below it stay free for new engines, which take the next one.
+        let (id, _) = b.register(EngineUuid::new());
+        assert_eq!(id, e(4));
+        // The same uuid under another id is not taken back.
+        let moved = EngineRef { id: e(7), ..old };
+        assert_eq!(beat(&mut b, moved, None, 0, 0), vec![]);
+        let t = task();
+        let actions = b.on(HubEvent::Submitted(Box::new(t.clone())));
+        assert_eq!(dispatches(&actions), vec![(e(3), t.msg_id)]);
     }
 
     #[test]
@@ -1485,6 +1869,101 @@ mod tests {
             (vec![done.msg_id], vec![running.msg_id], vec![never_seen])
         );
         assert_eq!(b.get_result(ids), vec![answer]);
+    }
+
+    #[test]
+    fn a_watching_client_gets_the_results_of_tasks_it_did_not_submit() {
+        let mut b = Bench::with_engines(1, 64);
+        let (done, running) = (task(), task());
+        b.on(HubEvent::Submitted(Box::new(done.clone())));
+        b.on(HubEvent::Submitted(Box::new(running.clone())));
+        b.on(HubEvent::Replied(Box::new(reply(&done, b.engine(0)))));
+        let watcher = ClientId::new();
+        let never_seen = MsgId::new();
+        let (answer, _) = b.ask(HubRequest::Watch {
+            client: watcher,
+            msg_ids: vec![done.msg_id, running.msg_id, never_seen],
+        });
+        assert_eq!(
+            answer,
+            HubReply::ResultStatus {
+                completed: vec![done.msg_id],
+                pending: vec![running.msg_id],
+                unknown: vec![never_seen],
+            }
+        );
+        // Watching twice still means one copy.
+        b.ask(HubRequest::Watch {
+            client: watcher,
+            msg_ids: vec![running.msg_id],
+        });
+        let actions = b.on(HubEvent::Replied(Box::new(reply(&running, b.engine(0)))));
+        let forwarded: Vec<(ClientId, MsgId)> = actions
+            .iter()
+            .filter_map(|a| match a {
+                HubAction::Forward { client, reply } => Some((*client, reply.msg_id)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(forwarded, vec![(watcher, running.msg_id)]);
+        // A second result changes nothing and is not forwarded.
+        let actions = b.on(HubEvent::Replied(Box::new(reply(&running, b.engine(0)))));
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    #[test]
+    fn db_query_selects_records_by_status_engine_and_client() {
+        let mut b = Bench::with_engines(2, 64);
+        let (ok, failed, waiting) = (task(), task(), task());
+        for t in [&ok, &failed, &waiting] {
+            b.on(HubEvent::Submitted(Box::new(t.clone())));
+        }
+        b.on(HubEvent::Replied(Box::new(reply(&ok, b.engine(0)))));
+        let result = TaskResult::immediate(failed.msg_id, Outcome::Err(TaskError::Aborted));
+        let r = Reply::new(failed.client, failed.submitted, Some(b.engine(1)), &result).unwrap();
+        b.on(HubEvent::Replied(Box::new(r)));
+        let query = |b: &mut Bench, filter: TaskFilter| -> Vec<MsgId> {
+            match b
+                .ask(HubRequest::DbQuery {
+                    filter,
+                    keys: vec![],
+                })
+                .0
+            {
+                HubReply::Records { records, .. } => {
+                    records.into_iter().map(|r| r.msg_id).collect()
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        use grid_proto::RecordStatus;
+        assert_eq!(
+            query(&mut b, TaskFilter::new().status_in([RecordStatus::Aborted])),
+            vec![failed.msg_id]
+        );
+        assert_eq!(
+            query(&mut b, TaskFilter::new().status_in([RecordStatus::Pending])),
+            vec![waiting.msg_id]
+        );
+        assert_eq!(
+            query(&mut b, TaskFilter::new().client_in([ok.client])),
+            vec![ok.msg_id]
+        );
+        assert_eq!(query(&mut b, TaskFilter::new()).len(), 3);
+        // A page at a time.
+        let first = query(&mut b, TaskFilter::new().limit(2));
+        let HubReply::Records { more, .. } = b
+            .ask(HubRequest::DbQuery {
+                filter: TaskFilter::new().limit(2),
+                keys: vec![],
+            })
+            .0
+        else {
+            panic!()
+        };
+        assert!(more);
+        let rest = query(&mut b, TaskFilter::new().after(first[1]));
+        assert_eq!(first.len() + rest.len(), 3);
     }
 
     #[test]
@@ -1644,8 +2123,7 @@ mod tests {
 
     #[test]
     fn the_store_forgets_the_oldest_completed_tasks_past_its_bounds() {
-        let mut b = Bench::with_engines(1, 0);
-        b.hub.max_records = 3;
+        let mut b = Bench::on_store(Box::new(MemoryStore::new(3, usize::MAX)), 1);
         let tasks: Vec<Submission> = (0..5).map(|_| task()).collect();
         for t in &tasks {
             b.on(HubEvent::Submitted(Box::new(t.clone())));
@@ -1659,16 +2137,8 @@ mod tests {
         assert_eq!(done, ids[1..4].to_vec(), "the first is forgotten");
         assert_eq!(pending, vec![ids[4]], "a task not done is never forgotten");
         assert_eq!(unknown, vec![ids[0]]);
-        // The bytes bound too: one record's worth keeps only the newest.
-        b.hub.max_record_bytes = b.hub.done_bytes / 3;
-        let r = reply(&tasks[4], b.engine(0));
-        b.on(HubEvent::Replied(Box::new(r)));
-        assert_eq!(b.result_status(ids.clone()).0, vec![ids[4]]);
-        // Purging a record frees its bytes at once.
-        b.ask(HubRequest::PurgeResults(grid_proto::Purge::Ids(vec![
-            ids[4],
-        ])));
-        assert_eq!(b.hub.done_bytes, 0);
+        // The hub's memory of tasks done is no larger than its store's.
+        assert!(b.hub.recent.ended.len() <= 3);
     }
 
     #[test]
@@ -1691,11 +2161,11 @@ mod tests {
         let (answer, _) = b.ask(HubRequest::PurgeResults(grid_proto::Purge::Ids(vec![
             a.msg_id,
         ])));
-        assert_eq!(answer, HubReply::Ok);
+        assert_eq!(answer, HubReply::Purged { count: 1 });
         assert_eq!(b.get_result(vec![a.msg_id, c.msg_id]).len(), 1);
 
         let (answer, _) = b.ask(HubRequest::PurgeResults(grid_proto::Purge::All));
-        assert_eq!(answer, HubReply::Ok);
+        assert_eq!(answer, HubReply::Purged { count: 1 });
         assert_eq!(b.get_result(vec![c.msg_id]), vec![]);
         assert_eq!(
             b.result_status(vec![pending.msg_id, c.msg_id]),
@@ -1749,8 +2219,14 @@ mod tests {
         let failed = delivered(&actions);
         assert_eq!(failed.len(), 1);
         assert_eq!(error_of(&failed[0]), TaskError::EngineDied(id));
-        // A late heartbeat does not bring it back; registering again does.
-        assert!(beat(&mut b, me, None, 0, 0).is_empty());
+        // A late heartbeat (after a network outage) brings it back, with
+        // nothing of what it had.
+        let actions = beat(&mut b, me, None, 0, 0);
+        assert!(matches!(
+            &actions[..],
+            [HubAction::Announce(ClusterEvent::EngineRegistered(info))] if info.id == id
+        ));
+        assert_eq!(b.engine_queue(id.0).queue + b.engine_queue(id.0).running, 0);
     }
 
     #[test]
@@ -1970,6 +2446,7 @@ mod tests {
             running,
             queued,
             dropped,
+            host: "lab-1".into(),
         })
     }
 

@@ -17,10 +17,11 @@ pub mod store;
 pub use grid_proto::{Scheme, UnknownScheme};
 pub use hub::{
     ControllerConfig, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_RECORDS,
-    Hub, HubAction, HubEvent, PURE_GRACE, Readiness,
+    Hub, HubAction, HubEvent, ORPHAN_GRACE, PURE_GRACE, RECENT_DONE, RESULTS_BYTES, Readiness,
 };
 pub use scheduler::{
     DEFAULT_HWM, DepState, Placement, SchedAction, SchedEvent, Scheduler, SchedulerConfig,
     UNKNOWN_GRACE,
 };
-pub use service::{ControllerError, ControllerHandle, run, start};
+pub use service::{ControllerError, ControllerHandle, run, start, start_with_store};
+pub use store::{MemoryStore, StoreError, TaskStore};

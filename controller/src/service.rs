@@ -31,12 +31,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use grid_bus::{Bus, BusError, Message, Subscription, spawn_consumer};
-use grid_proto::{EngineId, Heartbeat, HubReply, HubRequest, Subjects, decode, encode};
+use grid_proto::{
+    CONTROLLER_BEAT, ControllerBeat, EngineId, Heartbeat, HubReply, HubRequest, Subjects,
+    Timestamp, decode, encode,
+};
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::hub::{ControllerConfig, Hub, HubAction, HubEvent};
+use crate::store::{MemoryStore, StoreError, TaskStore};
 
 /// Why the controller could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,8 @@ pub enum ControllerError {
     BusClosed,
     #[error("the controller task failed: {0}")]
     Crashed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A running controller. Dropping it stops the controller.
@@ -90,21 +96,38 @@ async fn join(task: JoinHandle<Result<(), ControllerError>>) -> Result<(), Contr
         .map_err(|e| ControllerError::Crashed(e.to_string()))?
 }
 
-/// Starts a controller on `bus` in a new tokio task. When this returns, the
-/// controller is subscribed: requests, submissions and results published from
-/// now on reach it.
+/// Starts a controller on `bus` in a new tokio task, with the in-memory
+/// task store. When this returns, the controller is subscribed: requests,
+/// submissions and results published from now on reach it.
 pub async fn start(
     bus: Arc<dyn Bus>,
     subjects: Subjects,
     config: ControllerConfig,
 ) -> Result<ControllerHandle, ControllerError> {
+    let store = MemoryStore::new(config.max_records, config.max_record_bytes);
+    start_with_store(bus, subjects, config, Box::new(store)).await
+}
+
+/// [`start`], with `store` as the task store: what an earlier controller
+/// left in it is taken over (see [`Hub::with_store`]).
+pub async fn start_with_store(
+    bus: Arc<dyn Bus>,
+    subjects: Subjects,
+    config: ControllerConfig,
+    store: Box<dyn TaskStore>,
+) -> Result<ControllerHandle, ControllerError> {
+    let hub = Hub::with_store(config, store, Instant::now())?;
     let subscriptions = Subscriptions::open(bus.as_ref(), &subjects).await?;
     let (stop_tx, stop_rx) = oneshot::channel();
     let shell = Shell {
         bus,
         subjects,
-        hub: Hub::new(config),
+        hub,
         drops_fed: 0,
+        beat: ControllerBeat {
+            incarnation: uuid::Uuid::new_v4(),
+            started: Timestamp::now(),
+        },
     };
     // Every load-balanced task goes through here twice: see the module docs.
     let bus = Arc::clone(&shell.bus);
@@ -186,6 +209,8 @@ struct Shell {
     hub: Hub,
     /// The bus's drop count last fed to the hub.
     drops_fed: u64,
+    /// What the controller says every [`CONTROLLER_BEAT`] on `controller`.
+    beat: ControllerBeat,
 }
 
 impl Shell {
@@ -195,6 +220,8 @@ impl Shell {
         mut stop: oneshot::Receiver<()>,
     ) -> Result<(), ControllerError> {
         tracing::debug!("controller running");
+        let mut beat = tokio::time::interval(CONTROLLER_BEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.hub.poll_timeout();
             let timer = async move {
@@ -215,6 +242,11 @@ impl Shell {
                 m = subs.claims.next() => Input::Claim(m.ok_or(ControllerError::BusClosed)?),
                 m = subs.heartbeats.next() => Input::Heartbeat(m.ok_or(ControllerError::BusClosed)?),
                 () = timer => Input::Tick,
+                _ = beat.tick() => {
+                    let subject = self.subjects.controller();
+                    self.publish(&subject, &self.beat).await?;
+                    continue;
+                }
             };
             let (actions, reply_to) = self.digest(input);
             if self.perform(actions, reply_to.as_deref()).await? == Flow::Stop {
@@ -286,6 +318,7 @@ impl Shell {
                             running: beat.running,
                             queued: beat.queued,
                             dropped: beat.dropped,
+                            host: beat.host,
                         },
                         now,
                     ),
@@ -334,6 +367,9 @@ impl Shell {
                 HubAction::Deliver(reply) => {
                     self.publish(&self.subjects.result(reply.client), &reply)
                         .await?
+                }
+                HubAction::Forward { client, reply } => {
+                    self.publish(&self.subjects.result(client), &reply).await?
                 }
                 HubAction::Control { engine, control } => {
                     self.publish(&self.subjects.engine_control(engine), &control)

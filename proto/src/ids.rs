@@ -57,6 +57,15 @@ impl EngineUuid {
     pub fn new() -> Self {
         EngineUuid(uuid::Uuid::new_v4())
     }
+
+    /// No engine's uuid (all zeros): a placeholder.
+    pub fn nil() -> Self {
+        EngineUuid(uuid::Uuid::nil())
+    }
+
+    pub fn is_nil(&self) -> bool {
+        self.0.is_nil()
+    }
 }
 
 impl Default for EngineUuid {

@@ -255,6 +255,12 @@ impl TaskFilter {
     }
 }
 
+impl From<Vec<MsgId>> for Purge {
+    fn from(ids: Vec<MsgId>) -> Purge {
+        Purge::Ids(ids)
+    }
+}
+
 /// Which completed records to forget (`purge_results`): pending tasks are
 /// never purged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -248,7 +248,7 @@ fn hub_queries_have_async_forms_on_any_executor(backend: Backend) {
         assert_eq!(queues.engines.len(), 2);
         // The controller records the reply on its own schedule.
         let recorded: Vec<Reply> = loop {
-            let got = client.get_result_async(r.msg_ids()).await.unwrap();
+            let got = client.fetch_results_async(r.msg_ids()).await.unwrap();
             if !got.is_empty() {
                 break got;
             }
@@ -260,7 +260,7 @@ fn hub_queries_have_async_forms_on_any_executor(backend: Backend) {
         client.purge_results_async(r.msg_ids()).await.unwrap();
         assert!(
             client
-                .get_result_async(r.msg_ids())
+                .fetch_results_async(r.msg_ids())
                 .await
                 .unwrap()
                 .is_empty()

@@ -226,7 +226,7 @@ fn async_result_members_timeouts_and_streams(backend: Backend) {
     // The controller records the reply on its own schedule: wait until it has.
     let give_up = std::time::Instant::now() + Duration::from_secs(30);
     let recorded = loop {
-        let recorded = client.get_result(r.msg_ids()).unwrap();
+        let recorded = client.fetch_results(r.msg_ids()).unwrap();
         if !recorded.is_empty() {
             break recorded;
         }

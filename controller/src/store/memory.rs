@@ -221,6 +221,10 @@ impl TaskStore for MemoryStore {
         Ok(Vec::new())
     }
 
+    fn keeps(&self) -> usize {
+        self.max_records
+    }
+
     fn flush(&mut self) -> Result<(), StoreError> {
         Ok(())
     }

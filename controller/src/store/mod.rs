@@ -79,7 +79,7 @@ pub struct StoreStats {
 }
 
 /// A task store. See the module docs for the rules.
-pub trait TaskStore: Send + std::fmt::Debug {
+pub trait TaskStore: Send + Sync + std::fmt::Debug {
     /// A task became known (submitted, seen on an engine's subject, claimed).
     fn submitted(&mut self, task: NewTask);
     /// It was sent to `engine`, for the `attempts`-th time.
@@ -109,6 +109,9 @@ pub trait TaskStore: Send + std::fmt::Debug {
     /// Tasks an earlier controller on this store left pending.
     fn unfinished(&mut self) -> Result<Vec<TaskRecord>, StoreError>;
 
+    /// How many completed records it keeps at least (`usize::MAX`: all of
+    /// them); the hub remembers no more than that on its own.
+    fn keeps(&self) -> usize;
     /// Writes what is not written yet, and waits until it is.
     fn flush(&mut self) -> Result<(), StoreError>;
     fn stats(&self) -> StoreStats;
