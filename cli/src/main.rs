@@ -84,6 +84,7 @@ struct Cli {
 enum Command {
     Map(cmd::map::MapArgs),
     Apply(cmd::apply::ApplyArgs),
+    Results(cmd::results::ResultsArgs),
     Run(cmd::run::RunArgs),
     Test(cmd::test::TestArgs),
     Status(cmd::status::StatusArgs),
@@ -100,6 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Map(args) => cmd::map::run(args),
         Command::Apply(args) => cmd::apply::run(args),
+        Command::Results(args) => cmd::results::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Test(args) => cmd::test::run(args),
         Command::Status(args) => cmd::status::run(args),

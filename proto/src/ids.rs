@@ -37,6 +37,14 @@ impl fmt::Display for MsgId {
     }
 }
 
+/// The form `Display` writes (any form of a uuid, in fact).
+impl FromStr for MsgId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(MsgId)
+    }
+}
+
 /// The small integer id of an engine slot within a cluster (0, 1, 2, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -5,7 +5,8 @@
 //! the call printed is shown on stderr first, as `[stdout:E] ...` lines (E
 //! the engine), even when the call failed. A failed call prints one line
 //! saying which engine and why, and exits 1; an invalid module or a missing
-//! export is a usage error, exit 2.
+//! export is a usage error, exit 2. `--ids` submits the call and leaves,
+//! printing its task id for `grid results` instead of its value.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use clap::Args;
 use grid_client::Error;
 
 use crate::cluster::{ClusterArgs, ModuleFile};
+use crate::cmd::results;
 use crate::failure::{self, FAILED};
 use crate::items;
 use crate::limits::LimitArgs;
@@ -37,7 +39,11 @@ the result, each line prefixed with the stream and the engine that ran it: \
 
 A failed call prints `error: [engine E] FUNC: cause` on stderr and exits 1. An \
 invalid module or a FUNC the module does not export is reported with the \
-module's exports and exits 2.";
+module's exports and exits 2.
+
+With --ids (and --url) apply submits and leaves: it prints the task's id \
+(msg id) on stdout once the controller has the task, and exits without \
+waiting; `grid results ID` prints its value later, from any process.";
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success; 1 the call failed, or the cluster did; 2 usage error \
@@ -48,7 +54,8 @@ Examples:
   grid apply examples/guests/wat/square.wat hypot 3 4
   grid apply examples/guests/wat/square.wat square -5 --timeout 0.5
   grid apply examples/guests/wat/square.wat square 12 --retries 2 --scheme lru
-  grid apply --url nats://127.0.0.1:4222 --cluster a examples/guests/wat/square.wat square 12";
+  grid apply --url nats://127.0.0.1:4222 --cluster a examples/guests/wat/square.wat square 12
+  grid apply --url nats://127.0.0.1:4222 --ids examples/guests/wat/square.wat square 12";
 
 /// The arguments of `grid apply`.
 #[derive(Args, Debug)]
@@ -69,6 +76,12 @@ pub struct ApplyArgs {
     #[arg(value_name = "ARG")]
     pub args: Vec<String>,
 
+    /// Submit and leave (needs --url): print the task's id on stdout once
+    /// the controller has the task, instead of waiting for its value;
+    /// `grid results ID` prints it later
+    #[arg(long)]
+    pub ids: bool,
+
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
@@ -86,6 +99,9 @@ pub struct ApplyArgs {
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    if args.ids {
+        results::need_url(&args.cluster, "--ids")?;
+    }
     let call_args = items::arguments(&args.args)?;
     let module = ModuleFile::read(&args.module)?;
     let client = args
@@ -100,6 +116,10 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let result = view
         .apply_async(&func, call_args)
         .context("cannot submit the call")?;
+    if args.ids {
+        results::hand_over(&client, &result.msg_ids())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let outcome = result.get(None);
     for task in result.metadata() {
         let engine = task

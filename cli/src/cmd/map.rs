@@ -17,7 +17,8 @@
 //! when they are done (`live.rs`); `--json-meta` writes each item as an
 //! object with its task's engine, times, fuel and fingerprint instead of
 //! the bare value; `--deterministic`, `--seed` and `--fuel` are
-//! `run_args.rs`'s.
+//! `run_args.rs`'s. `--ids` submits every item and leaves, printing the
+//! tasks' ids for `grid results` (`results.rs`) instead of their values.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -30,9 +31,12 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::Args;
-use grid_client::{Imap, Metadata, OutputChunk, RemoteError, Value};
+use grid_client::{
+    Client, Imap, LoadBalancedView, Metadata, OutputChunk, RemoteError, TaskError, Value,
+};
 
 use crate::cluster::{ClusterArgs, ModuleFile};
+use crate::cmd::results;
 use crate::failure::{self, FAILED};
 use crate::items::{self, CallArgs};
 use crate::limits::LimitArgs;
@@ -77,7 +81,17 @@ A failed item writes nothing on stdout and one line on stderr: `error: item N: \
 go on, and at the end `N of M items failed` and exit code 1. An invalid module \
 or a FUNC the module does not export stops the map with one error (listing the \
 module's exports) and exit code 2; so does a line of stdin that is not JSON, \
-after the items before it.";
+after the items before it.
+
+With --ids (and --url) the map submits and leaves: it prints each task's id \
+(msg id) on stdout, one per line in input order, as soon as the controller \
+has the task, and exits without waiting for results; `grid results` prints \
+them later, from any process: `grid map --url U --ids m.wasm f 1 2 3 > ids; \
+grid results --url U $(cat ids)`, or `grid map --ids ... | grid results`. \
+Every item is read before anything is submitted (a line of stdin that is not \
+JSON submits nothing). With --chunksize K a task is a chunk: one id per K \
+items, whose value in `grid results` is the array of its items' values. \
+Failures, even of a FUNC the module does not export, show in `grid results`.";
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 every item succeeded; 1 some item failed, or the cluster did; \
@@ -90,7 +104,8 @@ Examples:
   grid map examples/guests/wat/square.wat hypot '[3,4]' '[5,12]'
   grid map examples/guests/wat/square.wat square --range 0..1000 --scheme twobin --retries 2
   seq 0 999 | grid map examples/guests/wat/square.wat square --chunksize 50 --stats
-  grid map --url nats://127.0.0.1:4222 examples/guests/wat/square.wat square --range 0..100";
+  grid map --url nats://127.0.0.1:4222 examples/guests/wat/square.wat square --range 0..100
+  grid map --url nats://127.0.0.1:4222 --ids examples/guests/wat/square.wat square 1 2 3 > ids";
 
 /// The arguments of `grid map`.
 #[derive(Args, Debug)]
@@ -150,6 +165,15 @@ pub struct MapArgs {
     #[arg(long, value_name = "N")]
     pub max_outstanding: Option<NonZeroUsize>,
 
+    /// Submit and leave (needs --url): print each task's id on stdout, one
+    /// per line in input order, once the controller has the task, instead
+    /// of waiting for values; `grid results ID...` prints them later
+    #[arg(
+        long,
+        conflicts_with_all = ["unordered", "stats", "stream_output", "json_meta", "max_outstanding"]
+    )]
+    pub ids: bool,
+
     #[command(flatten)]
     pub output: OutputArgs,
 
@@ -186,22 +210,51 @@ impl MapArgs {
             Ok((Box::new(lines), None))
         }
     }
+
+    /// The view the map's tasks go through, with its options.
+    fn view(&self, client: &Client) -> LoadBalancedView {
+        let view = client
+            .load_balanced_view()
+            .chunksize(self.chunksize.get())
+            .ordered(!self.unordered)
+            .limits(self.limits.limits());
+        self.retry.apply(self.repro.apply(view))
+    }
+}
+
+/// `--ids`: submits every item, prints the tasks' ids once the controller
+/// has them, and leaves the results to `grid results`.
+fn submit_and_leave(args: &MapArgs) -> anyhow::Result<ExitCode> {
+    results::need_url(&args.cluster, "--ids")?;
+    // Every item first: a bad line submits nothing rather than half a map.
+    let bad_input = RefCell::new(None);
+    let (items, _) = args.items(&bad_input)?;
+    let items: Vec<CallArgs> = items.collect();
+    if let Some(e) = bad_input.borrow_mut().take() {
+        return Err(e);
+    }
+    let module = ModuleFile::read(&args.module)?;
+    let cluster = args.cluster.connect_with(args.repro.engine_config())?;
+    let func = module.upload(&cluster.client)?.func(&args.func);
+    let map = args
+        .view(&cluster.client)
+        .map_items(&func, items)
+        .context("cannot submit the map")?;
+    results::hand_over(&cluster.client, &map.msg_ids())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
+    if args.ids {
+        return submit_and_leave(&args);
+    }
     // Items on the command line first: a typo should not wait for a cluster.
     let bad_input = RefCell::new(None);
     let (items, total) = args.items(&bad_input)?;
     let module = ModuleFile::read(&args.module)?;
     let cluster = args.cluster.connect_with(args.repro.engine_config())?;
     let func = module.upload(&cluster.client)?.func(&args.func);
-    let view = cluster
-        .client
-        .load_balanced_view()
-        .chunksize(args.chunksize.get())
-        .ordered(!args.unordered)
-        .limits(args.limits.limits());
-    let view = args.retry.apply(args.repro.apply(view));
+    let view = args.view(&cluster.client);
     let progress = Progress::start(total);
     let mode = args.output.output;
     let lines = Arc::new(Lines::default());
@@ -302,8 +355,8 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `--json-meta` fields of a task.
-fn task_json(m: &Metadata) -> serde_json::Value {
+/// The `--json-meta` fields of a task (`grid results --meta` too).
+pub fn task_json(m: &Metadata) -> serde_json::Value {
     serde_json::json!({
         "engine": m.engine_id.map(|e| e.0),
         "started": m.started.map(|t| t.as_micros()),
@@ -345,19 +398,30 @@ impl MetaLines {
         };
         object.insert("item".into(), self.next.into());
         self.next += 1;
-        match item {
-            Ok(value) => {
-                object.insert("value".into(), value.to_json());
-            }
-            Err(e) => {
-                object.insert(
-                    "error".into(),
-                    serde_json::json!({"kind": e.error.kind(), "message": e.error.summary()}),
-                );
-            }
-        }
+        insert_outcome(&mut object, item.as_ref());
         Value::from_json(serde_json::Value::Object(object))
     }
+}
+
+/// Adds an item's `value`, or its `error` as `{"kind", "message"}`, to its
+/// `--json-meta` object (`grid results --meta` too).
+pub fn insert_outcome(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    item: Result<&Value, &RemoteError>,
+) {
+    match item {
+        Ok(value) => {
+            object.insert("value".into(), value.to_json());
+        }
+        Err(e) => {
+            object.insert("error".into(), error_json(&e.error));
+        }
+    }
+}
+
+/// A task's error in `--json-meta`'s form.
+pub fn error_json(error: &TaskError) -> serde_json::Value {
+    serde_json::json!({"kind": error.kind(), "message": error.summary()})
 }
 
 /// Flushes stdout; a reader that went away is not an error.

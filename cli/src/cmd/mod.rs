@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod controller;
 pub mod engine;
 pub mod map;
+pub mod results;
 pub mod run;
 pub mod status;
 pub mod test;
