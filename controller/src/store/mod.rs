@@ -29,7 +29,7 @@
 //! writes before them).
 
 mod memory;
-// mod sqlite;
+mod sqlite;
 
 use grid_proto::{
     ClientId, Dependency, EngineInfo, EngineRef, MsgId, Purge, RecordKey, Reply, TaskFilter,
@@ -37,7 +37,7 @@ use grid_proto::{
 };
 
 pub use memory::MemoryStore;
-// pub use sqlite::SqliteStore;
+pub use sqlite::SqliteStore;
 
 /// How many records a query answers at most when its filter sets no
 /// smaller limit, and how many bytes of records: an answer must fit in
@@ -131,6 +131,13 @@ impl Heavy {
         stdout: false,
         stderr: false,
         value: false,
+    };
+
+    /// All of them (to record a result in full).
+    pub const ALL: Heavy = Heavy {
+        stdout: true,
+        stderr: true,
+        value: true,
     };
 
     /// Those a query's `keys` ask for: every one when `keys` is empty.
