@@ -59,8 +59,25 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "NAME")]
     pub scheme: Option<Scheme>,
 
+    /// With --url: when the controller's beat stops for this long (it died
+    /// or cannot be reached), the tasks waiting in its scheduler fail,
+    /// naming it, rather than wait for it to come back
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "GRID_CONTROLLER_TIMEOUT",
+        default_value = "5",
+        value_parser = parse_seconds_arg
+    )]
+    pub controller_timeout: Duration,
+
     #[command(flatten)]
     pub name: ClusterName,
+}
+
+/// Parses a positive number of seconds, possibly fractional.
+fn parse_seconds_arg(text: &str) -> Result<Duration, String> {
+    parse_seconds(text).map_err(|_| format!("`{text}` is not a number of seconds (e.g. 5 or 0.5)"))
 }
 
 /// Parses `--wait-engines`: seconds, possibly fractional, or 0.
@@ -113,6 +130,7 @@ impl ClusterArgs {
                 ));
             }
             let client = connect(url, &self.name.cluster)?;
+            client.set_controller_timeout(self.controller_timeout);
             let engines = engines_of(&client, url, &self.name.cluster, self.wait_engines)?;
             return Ok(Connected { client, engines });
         }

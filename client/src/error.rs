@@ -54,7 +54,12 @@ impl fmt::Display for RemoteError {
             Some(id) => write!(f, "[engine {id}] ")?,
             None => write!(f, "[no engine] ")?,
         }
-        write!(f, "{}: {}", self.function, self.error)
+        // A task asked for by id (`get_result`) has no function name here:
+        // its msg id says which it is.
+        match self.function.as_str() {
+            "" => write!(f, "task {}: {}", self.msg_id, self.error),
+            function => write!(f, "{function}: {}", self.error),
+        }
     }
 }
 

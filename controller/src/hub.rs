@@ -121,12 +121,12 @@ use std::time::{Duration, Instant};
 
 use grid_proto::{
     Claim, ClientId, ClusterEvent, Control, EarlyAborts, EngineId, EngineInfo, EngineQueue,
-    EngineRef, EngineUuid, HubReply, HubRequest, MsgId, Outcome, Purge, QueueStatus, RecordKey,
-    Reply, Scheme, Status, Submission, TaskError, TaskFilter, TaskRecord, TaskResult, Timestamp,
+    EngineRef, EngineUuid, HubReply, HubRequest, MsgId, Outcome, Purge, QueueStatus, Reply, Scheme,
+    Status, Submission, TaskError, TaskFilter, TaskRecord, TaskResult, Timestamp,
 };
 
 use crate::scheduler::{DepState, SchedAction, SchedEvent, Scheduler, SchedulerConfig};
-use crate::store::{MemoryStore, NewTask, StoreError, TaskStore};
+use crate::store::{Heavy, MemoryStore, NewTask, StoreError, TaskStore};
 
 /// When a registered engine starts receiving work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -366,10 +366,6 @@ enum TaskState {
     /// Sent to this engine.
     Assigned(EngineId),
 }
-
-/// The heavy fields the hub asks its store for when it needs a task's
-/// status only: stderr, usually empty.
-const LIGHT: &[RecordKey] = &[RecordKey::Stderr];
 
 /// Bytes of results in one `get_result` answer at most (NATS's default
 /// message limit is 1 MiB); a client asks again for the rest.
@@ -857,7 +853,10 @@ impl Hub {
         }
         if !ask.is_empty() {
             let stored: HashMap<MsgId, bool> = self
-                .stored(TaskFilter::new().msg_id_in(ask.iter().copied()), LIGHT)
+                .stored(
+                    TaskFilter::new().msg_id_in(ask.iter().copied()),
+                    Heavy::NONE,
+                )
                 .into_iter()
                 .map(|r| (r.msg_id, r.status.is_some()))
                 .collect();
@@ -910,7 +909,7 @@ impl Hub {
         let stored: HashMap<MsgId, DepState> = if unknown.is_empty() {
             HashMap::new()
         } else {
-            self.stored(TaskFilter::new().msg_id_in(unknown), LIGHT)
+            self.stored(TaskFilter::new().msg_id_in(unknown), Heavy::NONE)
                 .into_iter()
                 .map(|r| {
                     let state = match r.status {
@@ -934,15 +933,14 @@ impl Hub {
             .collect()
     }
 
-    /// Every record `filter` selects, page after page, with the heavy
-    /// fields `keys` names (none asked: pass a key not needed, as
-    /// `RecordKey::Value` for a task's status only); a store that cannot
-    /// answer is logged and counts as having nothing.
-    fn stored(&mut self, filter: TaskFilter, keys: &[RecordKey]) -> Vec<TaskRecord> {
+    /// Every record `filter` selects, page after page, with the `heavy`
+    /// fields; a store that cannot answer is logged and counts as having
+    /// nothing.
+    fn stored(&mut self, filter: TaskFilter, heavy: Heavy) -> Vec<TaskRecord> {
         let mut records = Vec::new();
         let mut filter = filter;
         loop {
-            match self.store.query(&filter, keys) {
+            match self.store.query(&filter, heavy) {
                 Ok((page, more)) => {
                     let last = page.last().map(|r| r.msg_id);
                     records.extend(page);
@@ -1018,7 +1016,7 @@ impl Hub {
                 out.push(HubAction::Respond(reply));
             }
             HubRequest::DbQuery { filter, keys } => {
-                let reply = match self.store.query(&filter, &keys) {
+                let reply = match self.store.query(&filter, Heavy::of(&keys)) {
                     Ok((records, more)) => HubReply::Records { records, more },
                     Err(e) => HubReply::Error(e.to_string()),
                 };
@@ -1585,8 +1583,12 @@ mod tests {
         }
 
         /// On `store`, with `n` live engines, ready at once.
-        fn on_store(store: Box<dyn TaskStore>, n: usize) -> Bench {
+        fn on_store(store: Box<dyn TaskStore>, n: usize, hwm: usize) -> Bench {
             let config = ControllerConfig {
+                scheduler: SchedulerConfig {
+                    hwm,
+                    ..SchedulerConfig::default()
+                },
                 readiness: Readiness::OnRegister,
                 ..ControllerConfig::default()
             };
@@ -1967,6 +1969,94 @@ mod tests {
     }
 
     #[test]
+    fn a_hub_restarted_on_its_store_takes_over_engines_and_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.db");
+        let open = || Box::new(crate::store::SqliteStore::open(&path).unwrap());
+        let mut b = Bench::on_store(open(), 2, 1);
+        let (done, on_engine, waiting, gone) = (task(), task(), task(), task());
+        // Engine 0 gets `done`, engine 1 `on_engine`; the others wait (hwm 1).
+        for t in [&done, &on_engine, &waiting, &gone] {
+            b.on(HubEvent::Submitted(Box::new(t.clone())));
+        }
+        let (e0, e1) = (b.engine(0), b.engine(1));
+        b.on(HubEvent::Replied(Box::new(reply(&done, e0))));
+        let placed: Vec<MsgId> = b
+            .hub
+            .tasks
+            .iter()
+            .filter(|(_, t)| matches!(t.state, TaskState::Assigned(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(placed.len(), 2, "engine 0 took the next one");
+        let orphans: Vec<MsgId> = [waiting.msg_id, gone.msg_id]
+            .into_iter()
+            .filter(|id| !placed.contains(id))
+            .collect();
+        assert_eq!(orphans.len(), 1);
+        drop(b); // a clean stop writes everything; a crash loses the last batch
+
+        let mut b = Bench::on_store(open(), 0, 1);
+        let ids = vec![done.msg_id, on_engine.msg_id, orphans[0]];
+        let (completed, pending, unknown) = b.result_status(ids);
+        assert_eq!(completed, vec![done.msg_id]);
+        assert!(pending.contains(&on_engine.msg_id));
+        assert_eq!(unknown, orphans, "its client sends it again");
+        // Engines keep their ids: a new one gets the next.
+        let (id, _) = b.register(EngineUuid::new());
+        assert_eq!(id, e(2));
+        // Engine 1 beats again: its task is still its own, and its result recorded.
+        let actions = beat(&mut b, e1, None, 1, 0);
+        assert!(matches!(
+            &actions[..],
+            [HubAction::Announce(ClusterEvent::EngineRegistered(info))] if info.id == e(1)
+        ));
+        b.on(HubEvent::Replied(Box::new(reply(&on_engine, e1))));
+        assert_eq!(b.get_result(vec![on_engine.msg_id]).len(), 1);
+        // Engine 0 never comes back: declared dead at the heartbeat
+        // timeout, and the task it held fails.
+        b.now += DEFAULT_HEARTBEAT_TIMEOUT;
+        beat(&mut b, e1, None, 0, 0);
+        let died = delivered(&b.on(HubEvent::Tick));
+        let held: Vec<MsgId> = placed
+            .into_iter()
+            .filter(|id| *id != on_engine.msg_id)
+            .collect();
+        assert_eq!(died.iter().map(|r| r.msg_id).collect::<Vec<_>>(), held);
+        assert_eq!(error_of(&died[0]), TaskError::EngineDied(e(0)));
+        // An orphan not sent again fails, saying why.
+        assert!(b.hub.poll_timeout().is_some());
+        b.now += ORPHAN_GRACE;
+        beat(&mut b, e1, None, 0, 0);
+        let actions = b.on(HubEvent::Tick);
+        let failed = delivered(&actions);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].msg_id, orphans[0]);
+        assert!(
+            matches!(error_of(&failed[0]), TaskError::Lost(m) if m.contains("restarted")),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn an_orphan_sent_again_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.db");
+        let open = || Box::new(crate::store::SqliteStore::open(&path).unwrap());
+        let waiting = task();
+        {
+            // No engine: the task waits in the scheduler.
+            let mut b = Bench::on_store(open(), 0, 1);
+            b.on(HubEvent::Submitted(Box::new(waiting.clone())));
+        }
+        let mut b = Bench::on_store(open(), 1, 1);
+        let actions = b.on(HubEvent::Submitted(Box::new(waiting.clone())));
+        assert_eq!(dispatches(&actions), vec![(e(0), waiting.msg_id)]);
+        b.now += ORPHAN_GRACE;
+        assert!(delivered(&b.on(HubEvent::Tick)).is_empty());
+    }
+
+    #[test]
     fn results_finish_load_balanced_tasks_and_free_the_engine() {
         let mut b = Bench::with_engines(1, 1);
         let first = task();
@@ -2123,7 +2213,7 @@ mod tests {
 
     #[test]
     fn the_store_forgets_the_oldest_completed_tasks_past_its_bounds() {
-        let mut b = Bench::on_store(Box::new(MemoryStore::new(3, usize::MAX)), 1);
+        let mut b = Bench::on_store(Box::new(MemoryStore::new(3, usize::MAX)), 1, 0);
         let tasks: Vec<Submission> = (0..5).map(|_| task()).collect();
         for t in &tasks {
             b.on(HubEvent::Submitted(Box::new(t.clone())));

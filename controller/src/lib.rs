@@ -24,4 +24,4 @@ pub use scheduler::{
     UNKNOWN_GRACE,
 };
 pub use service::{ControllerError, ControllerHandle, run, start, start_with_store};
-pub use store::{MemoryStore, StoreError, TaskStore};
+pub use store::{MemoryStore, SqliteStore, StoreError, TaskStore};

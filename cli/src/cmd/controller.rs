@@ -8,12 +8,16 @@
 //! A cluster has one controller: if one already answers for this cluster
 //! name, this one refuses to start rather than race it.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
 use grid_client::Client;
-use grid_controller::{ControllerConfig, SchedulerConfig, Scheme};
+use grid_controller::{
+    ControllerConfig, DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_RECORDS, MemoryStore, SchedulerConfig,
+    Scheme, SqliteStore, TaskStore,
+};
 
 use crate::service::{self, ServiceArgs, StopSignals};
 
@@ -33,7 +37,16 @@ logs to stderr; RUST_LOG sets the level (default: info).
 
 One NATS server can carry several clusters, each with its own controller and \
 engines, told apart by --cluster. Starting a second controller for a cluster \
-that has one is an error.";
+that has one is an error.
+
+Task records (for `grid results`, get_result and db_query from any client) are \
+kept in memory by default, the oldest completed ones forgotten past \
+--max-records. With --db they go to an SQLite file instead (written in \
+batches), kept until purged, and a controller started again on the same file \
+after a crash takes over: engines keep their ids, results recorded before the \
+crash are still there, and tasks that waited in the old controller's \
+scheduler are sent again by their clients (or fail, saying the controller \
+restarted, when their client is gone).";
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 shut down on request or by a signal; 1 no NATS server at URL, \
@@ -44,6 +57,8 @@ Examples:
   grid controller --url nats://127.0.0.1:4222
   grid controller --url nats://10.0.0.5:4222 --cluster team-a
   grid controller --url nats://127.0.0.1:4222 --scheme twobin
+  grid controller --url nats://127.0.0.1:4222 --db tasks.db
+  sqlite3 tasks.db \"SELECT status, count(*) FROM tasks GROUP BY status\"
   GRID_URL=nats://127.0.0.1:4222 RUST_LOG=debug grid controller";
 
 /// The arguments of `grid controller`.
@@ -62,6 +77,21 @@ pub struct ControllerArgs {
     /// timeouts then)
     #[arg(long, value_name = "NAME", default_value = "leastload")]
     pub scheme: Scheme,
+
+    /// Keep task records in this SQLite file (created if absent; taken
+    /// over if an earlier controller left it) instead of in memory
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Completed task records kept in memory without --db; the oldest are
+    /// forgotten first
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RECORDS)]
+    pub max_records: usize,
+
+    /// Bytes of results kept in memory without --db; the oldest are
+    /// forgotten first
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
 }
 
 pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
@@ -89,13 +119,23 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 seed: random_seed(),
                 ..SchedulerConfig::default()
             },
+            max_records: args.max_records,
+            max_record_bytes: args.max_record_bytes,
             ..ControllerConfig::default()
         };
-        let controller = grid_controller::start(bus, subjects, config)
+        let store: Box<dyn TaskStore> = match &args.db {
+            Some(path) => Box::new(SqliteStore::open(path)?),
+            None => Box::new(MemoryStore::new(args.max_records, args.max_record_bytes)),
+        };
+        let controller = grid_controller::start_with_store(bus, subjects, config, store)
             .await
             .context("cannot start the controller")?;
+        let records = match &args.db {
+            Some(path) => format!("task records in {}", path.display()),
+            None => format!("the last {} task records in memory", args.max_records),
+        };
         tracing::info!(
-            "controller of cluster `{cluster}` running at {url}, scheme {}",
+            "controller of cluster `{cluster}` running at {url}, scheme {}, {records}",
             args.scheme
         );
         tokio::select! {

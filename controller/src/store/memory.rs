@@ -10,9 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use grid_proto::{
-    EngineInfo, EngineRef, MsgId, Purge, RecordKey, Reply, TaskFilter, TaskRecord, Timestamp,
-};
+use grid_proto::{EngineInfo, EngineRef, MsgId, Purge, Reply, TaskFilter, TaskRecord, Timestamp};
 
 use super::{
     Heavy, NewTask, StoreError, StoreStats, TaskStore, page_limit, record_bytes, record_of_pending,
@@ -146,11 +144,11 @@ impl TaskStore for MemoryStore {
     fn query(
         &mut self,
         filter: &TaskFilter,
-        keys: &[RecordKey],
+        heavy: Heavy,
     ) -> Result<(Vec<TaskRecord>, bool), StoreError> {
         let limit = page_limit(filter);
         // Light records first (no heavy fields) to select and sort; the
-        // page's records are then made with what the keys ask for.
+        // page's records are then made with the heavy fields asked for.
         let mut selected: Vec<&Entry> = match &filter.msg_ids {
             Some(ids) => ids.iter().filter_map(|id| self.entries.get(id)).collect(),
             None => self.entries.values().collect(),
@@ -164,7 +162,7 @@ impl TaskStore for MemoryStore {
             if page.len() == limit || bytes >= super::PAGE_BYTES {
                 break;
             }
-            let record = Self::record(entry, Heavy::of(keys));
+            let record = Self::record(entry, heavy);
             bytes += record_bytes(&record);
             page.push(record);
         }

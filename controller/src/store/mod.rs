@@ -92,12 +92,12 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
     /// The results of those of `msg_ids` that are done, in the order asked.
     fn results(&mut self, msg_ids: &[MsgId]) -> Result<Vec<Reply>, StoreError>;
     /// One page of the records `filter` selects, sorted by msg id, with
-    /// the heavy fields `keys` asks for (all when empty); `true` when the
+    /// the `heavy` fields; `true` when the
     /// query has more after this page.
     fn query(
         &mut self,
         filter: &TaskFilter,
-        keys: &[RecordKey],
+        heavy: Heavy,
     ) -> Result<(Vec<TaskRecord>, bool), StoreError>;
     /// Forgets completed records; returns how many. Naming a pending task
     /// is refused (nothing is purged). [`Purge::Before`] is by the time the
@@ -119,7 +119,7 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
 
 /// Which heavy fields to put in a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Heavy {
+pub struct Heavy {
     pub stdout: bool,
     pub stderr: bool,
     pub value: bool,

@@ -98,7 +98,7 @@ use std::time::Duration;
 
 use grid_proto::{
     ClientId, Dependency, EngineId, EngineInfo, EngineRef, EngineUuid, Fingerprint, MsgId, Purge,
-    RecordKey, RecordStatus, Reply, TaskFilter, TaskRecord, Timestamp,
+    RecordStatus, Reply, TaskFilter, TaskRecord, Timestamp,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -368,10 +368,9 @@ impl TaskStore for SqliteStore {
     fn query(
         &mut self,
         filter: &TaskFilter,
-        keys: &[RecordKey],
+        heavy: Heavy,
     ) -> Result<(Vec<TaskRecord>, bool), StoreError> {
         let filter = filter.clone();
-        let heavy = Heavy::of(keys);
         self.ask(move |db| db.query(&filter, heavy))
     }
 
@@ -386,6 +385,11 @@ impl TaskStore for SqliteStore {
 
     fn unfinished(&mut self) -> Result<Vec<TaskRecord>, StoreError> {
         self.ask(Db::unfinished)
+    }
+
+    fn keeps(&self) -> usize {
+        // Everything, until purged.
+        usize::MAX
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {

@@ -111,6 +111,11 @@ pub struct StartArgs {
     /// The controller's scheme (see `grid controller --help`)
     #[arg(long, value_name = "NAME", default_value = "leastload")]
     pub scheme: Scheme,
+
+    /// The controller's SQLite task store (see `grid controller --help`);
+    /// default: tasks.db in the cluster's state directory
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
 }
 
 impl StartArgs {
@@ -291,6 +296,9 @@ impl Start<'_> {
         let mut controller = vec!["controller".to_string()];
         controller.extend(common.clone());
         controller.extend(["--scheme".to_string(), self.args.scheme.to_string()]);
+        let db = self.args.db.clone().unwrap_or_else(|| dir.join("tasks.db"));
+        let db = std::path::absolute(&db).unwrap_or(db);
+        controller.extend(["--db".to_string(), db.display().to_string()]);
         self.spawn(
             "controller",
             &exe,

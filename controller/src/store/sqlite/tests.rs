@@ -14,6 +14,7 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::store::MemoryStore;
+use grid_proto::RecordKey;
 
 fn temp_dir() -> TempDir {
     TempDir::new().expect("a temporary directory")
@@ -69,7 +70,7 @@ fn every_record(store: &mut dyn TaskStore, filter: &TaskFilter) -> Vec<TaskRecor
     let mut records = Vec::new();
     let mut filter = filter.clone();
     loop {
-        let (page, more) = store.query(&filter, &[]).expect("a query");
+        let (page, more) = store.query(&filter, Heavy::ALL).expect("a query");
         records.extend(page);
         if !more {
             return records;
@@ -105,6 +106,16 @@ fn the_module_docs_show_the_schema() {
             .expect("its end");
     let shown: String = docs[start..end].iter().map(|l| format!("{l}\n")).collect();
     assert_eq!(shown, SCHEMA);
+}
+
+#[test]
+fn the_readme_shows_the_schema() {
+    let readme = include_str!("../../../../README.md");
+    let (_, after) = readme
+        .split_once("```sql\nCREATE TABLE tasks")
+        .expect("the README has the schema");
+    let (block, _) = after.split_once("```").expect("its end");
+    assert_eq!(format!("CREATE TABLE tasks{block}"), SCHEMA);
 }
 
 #[test]
@@ -431,8 +442,8 @@ fn walk(seed: u64, steps: usize) {
             75..93 => {
                 let (filter, keys) = (w.filter(), w.keys());
                 assert_eq!(
-                    sqlite.query(&filter, &keys).unwrap(),
-                    memory.query(&filter, &keys).unwrap(),
+                    sqlite.query(&filter, Heavy::of(&keys)).unwrap(),
+                    memory.query(&filter, Heavy::of(&keys)).unwrap(),
                     "{at}: {filter:?} {keys:?}"
                 );
             }
@@ -544,12 +555,15 @@ fn a_page_is_cut_by_its_bytes_as_in_memory() {
         sqlite.finished(&reply, Timestamp(400));
         memory.finished(&reply, Timestamp(400));
     }
-    let (page, more) = sqlite.query(&TaskFilter::new(), &[]).unwrap();
+    let (page, more) = sqlite.query(&TaskFilter::new(), Heavy::ALL).unwrap();
     assert!(more && page.len() < 10, "{} records", page.len());
-    assert_eq!((page, more), memory.query(&TaskFilter::new(), &[]).unwrap());
+    assert_eq!(
+        (page, more),
+        memory.query(&TaskFilter::new(), Heavy::ALL).unwrap()
+    );
     // Without the heavy fields, everything fits.
     let (page, more) = sqlite
-        .query(&TaskFilter::new(), &[RecordKey::Value])
+        .query(&TaskFilter::new(), Heavy::of(&[RecordKey::Value]))
         .unwrap();
     assert_eq!((page.len(), more), (10, false));
 }
@@ -569,7 +583,7 @@ fn ten_thousand_records_then_one_query_sees_them_all() {
     let replies = store.results(&ids).unwrap();
     assert_eq!(replies.len(), ids.len());
     assert!(replies.iter().map(|r| r.msg_id).eq(ids.iter().copied()));
-    let (page, more) = store.query(&TaskFilter::new(), &[]).unwrap();
+    let (page, more) = store.query(&TaskFilter::new(), Heavy::ALL).unwrap();
     assert_eq!((page.len(), more), (crate::store::PAGE_RECORDS, true));
     assert_eq!(store.stats(), StoreStats::default());
 
@@ -686,7 +700,7 @@ fn the_first_result_wins() {
         store.results(&[unknown, known, unknown]).unwrap(),
         vec![lone.clone(), first.clone(), lone.clone()]
     );
-    let (records, _) = store.query(&TaskFilter::new(), &[]).unwrap();
+    let (records, _) = store.query(&TaskFilter::new(), Heavy::ALL).unwrap();
     assert_eq!(
         records,
         vec![
@@ -886,7 +900,10 @@ fn other_connections_read_the_columns_as_documented() {
     );
     // A query by status in SQL agrees.
     let (records, _) = store
-        .query(&TaskFilter::new().status_in([RecordStatus::Error]), &[])
+        .query(
+            &TaskFilter::new().status_in([RecordStatus::Error]),
+            Heavy::ALL,
+        )
         .unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].status, Some(Status::Error));
