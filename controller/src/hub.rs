@@ -120,9 +120,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use grid_proto::{
-    Claim, ClientId, ClusterEvent, Control, EarlyAborts, EngineId, EngineInfo, EngineQueue,
-    EngineRef, EngineUuid, HubReply, HubRequest, MsgId, Outcome, Purge, QueueStatus, Reply, Scheme,
-    Status, Submission, TaskError, TaskFilter, TaskRecord, TaskResult, Timestamp,
+    BlobHash, Claim, ClientId, ClusterEvent, Control, EarlyAborts, EngineId, EngineInfo,
+    EngineQueue, EngineRef, EngineUuid, HubReply, HubRequest, MsgId, Outcome, Purge, QueueStatus,
+    Reply, Scheme, Status, Submission, TaskError, TaskFilter, TaskRecord, TaskResult, Timestamp,
 };
 
 use crate::scheduler::{DepState, SchedAction, SchedEvent, Scheduler, SchedulerConfig};
@@ -240,6 +240,11 @@ pub enum HubAction {
     /// Publish on `result.<client>` a task's result for a client watching
     /// it (`hub.watch`) that did not submit it.
     Forward { client: ClientId, reply: Box<Reply> },
+    /// Copy this blob, a recorded result too large for a message (offered
+    /// by its engine, which may go), into the durable blob store, so that
+    /// the record's result outlives the engine (a store that keeps every
+    /// record only).
+    Keep(BlobHash),
     /// Publish on `engine.<engine>.control`.
     Control { engine: EngineId, control: Control },
     /// Publish on `events`.
@@ -1453,6 +1458,11 @@ impl Hub {
         self.recent
             .insert(msg_id, reply.engine.map(|e| e.id), reply.status);
         self.store.finished(reply, Timestamp::now());
+        if let Some(hash) = reply.result.blob()
+            && self.store.keeps() == usize::MAX
+        {
+            out.push(HubAction::Keep(hash));
+        }
         for client in self.watchers.remove(&msg_id).unwrap_or_default() {
             if client != reply.client {
                 out.push(HubAction::Forward {

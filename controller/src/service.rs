@@ -371,6 +371,20 @@ impl Shell {
                 HubAction::Forward { client, reply } => {
                     self.publish(&self.subjects.result(client), &reply).await?
                 }
+                HubAction::Keep(hash) => {
+                    // Off the loop: a large blob takes a while to copy.
+                    let bus = Arc::clone(&self.bus);
+                    tokio::spawn(async move {
+                        let kept = match bus.get_blob(&hash).await {
+                            Ok(Some(bytes)) => bus.put_blob(bytes).await.map(|_| ()),
+                            Ok(None) => Err(BusError::Other("gone already".into())),
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = kept {
+                            tracing::warn!(blob = %hash.short(), error = %e, "cannot keep a recorded result");
+                        }
+                    });
+                }
                 HubAction::Control { engine, control } => {
                     self.publish(&self.subjects.engine_control(engine), &control)
                         .await?
