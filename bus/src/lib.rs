@@ -5,7 +5,10 @@
 //! wildcards, plain and queue-group subscriptions, request-reply with a
 //! timeout, a content-addressed blob store for modules, and offered blobs
 //! (held by their sender, persisted only under memory pressure) for large
-//! transient values.
+//! transient values. The durable store can be listed and pruned, and keeps a
+//! record of when each blob was last used ([`Bus::touch_blob`]), so that
+//! blobs nothing uses any more can be collected (the policy is the
+//! controller's, `grid_controller::gc`, not this crate's).
 //! [`LocalBus`] implements it in process (same semantics, no server), so a
 //! whole cluster runs inside one program; [`NatsBus`] implements it on a NATS
 //! server, with the blob store in JetStream, so a cluster spans machines.
@@ -25,19 +28,22 @@ mod subject;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use grid_proto::BlobHash;
+use grid_proto::{BlobHash, Timestamp};
 
 pub use blob::MemoryBlobStore;
 pub use body::{SPILL_THRESHOLD, load_body, spill_body};
 pub use local::LocalBus;
 pub use malloc::tune_allocator;
-pub use nats::{BLOB_BUCKET, BusEvent, NatsBus, NatsOptions, SUBSCRIPTION_CAPACITY};
+pub use nats::{
+    BLOB_BUCKET, BLOB_USES_BUCKET, BusEvent, NatsBus, NatsOptions, SUBSCRIPTION_CAPACITY,
+};
 pub use offer::OFFER_BUDGET;
 pub use spin::{SPIN, now_or_never, spawn_consumer, spin_block_on};
 pub use subject::{Pattern, validate_subject};
@@ -49,6 +55,16 @@ pub struct Message {
     /// Where to send a reply, for requests.
     pub reply: Option<String>,
     pub payload: Bytes,
+}
+
+/// A blob in the durable store, as [`Bus::list_blobs`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub hash: BlobHash,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was stored, by the clock of the process that stored it.
+    pub stored: Timestamp,
 }
 
 /// What can go wrong on a bus.
@@ -179,6 +195,9 @@ pub trait Bus: Send + Sync + 'static {
     async fn flush(&self) -> Result<(), BusError>;
 
     /// Stores `bytes` in the cluster's blob store; returns their sha256.
+    /// Storing counts as a use: a new blob's stored time is now, and
+    /// storing content that is already there records a use of it (see
+    /// [`Bus::touch_blob`]).
     async fn put_blob(&self, bytes: Bytes) -> Result<BlobHash, BusError>;
 
     /// Fetches a blob by hash, verified against it: from this process's
@@ -194,4 +213,22 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Drops one holder of an offered blob (see [`Bus::offer_blob`]).
     fn release_blob(&self, hash: &BlobHash);
+
+    /// Every blob in the durable store, with its size and when it was
+    /// stored. Offered blobs are not in it until persisted.
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>, BusError>;
+
+    /// Deletes `hash` from the durable store, with its record of uses; true
+    /// if it was stored. An offer of the same content is not affected.
+    async fn delete_blob(&self, hash: &BlobHash) -> Result<bool, BusError>;
+
+    /// Records that `hash` is used now (by this process's clock), so that
+    /// the blob collector keeps it. Callers on hot paths rate-limit it
+    /// themselves: on NATS each call is a JetStream write.
+    async fn touch_blob(&self, hash: &BlobHash) -> Result<(), BusError>;
+
+    /// The last recorded use of each blob that has one (by
+    /// [`Bus::touch_blob`], or by storing content already stored). A record
+    /// may outlive its blob, or name one never stored.
+    async fn blob_uses(&self) -> Result<HashMap<BlobHash, Timestamp>, BusError>;
 }

@@ -34,12 +34,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use grid_proto::BlobHash;
+use grid_proto::{BlobHash, Timestamp};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender, error::SendError};
 
 use crate::offer::{OFFER_BUDGET, Offers};
 use crate::subject::validate_queue;
-use crate::{Bus, BusError, MemoryBlobStore, Message, Pattern, Subscription, validate_subject};
+use crate::{
+    BlobInfo, Bus, BusError, MemoryBlobStore, Message, Pattern, Subscription, validate_subject,
+};
 
 /// Hash maps on the publish path: subjects are short strings that our own
 /// components choose, so a fast non-cryptographic hasher is enough.
@@ -292,7 +294,7 @@ impl LocalBus {
         }
     }
 
-    /// The bus's blob store (the same one `put_blob`/`get_blob` use).
+    /// The bus's blob store (the one behind every blob call of the [`Bus`]).
     pub fn blob_store(&self) -> &MemoryBlobStore {
         &self.shared.blobs
     }
@@ -508,6 +510,23 @@ impl Bus for LocalBus {
 
     fn release_blob(&self, hash: &BlobHash) {
         self.shared.offers().release(hash);
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>, BusError> {
+        Ok(self.shared.blobs.list())
+    }
+
+    async fn delete_blob(&self, hash: &BlobHash) -> Result<bool, BusError> {
+        Ok(self.shared.blobs.delete(hash))
+    }
+
+    async fn touch_blob(&self, hash: &BlobHash) -> Result<(), BusError> {
+        self.shared.blobs.touch(hash);
+        Ok(())
+    }
+
+    async fn blob_uses(&self) -> Result<HashMap<BlobHash, Timestamp>, BusError> {
+        Ok(self.shared.blobs.uses())
     }
 }
 

@@ -23,6 +23,13 @@
 //! - **Blobs** live in the JetStream object store bucket `grid-blobs` (created
 //!   when missing), named by the hex sha256 of their content; NATS splits
 //!   them into chunks, so a blob may be far larger than a message (1 MiB).
+//!   Their uses are recorded in the key-value bucket `grid-blob-uses` (also
+//!   created when missing): the key is the hex sha256, the value the time of
+//!   the last use in microseconds since the Unix epoch, as decimal text. The
+//!   time a blob was stored is its object's modification time, which the
+//!   storing client sets. Deleting a blob leaves a small tombstone in the
+//!   object store (async-nats's delete; removing it could race a new put of
+//!   the same content) and removes its use record outright.
 //! - **Offered blobs** (see the `offer` module) are served by the process
 //!   that holds them: it answers requests on `grid-blobs.offer.<hex sha256>`
 //!   (a queue group, so one holder answers each). A fetcher first asks an
@@ -56,8 +63,9 @@
 //! NATS servers in a cluster, interest travels between servers asynchronously,
 //! so the registration guarantee holds for publishers on the same server.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,21 +73,29 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, object_store::ObjectStore};
+use async_nats::jetstream::{self, kv, object_store::ObjectStore};
 use async_nats::{Client, ConnectErrorKind, HeaderMap, RequestErrorKind, StatusCode};
 use bytes::Bytes;
 use futures_core::Stream;
-use grid_proto::BlobHash;
+use grid_proto::{BlobHash, Timestamp};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::{OnceCell, broadcast};
 
 use crate::direct::{self, DirectServer};
 use crate::offer::{OFFER_BUDGET, Offers};
 use crate::subject::validate_queue;
-use crate::{Bus, BusError, Message, Subscription, now_or_never, validate_subject};
+use crate::{BlobInfo, Bus, BusError, Message, Subscription, now_or_never, validate_subject};
 
 /// The JetStream object store bucket that holds Grid's blobs.
 pub const BLOB_BUCKET: &str = "grid-blobs";
+
+/// The JetStream key-value bucket that records when each blob was last used
+/// (see the module docs).
+pub const BLOB_USES_BUCKET: &str = "grid-blob-uses";
+
+/// Use records `blob_uses` fetches at once: one request each, so a store of
+/// thousands of blobs is read in a fraction of a second, not a few seconds.
+const USES_IN_FLIGHT: usize = 32;
 
 /// Events kept for a slow [`NatsBus::events`] receiver before it lags.
 const EVENT_CAPACITY: usize = 64;
@@ -226,6 +242,8 @@ struct Inner {
     /// Opened (or created) on first use: a bus that never touches blobs
     /// works on a server without JetStream.
     blobs: OnceCell<ObjectStore>,
+    /// The record of blob uses, likewise.
+    uses: OnceCell<kv::Store>,
     events: broadcast::Sender<BusEvent>,
     /// Messages dropped to slow consumers, as counted by the event callback.
     dropped: Arc<AtomicU64>,
@@ -303,6 +321,7 @@ impl NatsBus {
             jetstream: jetstream::new(client.clone()),
             client,
             blobs: OnceCell::new(),
+            uses: OnceCell::new(),
             events,
             dropped,
             url: url.to_string(),
@@ -353,7 +372,7 @@ impl Inner {
                 .publish(probe.clone(), Bytes::new())
                 .await
                 .map_err(|error| publish_error(&probe, error))?;
-            match next_nats(&mut echo).await {
+            match next_item(&mut echo).await {
                 Some(_) => Ok(()),
                 None => Err(BusError::Closed),
             }
@@ -405,6 +424,19 @@ impl Inner {
 
     fn offers(&self) -> MutexGuard<'_, Offers<Serving>> {
         lock_offers(&self.offers)
+    }
+
+    /// Removes the use record of `hash` outright, by purging its subject
+    /// from the bucket's stream: a key-value delete or purge would leave a
+    /// marker behind, one per collected blob, forever.
+    async fn forget_use(&self, hash: &BlobHash) -> Result<(), BusError> {
+        let store = self.use_store().await?;
+        let subject = format!("{}{}", store.prefix, hash.to_hex());
+        let describe = || format!("forgetting the uses of blob {}", hash.short());
+        self.within(store.stream.purge().filter(subject).into_future(), describe)
+            .await?
+            .map(|_purged| ())
+            .map_err(|error| BusError::Other(format!("{}: {error}", describe())))
     }
 
     /// Fetches `hash` from a process that offers it; `None` when no one does.
@@ -482,7 +514,7 @@ impl Inner {
         size: Option<usize>,
     ) -> Result<Option<Answer>, BusError> {
         let describe = || format!("fetching blob {}", hash.short());
-        let Some(message) = self.within(next_nats(replies), describe).await? else {
+        let Some(message) = self.within(next_item(replies), describe).await? else {
             return Err(BusError::Closed);
         };
         if message.status == Some(StatusCode::NO_RESPONDERS) {
@@ -532,35 +564,88 @@ impl Inner {
     /// The blob bucket, opened or created on first use.
     async fn blob_store(&self) -> Result<&ObjectStore, BusError> {
         self.blobs
-            .get_or_try_init(|| async {
-                let open = async {
-                    if let Ok(store) = self.jetstream.get_object_store(BLOB_BUCKET).await {
-                        return Ok(store);
-                    }
-                    let config = jetstream::object_store::Config {
-                        bucket: BLOB_BUCKET.to_string(),
-                        description: Some("Grid's blobs, named by the sha256 of their content".into()),
-                        ..Default::default()
-                    };
-                    match self.jetstream.create_object_store(config).await {
-                        Ok(store) => Ok(store),
-                        // Another process may have created it meanwhile.
-                        Err(create) => self
-                            .jetstream
-                            .get_object_store(BLOB_BUCKET)
-                            .await
-                            .map_err(|_| {
-                                BusError::Other(format!(
-                                    "cannot open the blob bucket {BLOB_BUCKET} (does the server at {} run JetStream, `-js`?): {create}",
-                                    self.url
-                                ))
-                            }),
-                    }
+            .get_or_try_init(|| {
+                let config = jetstream::object_store::Config {
+                    bucket: BLOB_BUCKET.to_string(),
+                    description: Some("Grid's blobs, named by the sha256 of their content".into()),
+                    ..Default::default()
                 };
-                self.within(open, || format!("opening the blob bucket {BLOB_BUCKET}"))
-                    .await?
+                self.open_or_create(
+                    BLOB_BUCKET,
+                    || self.jetstream.get_object_store(BLOB_BUCKET),
+                    || self.jetstream.create_object_store(config),
+                )
             })
             .await
+    }
+
+    /// The bucket of blob uses, opened or created on first use.
+    ///
+    /// Created as the stream that async-nats's `create_key_value` would make
+    /// (the key-value conventions, keeping one value per key), because that
+    /// call first reads the account's JetStream info, which async-nats 0.51
+    /// cannot parse from a 2.9 server ("data did not match any variant of
+    /// untagged enum Response").
+    async fn use_store(&self) -> Result<&kv::Store, BusError> {
+        self.uses
+            .get_or_try_init(|| {
+                let config = jetstream::stream::Config {
+                    name: format!("KV_{BLOB_USES_BUCKET}"),
+                    description: Some("When each of Grid's blobs was last used, by sha256".into()),
+                    subjects: vec![format!("$KV.{BLOB_USES_BUCKET}.>")],
+                    // Only the last use matters.
+                    max_messages_per_subject: 1,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: jetstream::stream::DiscardPolicy::New,
+                    num_replicas: 1,
+                    ..Default::default()
+                };
+                self.open_or_create(
+                    BLOB_USES_BUCKET,
+                    || self.jetstream.get_key_value(BLOB_USES_BUCKET),
+                    || async {
+                        let created = self.jetstream.create_stream(config).await;
+                        created.map_err(|error| error.to_string())?;
+                        let opened = self.jetstream.get_key_value(BLOB_USES_BUCKET).await;
+                        opened.map_err(|error| error.to_string())
+                    },
+                )
+            })
+            .await
+    }
+
+    /// Opens the JetStream bucket `bucket` with `open`, or creates it with
+    /// `create` when it is missing.
+    async fn open_or_create<S, Opening, Creating, OpenError, CreateError>(
+        &self,
+        bucket: &str,
+        open: impl Fn() -> Opening,
+        create: impl FnOnce() -> Creating,
+    ) -> Result<S, BusError>
+    where
+        Opening: Future<Output = Result<S, OpenError>>,
+        Creating: Future<Output = Result<S, CreateError>>,
+        CreateError: fmt::Display,
+    {
+        let opened = async {
+            if let Ok(store) = open().await {
+                return Ok(store);
+            }
+            match create().await {
+                Ok(store) => Ok(store),
+                // Another process may have created it meanwhile.
+                Err(create) => open().await.map_err(|_| {
+                    BusError::Other(format!(
+                        "cannot open the bucket {bucket} (does the server at {} run JetStream, `-js`?): {create}",
+                        self.url
+                    ))
+                }),
+            }
+        };
+        self.within(opened, || format!("opening the bucket {bucket}"))
+            .await?
     }
 }
 
@@ -615,9 +700,10 @@ async fn forward_event(
     let _ = events.send(event);
 }
 
-/// The next message of an async-nats subscription.
-async fn next_nats(subscriber: &mut async_nats::Subscriber) -> Option<async_nats::Message> {
-    std::future::poll_fn(|cx| Pin::new(&mut *subscriber).poll_next(cx)).await
+/// The next item of a stream: a subscription's next message, a listing's
+/// next entry.
+async fn next_item<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
 }
 
 fn lock_offers(offers: &Mutex<Offers<Serving>>) -> MutexGuard<'_, Offers<Serving>> {
@@ -649,7 +735,7 @@ async fn serve_offer(
     direct: Option<SocketAddr>,
     mut requests: async_nats::Subscriber,
 ) {
-    while let Some(request) = next_nats(&mut requests).await {
+    while let Some(request) = next_item(&mut requests).await {
         let (Some(reply), Ok(range)) = (request.reply, <[u8; 16]>::try_from(&request.payload[..]))
         else {
             continue;
@@ -914,11 +1000,13 @@ impl Bus for NatsBus {
         let inner = &self.inner;
         let store = inner.blob_store().await?;
         let describe = || format!("storing blob {}", hash.short());
-        // Content addressing: if it is there, it is these bytes.
+        // Content addressing: if it is there, it is these bytes. Storing
+        // it again is a use of it; a new blob's use is its stored time.
         if let Ok(Ok(info)) = inner.within(store.info(&name), describe).await
             && !info.deleted
             && info.size == bytes.len()
         {
+            self.touch_blob(&hash).await?;
             return Ok(hash);
         }
         let reads = AtomicU64::new(0);
@@ -1036,6 +1124,129 @@ impl Bus for NatsBus {
         let serving = self.inner.offers().release(hash);
         drop(serving);
     }
+
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>, BusError> {
+        let inner = &self.inner;
+        let store = inner.blob_store().await?;
+        let failed = |error: &dyn fmt::Display| BusError::Other(format!("listing blobs: {error}"));
+        let listed = AtomicU64::new(0);
+        let list = async {
+            // Deleted objects (tombstones) are left out by async-nats.
+            let mut objects = store.list().await.map_err(|error| failed(&error))?;
+            let mut blobs = Vec::new();
+            while let Some(object) = next_item(&mut objects).await {
+                let object = object.map_err(|error| failed(&error))?;
+                listed.fetch_add(1, Ordering::Relaxed);
+                // An object not named as `put_blob` names it is not a blob.
+                let Some(hash) = blob_named(&object.name) else {
+                    continue;
+                };
+                // async-nats always sets the time; an object stored without
+                // one is taken to be as old as can be.
+                let stored = object.modified.map_or(Timestamp(0), |time| {
+                    Timestamp(u64::try_from(time.unix_timestamp_nanos() / 1000).unwrap_or(0))
+                });
+                blobs.push(BlobInfo {
+                    hash,
+                    size: object.size as u64,
+                    stored,
+                });
+            }
+            Ok(blobs)
+        };
+        inner
+            .watched(list, &listed, || "listing blobs".to_string())
+            .await?
+    }
+
+    async fn delete_blob(&self, hash: &BlobHash) -> Result<bool, BusError> {
+        use jetstream::object_store::{DeleteErrorKind, InfoErrorKind};
+        let inner = &self.inner;
+        let name = hash.to_hex();
+        let store = inner.blob_store().await?;
+        let describe = || format!("deleting blob {}", hash.short());
+        let failed = |error: &dyn fmt::Display| BusError::Other(format!("{}: {error}", describe()));
+        let stored = match inner.within(store.info(&name), describe).await? {
+            Ok(info) => !info.deleted,
+            Err(error) if error.kind() == InfoErrorKind::NotFound => false,
+            Err(error) => return Err(failed(&error)),
+        };
+        if stored {
+            match inner.within(store.delete(&name), describe).await? {
+                Ok(()) => {}
+                // Deleted meanwhile, by another collector.
+                Err(error) if error.kind() == DeleteErrorKind::NotFound => {}
+                Err(error) => return Err(failed(&error)),
+            }
+        }
+        inner.forget_use(hash).await?;
+        Ok(stored)
+    }
+
+    async fn touch_blob(&self, hash: &BlobHash) -> Result<(), BusError> {
+        let inner = &self.inner;
+        let store = inner.use_store().await?;
+        let now = Timestamp::now().as_micros().to_string();
+        let describe = || format!("recording a use of blob {}", hash.short());
+        inner
+            .within(store.put(hash.to_hex(), Bytes::from(now)), describe)
+            .await?
+            .map(|_revision| ())
+            .map_err(|error| BusError::Other(format!("{}: {error}", describe())))
+    }
+
+    async fn blob_uses(&self) -> Result<HashMap<BlobHash, Timestamp>, BusError> {
+        let inner = &self.inner;
+        let store = inner.use_store().await?;
+        let failed =
+            |error: &dyn fmt::Display| BusError::Other(format!("reading blob uses: {error}"));
+        let progress = AtomicU64::new(0);
+        let read = async {
+            let mut keys = store.keys().await.map_err(|error| failed(&error))?;
+            let mut hashes = Vec::new();
+            while let Some(key) = next_item(&mut keys).await {
+                let key = key.map_err(|error| failed(&error))?;
+                progress.fetch_add(1, Ordering::Relaxed);
+                hashes.extend(blob_named(&key));
+            }
+            // A request per record, several at a time.
+            let mut uses = HashMap::with_capacity(hashes.len());
+            let mut reads = tokio::task::JoinSet::new();
+            let mut hashes = hashes.into_iter();
+            loop {
+                while reads.len() < USES_IN_FLIGHT
+                    && let Some(hash) = hashes.next()
+                {
+                    let store = store.clone();
+                    reads.spawn(async move { (hash, store.get(hash.to_hex()).await) });
+                }
+                let Some(read) = reads.join_next().await else {
+                    break;
+                };
+                progress.fetch_add(1, Ordering::Relaxed);
+                let (hash, value) = read.map_err(|error| failed(&error))?;
+                // `None`: forgotten since the keys were listed. A value
+                // that is not a time is no use record.
+                let used = value
+                    .map_err(|error| failed(&error))?
+                    .and_then(|value: Bytes| std::str::from_utf8(&value).ok()?.parse::<u64>().ok());
+                if let Some(micros) = used {
+                    uses.insert(hash, Timestamp(micros));
+                }
+            }
+            Ok(uses)
+        };
+        inner
+            .watched(read, &progress, || "reading blob uses".to_string())
+            .await?
+    }
+}
+
+/// The blob that `put_blob` names `name` (its lowercase hex sha256).
+fn blob_named(name: &str) -> Option<BlobHash> {
+    name.parse::<BlobHash>()
+        .ok()
+        .filter(|hash| hash.to_hex() == name)
 }
 
 /// `bytes`, if they hash to `hash`.

@@ -2,7 +2,8 @@
 //! (`semantics/`, the same checks the `LocalBus` passes, with `bus` and `peer`
 //! on two connections), then what only a networked bus has: connecting to
 //! nothing, the server going away and coming back, a corrupt blob store,
-//! messages dropped to a slow consumer and counted.
+//! the record of blob uses as other NATS clients see it, messages dropped to
+//! a slow consumer and counted.
 //!
 //! Every test starts its own server (`grid_bus::testing`) and stops it. When
 //! `nats-server` is not installed, the tests fail, unless `GRID_SKIP_NATS` is
@@ -283,6 +284,41 @@ async fn a_corrupt_blob_is_an_error_not_data() {
             actual: BlobHash::of(b"something else"),
         })
     );
+}
+
+/// The record of uses is plain JetStream key-value data that any NATS client
+/// can read and write: the hex sha256 as the key, microseconds since the
+/// epoch as decimal text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_uses_are_decimal_microseconds_under_the_hex_hash() {
+    let Some(server) = NatsServer::start_or_skip() else {
+        return;
+    };
+    let bus = NatsBus::connect(&server.url()).await.unwrap();
+    let hash = BlobHash::of(b"used");
+    let before = grid_proto::Timestamp::now();
+    bus.touch_blob(&hash).await.unwrap();
+
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let uses = async_nats::jetstream::new(client)
+        .get_key_value(grid_bus::BLOB_USES_BUCKET)
+        .await
+        .unwrap();
+    let value = uses.get(hash.to_hex()).await.unwrap().expect("recorded");
+    let micros: u64 = std::str::from_utf8(&value).unwrap().parse().unwrap();
+    assert!(micros >= before.as_micros());
+
+    // Written by someone else: read back; what is not a use is ignored.
+    let other = BlobHash::of(b"used elsewhere");
+    uses.put(other.to_hex(), "1234".into()).await.unwrap();
+    uses.put(BlobHash::of(b"x").to_hex(), "yesterday".into())
+        .await
+        .unwrap();
+    uses.put("not-a-hash", "5678".into()).await.unwrap();
+    let read = bus.blob_uses().await.unwrap();
+    assert_eq!(read.len(), 2, "{read:?}");
+    assert_eq!(read[&hash].as_micros(), micros);
+    assert_eq!(read[&other], grid_proto::Timestamp(1234));
 }
 
 #[test]

@@ -2,8 +2,11 @@
 //!
 //! A [`Module`] is a wasm binary (`.wat` text is turned into binary first)
 //! identified by its sha256; the client uploads it to the cluster's blob
-//! store once, and tasks carry only the hash. A [`Function`] names an export
-//! of a module; it is what views apply and map.
+//! store once, and tasks carry only the hash. Uploading counts as a use of
+//! it, as does every task that runs it: the cluster's blob collector only
+//! deletes a module no one has used for a long while, and loading it again
+//! uploads it again. A [`Function`] names an export of a module; it is what
+//! views apply and map.
 
 use std::path::Path;
 

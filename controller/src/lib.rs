@@ -9,11 +9,13 @@
 //! and the time in, actions out), tested without a bus or a clock; the async
 //! shell (`service.rs`: [`start`], [`run`]) connects them to a [`grid_bus::Bus`].
 
+pub mod gc;
 mod hub;
 mod scheduler;
 mod service;
 pub mod store;
 
+pub use gc::{GcReport, collect_blobs, collectable};
 pub use grid_proto::{Scheme, UnknownScheme};
 pub use hub::{
     ControllerConfig, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_RECORDS,

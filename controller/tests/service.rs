@@ -4,6 +4,7 @@
 //! stopping, an abort that overtakes its task, and dropped messages reported
 //! (through a bus that pretends to drop).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use grid_bus::{Bus, BusError, LocalBus, Message, Subscription};
+use grid_bus::{BlobInfo, Bus, BusError, LocalBus, Message, Subscription};
 use grid_controller::{ControllerConfig, ControllerHandle, start};
 use grid_proto::{
     BlobHash, ClientId, ClusterEvent, Control, EngineId, EngineRef, EngineUuid, Heartbeat,
@@ -487,5 +488,39 @@ impl Bus for DroppingBus {
 
     fn release_blob(&self, hash: &BlobHash) {
         self.inner.release_blob(hash)
+    }
+
+    fn list_blobs<'a, 'f>(&'a self) -> BusFuture<'f, Vec<BlobInfo>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.inner.list_blobs()
+    }
+
+    fn delete_blob<'a, 'b, 'f>(&'a self, hash: &'b BlobHash) -> BusFuture<'f, bool>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        self.inner.delete_blob(hash)
+    }
+
+    fn touch_blob<'a, 'b, 'f>(&'a self, hash: &'b BlobHash) -> BusFuture<'f, ()>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        self.inner.touch_blob(hash)
+    }
+
+    fn blob_uses<'a, 'f>(&'a self) -> BusFuture<'f, HashMap<BlobHash, Timestamp>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.inner.blob_uses()
     }
 }

@@ -1,5 +1,6 @@
 //! How an operator configures an engine process: default limits, fuel
-//! metering, the on-disk cache of compiled modules, and pool sizes.
+//! metering, the on-disk cache of compiled modules, pool sizes, and how
+//! often it records in the blob store that it uses a module.
 //!
 //! Decisions recorded here: limits left at `None` mean "unlimited" except
 //! memory, which wasm32 caps at 4 GiB anyway; captured output defaults to
@@ -32,7 +33,17 @@ pub struct EngineConfig {
     /// granted read-only access to. Empty: no grants. A local cluster,
     /// whose operator is the client itself, allows `/`.
     pub allowed_dirs: Vec<PathBuf>,
+    /// The slots of this process record a use of a module in the blob
+    /// store at most this often ([`MODULE_USE_INTERVAL`] by default): when a
+    /// task needs it, and from the heartbeat while a task using it runs. The
+    /// blob collector's age limit must be far above it.
+    pub module_use_interval: Duration,
 }
+
+/// How often, at most, an engine process records a use of each module it
+/// uses (see [`EngineConfig::module_use_interval`]). On NATS a record is a
+/// JetStream write; a few per module and process each minute cost nothing.
+pub const MODULE_USE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The largest linear memory of a wasm32 module.
 pub const MAX_MEMORY: u64 = 4 << 30;
@@ -53,6 +64,7 @@ impl Default for EngineConfig {
             epoch_tick: Duration::from_millis(1),
             max_wasm_stack: 512 << 10,
             allowed_dirs: Vec::new(),
+            module_use_interval: MODULE_USE_INTERVAL,
         }
     }
 }
@@ -79,6 +91,12 @@ impl EngineConfig {
     /// Allows tasks to be granted read access to `dir` and what is under it.
     pub fn allow_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.allowed_dirs.push(dir.into());
+        self
+    }
+
+    /// Sets how often, at most, a use of a module is recorded.
+    pub fn module_use_interval(mut self, interval: Duration) -> Self {
+        self.module_use_interval = interval;
         self
     }
 

@@ -3,7 +3,8 @@
 //! A [`Runtime`] is what one engine process shares: the wasmtime engine
 //! (pooling allocator, epoch interruption, optional fuel metering) and its
 //! deterministic twin for reproducible tasks (`determinism.rs`), compiled
-//! modules cached in memory and on disk, and the epoch ticker. An [`Engine`]
+//! modules cached in memory and on disk, the epoch ticker, and the rate
+//! limit on records of module uses. An [`Engine`]
 //! is one sandbox slot made from it: it runs one [`Task`](grid_proto::Task)
 //! at a time in a fresh instance and returns a
 //! [`TaskResult`](grid_proto::TaskResult), owns a [`Namespace`], and can be
@@ -25,7 +26,8 @@
 //! [`EngineSlot`] puts an engine on the bus: it registers with the
 //! controller, takes work from `engine.<id>.task`, and publishes results,
 //! and the running task's output as it comes ([`LiveOutput`], on
-//! `iopub.<client>`).
+//! `iopub.<client>`); it records in the blob store that it uses its tasks'
+//! modules, so that the blob collector keeps them.
 //! The calling conventions are in `guest-sdk/ABI.md`. This crate does no
 //! scheduling: that is the controller's.
 
@@ -48,8 +50,9 @@ mod sandbox;
 mod service;
 mod store;
 mod ticker;
+mod uses;
 
-pub use config::{EngineConfig, MAX_MEMORY, cache_home};
+pub use config::{EngineConfig, MAX_MEMORY, MODULE_USE_INTERVAL, cache_home};
 pub use engine::Engine;
 pub use interrupt::Interrupter;
 pub use namespace::Namespace;

@@ -14,7 +14,9 @@
 //! cached artifact) and pre-links it once per flavor, so a task only pays
 //! for a fresh store and instance; the binary is kept so the other flavor
 //! can compile it when a task asks for it. Create engine slots with
-//! [`Runtime::engine`].
+//! [`Runtime::engine`]. The runtime also holds what rate-limits the slots'
+//! records of module uses in the blob store (`uses.rs`), which is per
+//! process too.
 //!
 //! The configuration hash in each result's fingerprint is a sha256 of what
 //! can change a result: the wasmtime version (read from Cargo.lock by
@@ -36,6 +38,7 @@ use crate::cache::{DiskCache, MemoryCache};
 use crate::config::{EngineConfig, MAX_MEMORY};
 use crate::store::TaskState;
 use crate::ticker::Ticker;
+use crate::uses::ModuleUses;
 use crate::{Engine, imports, poll};
 
 /// How much of a freed memory or table slot stays resident, when the kernel
@@ -188,6 +191,8 @@ pub struct Runtime {
     /// Module binaries loaded here, for the flavor that has not compiled them yet.
     binaries: MemoryCache<Vec<u8>>,
     pub(crate) ticker: Ticker,
+    /// When the slots last recorded a use of each module (see `uses.rs`).
+    pub(crate) module_uses: ModuleUses,
 }
 
 impl Runtime {
@@ -197,6 +202,7 @@ impl Runtime {
         let ticker = Ticker::start(config.epoch_tick)?;
         ticker.drive(&normal.engine);
         Ok(Arc::new(Runtime {
+            module_uses: ModuleUses::new(config.module_use_interval),
             config,
             normal,
             deterministic: OnceLock::new(),

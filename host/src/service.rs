@@ -17,9 +17,19 @@
 //! messages (applying aborts directly through the [`Interrupter`], since the
 //! worker is busy while a task runs) and heartbeats. Malformed messages are
 //! logged and skipped.
+//!
+//! So that the blob collector (`grid_controller::gc`) never takes the module
+//! of a task that runs, the slot records in the blob store that it uses a
+//! module ([`Bus::touch_blob`]) when a task needs it, loaded or not, and
+//! from each heartbeat while the task runs (the worker notes the running
+//! task's module in the [`Counters`] for that). The runtime lets one record
+//! per module and process through per
+//! [`module_use_interval`](crate::EngineConfig::module_use_interval)
+//! (`uses.rs`); each goes out in a task of its own, so neither the worker
+//! nor the shell waits for the store, and a failed record is only logged.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use grid_bus::{
@@ -28,10 +38,11 @@ use grid_bus::{
 };
 use grid_proto::{
     BlobHash, Claim, ClientId, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply,
-    HubRequest, MsgId, Outcome, PURE_QUEUE, Reply, Subjects, Submission, Task, TaskError,
-    TaskResult, Timestamp, Value, Work,
+    HubRequest, ModuleHash, MsgId, Outcome, PURE_QUEUE, Reply, Subjects, Submission, Task,
+    TaskError, TaskResult, Timestamp, Value, Work,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -92,7 +103,7 @@ impl EngineSlot {
             me: engine,
             bus: bus.clone(),
             subjects: subjects.clone(),
-            handle: tokio::runtime::Handle::current(),
+            handle: Handle::current(),
             counters: counters.clone(),
             live,
         }
@@ -105,6 +116,7 @@ impl EngineSlot {
             worker: events,
             interrupter,
             counters,
+            runtime,
         };
         shell.heartbeat().await?;
         let task = tokio::spawn(async move {
@@ -186,13 +198,49 @@ async fn register(
     }
 }
 
-/// Counters the worker keeps for heartbeats.
+/// What the worker keeps for the shell: counters for heartbeats, and the
+/// running task's module.
 #[derive(Default)]
 struct Counters {
     queued: AtomicU64,
     done: AtomicU64,
     /// Set by [`EngineSlot::kill`]: the worker publishes nothing more.
     killed: AtomicBool,
+    /// The module of the task running now, whose use the shell records.
+    running_module: Mutex<Option<ModuleHash>>,
+}
+
+impl Counters {
+    fn set_running_module(&self, module: Option<ModuleHash>) {
+        // A panic while holding the lock cannot leave an `Option` half-set.
+        *self
+            .running_module
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = module;
+    }
+
+    fn running_module(&self) -> Option<ModuleHash> {
+        *self
+            .running_module
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Records in the blob store that this process uses `module`, unless the
+/// runtime says one was recorded within its interval (`uses.rs`). In a task
+/// of its own on `handle`'s runtime: the caller never waits for the store,
+/// and a failure costs a debug line (the next record is an interval later).
+fn record_use(bus: &Arc<dyn Bus>, runtime: &Runtime, handle: &Handle, module: ModuleHash) {
+    if !runtime.module_uses.due(module, Instant::now()) {
+        return;
+    }
+    let bus = bus.clone();
+    handle.spawn(async move {
+        if let Err(error) = bus.touch_blob(&BlobHash(module.0)).await {
+            tracing::debug!(module = %module.short(), %error, "cannot record a use of a module");
+        }
+    });
 }
 
 /// The async side: control messages and heartbeats.
@@ -203,6 +251,7 @@ struct Shell {
     worker: mpsc::UnboundedSender<QueueEvent>,
     interrupter: Interrupter,
     counters: Arc<Counters>,
+    runtime: Arc<Runtime>,
 }
 
 impl Shell {
@@ -235,6 +284,9 @@ impl Shell {
                 }
                 _ = heartbeat.tick() => {
                     let _ = self.heartbeat().await;
+                    if let Some(module) = self.counters.running_module() {
+                        record_use(&self.bus, &self.runtime, &Handle::current(), module);
+                    }
                 }
             }
         }
@@ -264,7 +316,7 @@ struct Worker {
     me: EngineRef,
     bus: Arc<dyn Bus>,
     subjects: Subjects,
-    handle: tokio::runtime::Handle,
+    handle: Handle,
     counters: Arc<Counters>,
     live: Arc<Iopub>,
 }
@@ -483,9 +535,11 @@ impl Worker {
                     return namespace(Outcome::Err(e));
                 }
                 task.msg_id = sub.msg_id;
+                self.counters.set_running_module(Some(task.module));
                 self.live.begin(sub.msg_id, sub.client);
                 let result = self.engine.run(&task);
                 self.live.end();
+                self.counters.set_running_module(None);
                 result
             }
             Work::Push(values) => {
@@ -503,8 +557,15 @@ impl Worker {
         }
     }
 
-    /// Loads the task's module: from memory, the disk cache, or the blob store.
+    /// Loads the task's module and records that this process uses it.
     fn ensure_module(&self, task: &Task) -> Result<(), TaskError> {
+        self.load_module(task)?;
+        record_use(&self.bus, self.engine.runtime(), &self.handle, task.module);
+        Ok(())
+    }
+
+    /// Loads the task's module: from memory, the disk cache, or the blob store.
+    fn load_module(&self, task: &Task) -> Result<(), TaskError> {
         let runtime = self.engine.runtime();
         let deterministic = task.deterministic.is_some();
         if runtime.prepare(&task.module, deterministic) {

@@ -12,6 +12,7 @@
 //!   their heartbeats) leave no one waiting: the controller fails those
 //!   tasks as `lost` once the engine is idle without them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,12 +20,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use grid_bus::testing::NatsServer;
-use grid_bus::{Bus, BusError, Message, NatsBus, Subscription};
+use grid_bus::{BlobInfo, Bus, BusError, Message, NatsBus, Subscription};
 use grid_client::{Client, Value};
 use grid_controller::ControllerConfig;
 use grid_host::EngineConfig;
 use grid_local::LocalCluster;
-use grid_proto::{BlobHash, Subjects};
+use grid_proto::{BlobHash, Subjects, Timestamp};
 use grid_tests::{Backend, on_both_buses};
 
 const T: Option<Duration> = Some(Duration::from_secs(120));
@@ -170,6 +171,22 @@ impl Bus for LossyBus {
 
     fn release_blob(&self, hash: &BlobHash) {
         self.inner.release_blob(hash)
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<BlobInfo>, BusError> {
+        self.inner.list_blobs().await
+    }
+
+    async fn delete_blob(&self, hash: &BlobHash) -> Result<bool, BusError> {
+        self.inner.delete_blob(hash).await
+    }
+
+    async fn touch_blob(&self, hash: &BlobHash) -> Result<(), BusError> {
+        self.inner.touch_blob(hash).await
+    }
+
+    async fn blob_uses(&self) -> Result<HashMap<BlobHash, Timestamp>, BusError> {
+        self.inner.blob_uses().await
     }
 }
 

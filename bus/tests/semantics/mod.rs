@@ -9,7 +9,7 @@
 //! one publisher's messages in order to each subscriber, so anything
 //! published before the marker has been handed over by then.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_core::Stream;
 use grid_bus::{Bus, BusError, Message, Subscription, validate_subject};
-use grid_proto::BlobHash;
+use grid_proto::{BlobHash, Timestamp};
 
 /// Generous: only reached when a test is failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -421,6 +421,58 @@ pub async fn large_offered_blobs_round_trip(bus: Arc<dyn Bus>, peer: Arc<dyn Bus
     bus.release_blob(&hash);
 }
 
+/// The durable store is listed and pruned, and records when each blob was
+/// last used: what the blob collector works from.
+pub async fn stored_blobs_are_listed_used_and_deleted(bus: Arc<dyn Bus>, peer: Arc<dyn Bus>) {
+    assert_eq!(bus.list_blobs().await.unwrap(), vec![]);
+    assert_eq!(bus.blob_uses().await.unwrap(), HashMap::new());
+
+    let module = payload("a module, one day unused");
+    let before = Timestamp::now();
+    let hash = bus.put_blob(module.clone()).await.unwrap();
+    let listed = peer.list_blobs().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].hash, listed[0].size),
+        (hash, module.len() as u64)
+    );
+    assert!(before <= listed[0].stored && listed[0].stored <= Timestamp::now());
+
+    // A use recorded by one client is seen by the others.
+    let touched = Timestamp::now();
+    peer.touch_blob(&hash).await.unwrap();
+    let used = bus.blob_uses().await.unwrap()[&hash];
+    assert!(touched <= used && used <= Timestamp::now());
+    // Storing the same content again is a use.
+    let stored_again = Timestamp::now();
+    bus.put_blob(module.clone()).await.unwrap();
+    assert!(peer.blob_uses().await.unwrap()[&hash] >= stored_again);
+
+    // Offered blobs are not in the durable store.
+    let offered = bus.offer_blob(payload("offered")).await.unwrap();
+    assert_eq!(peer.list_blobs().await.unwrap().len(), 1);
+    bus.release_blob(&offered);
+
+    // Deleted: gone from the store, the listing and the uses.
+    assert!(peer.delete_blob(&hash).await.unwrap());
+    assert_eq!(bus.get_blob(&hash).await.unwrap(), None);
+    assert_eq!(bus.list_blobs().await.unwrap(), vec![]);
+    assert_eq!(bus.blob_uses().await.unwrap(), HashMap::new());
+    assert!(!peer.delete_blob(&hash).await.unwrap());
+    // And it can be stored again.
+    assert_eq!(bus.put_blob(module.clone()).await.unwrap(), hash);
+    assert_eq!(peer.get_blob(&hash).await.unwrap(), Some(module));
+    assert_eq!(peer.list_blobs().await.unwrap().len(), 1);
+
+    // A use of a hash that is not stored is recorded all the same (a bus
+    // cannot always tell), and deleting the hash forgets it.
+    let never_stored = BlobHash::of(b"never stored");
+    bus.touch_blob(&never_stored).await.unwrap();
+    assert!(peer.blob_uses().await.unwrap().contains_key(&never_stored));
+    assert!(!peer.delete_blob(&never_stored).await.unwrap());
+    assert_eq!(bus.blob_uses().await.unwrap(), HashMap::new());
+}
+
 /// Declares one test per check above. `$buses` is an async function that
 /// returns `Some((bus, peer, keep))`, `keep` living as long as the test, or
 /// `None` to skip. Needs `#[macro_use] mod semantics;`.
@@ -445,6 +497,7 @@ macro_rules! bus_semantics {
             large_blobs_round_trip,
             offered_blobs_live_until_released,
             large_offered_blobs_round_trip,
+            stored_blobs_are_listed_used_and_deleted,
         );
     };
     (@tests $buses:path; $($check:ident),* $(,)?) => {
