@@ -156,6 +156,10 @@ pub struct ControllerConfig {
     /// Bytes of completed tasks' results kept for queries
     /// ([`DEFAULT_MAX_RECORD_BYTES`]); the oldest are forgotten first.
     pub max_record_bytes: usize,
+    /// Blobs of the durable store (modules, persisted values) that nothing
+    /// has used for this long are collected, except the results of the
+    /// records kept (see `gc.rs`); `None`: never.
+    pub blob_max_age: Option<Duration>,
 }
 
 /// The default [`ControllerConfig::heartbeat_timeout`].
@@ -175,6 +179,7 @@ impl Default for ControllerConfig {
             heartbeat_timeout: Some(DEFAULT_HEARTBEAT_TIMEOUT),
             max_records: DEFAULT_MAX_RECORDS,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            blob_max_age: None,
         }
     }
 }
@@ -511,6 +516,16 @@ impl Hub {
             early_aborts: EarlyAborts::default(),
             unclaimed: VecDeque::new(),
         }
+    }
+
+    /// The blobs holding results of the records kept, which the blob
+    /// collector must not collect; `None` if the store cannot say (then
+    /// nothing is collected).
+    pub fn result_blobs(&mut self) -> Option<std::collections::HashSet<BlobHash>> {
+        self.store
+            .result_blobs()
+            .map_err(|e| tracing::warn!(error = %e, "the task store cannot list its result blobs"))
+            .ok()
     }
 
     /// The scheduler, for inspection.

@@ -27,7 +27,7 @@
 //! request, on [`ControllerHandle::stop`], or when its handle is dropped.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use grid_bus::{Bus, BusError, Message, Subscription, spawn_consumer};
@@ -128,6 +128,7 @@ pub async fn start_with_store(
             incarnation: uuid::Uuid::new_v4(),
             started: Timestamp::now(),
         },
+        blob_max_age: config.blob_max_age,
     };
     // Every load-balanced task goes through here twice: see the module docs.
     let bus = Arc::clone(&shell.bus);
@@ -211,6 +212,14 @@ struct Shell {
     drops_fed: u64,
     /// What the controller says every [`CONTROLLER_BEAT`] on `controller`.
     beat: ControllerBeat,
+    /// [`ControllerConfig::blob_max_age`].
+    blob_max_age: Option<Duration>,
+}
+
+/// How often the blob collector runs for blobs of `max_age`: a tenth of it,
+/// between a second and ten minutes.
+fn gc_period(max_age: Duration) -> Duration {
+    (max_age / 10).clamp(Duration::from_secs(1), Duration::from_secs(600))
 }
 
 impl Shell {
@@ -222,6 +231,13 @@ impl Shell {
         tracing::debug!("controller running");
         let mut beat = tokio::time::interval(CONTROLLER_BEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let max_age = self.blob_max_age;
+        let mut collect =
+            tokio::time::interval(max_age.map_or(Duration::from_secs(86_400), gc_period));
+        collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once: the first collection after one period.
+        collect.tick().await;
+        let mut collecting: Option<JoinHandle<()>> = None;
         loop {
             let deadline = self.hub.poll_timeout();
             let timer = async move {
@@ -245,6 +261,13 @@ impl Shell {
                 _ = beat.tick() => {
                     let subject = self.subjects.controller();
                     self.publish(&subject, &self.beat).await?;
+                    continue;
+                }
+                _ = collect.tick(), if max_age.is_some() => {
+                    let busy = collecting.as_ref().is_some_and(|c| !c.is_finished());
+                    if let (Some(max_age), false) = (max_age, busy) {
+                        collecting = self.collect_blobs(max_age);
+                    }
                     continue;
                 }
             };
@@ -399,6 +422,27 @@ impl Shell {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Collects the blobs nothing used for `max_age` (see `gc.rs`), in a
+    /// task of its own: listing a large store takes a while.
+    fn collect_blobs(&mut self, max_age: Duration) -> Option<JoinHandle<()>> {
+        let protected = self.hub.result_blobs()?;
+        let bus = Arc::clone(&self.bus);
+        Some(tokio::spawn(async move {
+            match crate::gc::collect_blobs(&*bus, &protected, max_age).await {
+                Ok(report) if report.collected + report.forgotten > 0 => {
+                    tracing::info!(
+                        collected = report.collected,
+                        bytes = report.bytes_freed,
+                        forgotten = report.forgotten,
+                        "collected blobs nothing used for {max_age:?}"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot collect blobs"),
+            }
+        }))
     }
 
     /// Publishes one message. Only a closed bus stops the controller; any

@@ -524,3 +524,45 @@ impl Bus for DroppingBus {
         self.inner.blob_uses()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_beats_and_collects_blobs_nothing_uses() {
+    let bus = Arc::new(LocalBus::new());
+    let subjects = Subjects::new("gc-test").unwrap();
+    let mut beats = bus.subscribe(&subjects.controller()).await.unwrap();
+    let config = ControllerConfig {
+        blob_max_age: Some(Duration::from_millis(500)),
+        ..ControllerConfig::default()
+    };
+    let controller = start(bus.clone(), subjects.clone(), config).await.unwrap();
+    let beat: grid_proto::ControllerBeat = next_as(&mut beats).await;
+    let again: grid_proto::ControllerBeat = next_as(&mut beats).await;
+    assert_eq!(beat.incarnation, again.incarnation);
+
+    let unused = bus
+        .put_blob(Bytes::from_static(b"nobody uses me"))
+        .await
+        .unwrap();
+    let kept = bus
+        .put_blob(Bytes::from_static(b"used all the time"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        bus.touch_blob(&kept).await.unwrap();
+        let stored: Vec<BlobHash> = bus
+            .list_blobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.hash)
+            .collect();
+        if !stored.contains(&unused) {
+            assert!(stored.contains(&kept), "a blob in use is kept");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never collected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    controller.stop().await.unwrap();
+}

@@ -45,6 +45,7 @@ mod namespace;
 mod output;
 mod poll;
 mod queue;
+mod replay;
 mod runtime;
 mod sandbox;
 mod service;

@@ -18,6 +18,13 @@
 //! worker is busy while a task runs) and heartbeats. Malformed messages are
 //! logged and skipped.
 //!
+//! The controller may die and come back. A slot need not register again:
+//! its heartbeats carry its id, uuid and host, and a controller that does
+//! not count it takes it back from them (see the hub). It watches the
+//! controller's beat (`controller`) for what it must do: publish again the
+//! results of the last moments, which no controller recorded while none
+//! ran (`replay.rs`).
+//!
 //! So that the blob collector (`grid_controller::gc`) never takes the module
 //! of a task that runs, the slot records in the blob store that it uses a
 //! module ([`Bus::touch_blob`]) when a task needs it, loaded or not, and
@@ -37,9 +44,9 @@ use grid_bus::{
     spin_block_on,
 };
 use grid_proto::{
-    BlobHash, Claim, ClientId, Control, EngineId, EngineRef, EngineUuid, Heartbeat, HubReply,
-    HubRequest, ModuleHash, MsgId, Outcome, PURE_QUEUE, Reply, Subjects, Submission, Task,
-    TaskError, TaskResult, Timestamp, Value, Work,
+    BlobHash, Claim, ClientId, Control, ControllerBeat, EngineId, EngineRef, EngineUuid, Heartbeat,
+    HubReply, HubRequest, ModuleHash, MsgId, Outcome, PURE_QUEUE, Reply, Subjects, Submission,
+    Task, TaskError, TaskResult, Timestamp, Value, Work,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::runtime::Handle;
@@ -48,6 +55,7 @@ use tokio::task::JoinHandle;
 
 use crate::iopub::Iopub;
 use crate::queue::{QueueAction, QueueEvent, TaskQueue};
+use crate::replay::{MARGIN, Recent};
 use crate::{Engine, Interrupter, Runtime};
 
 /// How often a slot says it is alive.
@@ -83,7 +91,7 @@ impl EngineSlot {
         register_timeout: Duration,
     ) -> Result<EngineSlot, ServiceError> {
         let uuid = EngineUuid::new();
-        let id = register(&*bus, &subjects, uuid, host, register_timeout).await?;
+        let id = register(&*bus, &subjects, uuid, host.clone(), register_timeout).await?;
         let engine = EngineRef { id, uuid };
         let tasks = bus.subscribe(&subjects.engine_task(id)).await?;
         // Tasks of a cluster whose scheme is pure; nothing comes here otherwise.
@@ -91,6 +99,8 @@ impl EngineSlot {
             .queue_subscribe(&subjects.sched_pure(), PURE_QUEUE)
             .await?;
         let control = bus.subscribe(&subjects.engine_control(id)).await?;
+        let beats = bus.subscribe(&subjects.controller()).await?;
+        let recent = Arc::new(Recent::default());
         let mut slot = runtime.engine_with(id, uuid);
         let live = Arc::new(Iopub::default());
         slot.set_live_output(Some(live.clone()));
@@ -106,6 +116,7 @@ impl EngineSlot {
             handle: Handle::current(),
             counters: counters.clone(),
             live,
+            recent: recent.clone(),
         }
         .spawn(tasks, pure, queue)?;
         let (counters_of_slot, interrupter_of_slot) = (counters.clone(), interrupter.clone());
@@ -113,14 +124,16 @@ impl EngineSlot {
             bus,
             subjects,
             engine,
+            host,
             worker: events,
             interrupter,
             counters,
             runtime,
+            recent,
         };
         shell.heartbeat().await?;
         let task = tokio::spawn(async move {
-            shell.serve(control).await;
+            shell.serve(control, beats).await;
             publisher.abort();
         });
         Ok(EngineSlot {
@@ -248,18 +261,31 @@ struct Shell {
     bus: Arc<dyn Bus>,
     subjects: Subjects,
     engine: EngineRef,
+    /// Said in every heartbeat, so that a controller that does not count
+    /// this engine (restarted, or declared it dead) takes it back whole.
+    host: String,
     worker: mpsc::UnboundedSender<QueueEvent>,
     interrupter: Interrupter,
     counters: Arc<Counters>,
     runtime: Arc<Runtime>,
+    /// What the worker published lately, for a controller that restarts.
+    recent: Arc<Recent>,
 }
 
 impl Shell {
-    async fn serve(self, mut control: Subscription) {
+    async fn serve(self, mut control: Subscription, mut beats: Subscription) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         heartbeat.tick().await;
+        let mut controller: Option<(uuid::Uuid, Instant)> = None;
         loop {
             tokio::select! {
+                msg = beats.next() => {
+                    let Some(msg) = msg else { return };
+                    match grid_proto::decode::<ControllerBeat>(&msg.payload) {
+                        Ok(beat) => self.controller_beat(&mut controller, beat.incarnation).await,
+                        Err(e) => tracing::warn!(error = %e, "skipping a malformed controller beat"),
+                    }
+                }
                 msg = control.next() => {
                     let Some(msg) = msg else { return };
                     match grid_proto::decode::<Control>(&msg.payload) {
@@ -292,6 +318,40 @@ impl Shell {
         }
     }
 
+    /// A beat of the controller: results published lately are dropped
+    /// while the same one beats, and published again for a new one (see
+    /// `replay.rs`).
+    async fn controller_beat(
+        &self,
+        last: &mut Option<(uuid::Uuid, Instant)>,
+        incarnation: uuid::Uuid,
+    ) {
+        let now = Instant::now();
+        match *last {
+            Some((known, heard)) if known != incarnation => {
+                let again = self
+                    .recent
+                    .since(heard.checked_sub(MARGIN).unwrap_or(heard));
+                tracing::info!(
+                    engine = %self.engine.id,
+                    results = again.len(),
+                    "the controller restarted: publishing the latest results again"
+                );
+                for (subject, payload) in again {
+                    if let Err(e) = self.bus.publish(&subject, payload).await {
+                        tracing::warn!(error = %e, "cannot publish a result again");
+                    }
+                }
+            }
+            _ => {
+                if let Some(t) = now.checked_sub(MARGIN) {
+                    self.recent.forget_before(t);
+                }
+            }
+        }
+        *last = Some((incarnation, now));
+    }
+
     async fn heartbeat(&self) -> Result<(), BusError> {
         let beat = Heartbeat {
             engine: self.engine,
@@ -299,7 +359,7 @@ impl Shell {
             queued: self.counters.queued.load(Ordering::Relaxed),
             done: self.counters.done.load(Ordering::Relaxed),
             dropped: self.bus.dropped_messages(),
-            host: String::new(),
+            host: self.host.clone(),
         };
         let bytes = grid_proto::encode(&beat).map_err(|e| BusError::Other(e.to_string()))?;
         self.bus
@@ -319,6 +379,8 @@ struct Worker {
     handle: Handle,
     counters: Arc<Counters>,
     live: Arc<Iopub>,
+    /// What it published lately, for a controller that restarts.
+    recent: Arc<Recent>,
 }
 
 /// What woke an idle worker.
@@ -503,7 +565,10 @@ impl Worker {
                 }
                 let bytes =
                     grid_proto::encode(&reply).map_err(|e| BusError::Other(e.to_string()))?;
-                self.publish(&subject, Bytes::from(bytes))
+                let bytes = Bytes::from(bytes);
+                self.publish(&subject, bytes.clone())?;
+                self.recent.note(&subject, &bytes);
+                Ok(())
             });
         if let Err(e) = published {
             tracing::warn!(engine = %self.me.id, error = %e, "cannot publish a result");

@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
@@ -19,6 +20,7 @@ use grid_controller::{
     Scheme, SqliteStore, TaskStore,
 };
 
+use crate::limits::parse_age;
 use crate::service::{self, ServiceArgs, StopSignals};
 
 const ABOUT: &str = "Run the controller of a cluster on a NATS server, in the foreground";
@@ -92,6 +94,21 @@ pub struct ControllerArgs {
     /// forgotten first
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_RECORD_BYTES)]
     pub max_record_bytes: usize,
+
+    /// Delete modules and stored values from the blob store once nothing
+    /// has used them for this long (a running task's module is in use;
+    /// results of the records kept are never deleted): 45s, 30m, 24h, 7d;
+    /// 0 never deletes
+    #[arg(long, value_name = "DUR", default_value = "7d", value_parser = parse_blob_age)]
+    pub blob_max_age: Duration,
+}
+
+/// `--blob-max-age`: a duration, or 0 for never.
+fn parse_blob_age(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_age(text)
 }
 
 pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
@@ -121,6 +138,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             },
             max_records: args.max_records,
             max_record_bytes: args.max_record_bytes,
+            blob_max_age: Some(args.blob_max_age).filter(|age| !age.is_zero()),
             ..ControllerConfig::default()
         };
         let store: Box<dyn TaskStore> = match &args.db {

@@ -27,7 +27,7 @@ use grid_client::{
 use crate::cluster::{self, ClusterArgs, ClusterName};
 use crate::cmd::map::{error_json, insert_outcome, task_json};
 use crate::failure::{FAILED, one_line, usage};
-use crate::limits::parse_seconds;
+use crate::limits::{parse_age, parse_seconds};
 use crate::output::{OutputArgs, Written, fingerprint_json, print_task_output, write_value};
 use crate::state::StateFile;
 
@@ -716,33 +716,6 @@ fn parse_query(text: &str) -> Result<Query, String> {
     Ok(Query {
         statuses: Some(statuses),
     })
-}
-
-/// Parses a DUR: a whole number and a unit, `s`, `m`, `h` or `d`.
-fn parse_age(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "`{text}` is not a duration: give a whole number and a unit, s, m, h or d \
-             (45s, 30m, 1h, 2d)"
-        )
-    };
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(bad)?;
-    let (number, unit) = trimmed.split_at(split);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
-    };
-    number
-        .checked_mul(seconds)
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
 }
 
 /// `--ids` needs a cluster that outlives the command: a usage error

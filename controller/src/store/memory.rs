@@ -8,9 +8,11 @@
 //! with the tasks in flight, not with the tasks seen. Nothing here touches
 //! a disk: a controller's restart forgets everything.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
-use grid_proto::{EngineInfo, EngineRef, MsgId, Purge, Reply, TaskFilter, TaskRecord, Timestamp};
+use grid_proto::{
+    BlobHash, EngineInfo, EngineRef, MsgId, Purge, Reply, TaskFilter, TaskRecord, Timestamp,
+};
 
 use super::{
     Heavy, NewTask, StoreError, StoreStats, TaskStore, page_limit, record_bytes, record_of_pending,
@@ -217,6 +219,14 @@ impl TaskStore for MemoryStore {
 
     fn unfinished(&mut self) -> Result<Vec<TaskRecord>, StoreError> {
         Ok(Vec::new())
+    }
+
+    fn result_blobs(&mut self) -> Result<HashSet<BlobHash>, StoreError> {
+        Ok(self
+            .entries
+            .values()
+            .filter_map(|e| e.done.as_ref()?.0.result.blob())
+            .collect())
     }
 
     fn keeps(&self) -> usize {

@@ -31,9 +31,11 @@
 mod memory;
 mod sqlite;
 
+use std::collections::HashSet;
+
 use grid_proto::{
-    ClientId, Dependency, EngineInfo, EngineRef, MsgId, Purge, RecordKey, Reply, TaskFilter,
-    TaskRecord, Timestamp,
+    BlobHash, ClientId, Dependency, EngineInfo, EngineRef, MsgId, Purge, RecordKey, Reply,
+    TaskFilter, TaskRecord, Timestamp,
 };
 
 pub use memory::MemoryStore;
@@ -108,6 +110,9 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
     fn engines(&mut self) -> Result<Vec<EngineInfo>, StoreError>;
     /// Tasks an earlier controller on this store left pending.
     fn unfinished(&mut self) -> Result<Vec<TaskRecord>, StoreError>;
+    /// The blobs that hold results of the records kept (never collected
+    /// while their record is).
+    fn result_blobs(&mut self) -> Result<HashSet<BlobHash>, StoreError>;
 
     /// How many completed records it keeps at least (`usize::MAX`: all of
     /// them); the hub remembers no more than that on its own.

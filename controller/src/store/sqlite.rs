@@ -87,7 +87,7 @@
 //! WHERE status = 'error' GROUP BY 1"`. Times past `i64::MAX` microseconds
 //! (the year 294247) are stored as `i64::MAX`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,8 +97,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use grid_proto::{
-    ClientId, Dependency, EngineId, EngineInfo, EngineRef, EngineUuid, Fingerprint, MsgId, Purge,
-    RecordStatus, Reply, TaskFilter, TaskRecord, Timestamp,
+    BlobHash, ClientId, Dependency, EngineId, EngineInfo, EngineRef, EngineUuid, Fingerprint,
+    MsgId, Purge, RecordStatus, Reply, TaskFilter, TaskRecord, Timestamp,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -385,6 +385,10 @@ impl TaskStore for SqliteStore {
 
     fn unfinished(&mut self) -> Result<Vec<TaskRecord>, StoreError> {
         self.ask(Db::unfinished)
+    }
+
+    fn result_blobs(&mut self) -> Result<HashSet<BlobHash>, StoreError> {
+        self.ask(Db::result_blobs)
     }
 
     fn keeps(&self) -> usize {
@@ -842,6 +846,25 @@ impl Db {
             engines.push(info);
         }
         Ok(engines)
+    }
+
+    fn result_blobs(&self) -> Result<HashSet<BlobHash>, StoreError> {
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT result_blob FROM tasks WHERE result_blob IS NOT NULL")
+            .map_err(|e| self.fail(e))?;
+        let mut rows = select.query([]).map_err(|e| self.fail(e))?;
+        let mut blobs = HashSet::new();
+        while let Some(row) = rows.next().map_err(|e| self.fail(e))? {
+            let hex: String = row.get(0).map_err(|e| self.fail(e))?;
+            match hex.parse::<BlobHash>() {
+                Ok(hash) => {
+                    blobs.insert(hash);
+                }
+                Err(e) => tracing::warn!(blob = %hex, error = %e, "a malformed result_blob"),
+            }
+        }
+        Ok(blobs)
     }
 
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
