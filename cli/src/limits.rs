@@ -95,6 +95,33 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Parses a DUR: a whole number and a unit, `s`, `m`, `h` or `d`.
+pub fn parse_age(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "`{text}` is not a duration: give a whole number and a unit, s, m, h or d \
+             (45s, 30m, 1h, 2d)"
+        )
+    };
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(bad)?;
+    let (number, unit) = trimmed.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,31 +190,4 @@ mod tests {
         assert_eq!(parse_seconds(&text[1]), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_size(&text[3]), Ok(64 << 20));
     }
-}
-
-/// Parses a DUR: a whole number and a unit, `s`, `m`, `h` or `d`.
-pub fn parse_age(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "`{text}` is not a duration: give a whole number and a unit, s, m, h or d \
-             (45s, 30m, 1h, 2d)"
-        )
-    };
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(bad)?;
-    let (number, unit) = trimmed.split_at(split);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
-    };
-    number
-        .checked_mul(seconds)
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
 }

@@ -5,7 +5,8 @@
 //! the same `--db` takes over (the map finishes with every value right, the
 //! engines keep their ids, every result recorded before the crash is still
 //! there, and the others are recorded too, those published while no
-//! controller ran included).
+//! controller ran included); an engine declared dead after an outage
+//! (SIGSTOP past the heartbeat timeout) comes back by itself under its id.
 //!
 //! Each test has its own nats-server, directories and processes, killed by
 //! a guard even when the test fails. Conditions are polled, with deadlines
@@ -242,4 +243,62 @@ fn a_controller_restarted_on_its_db_takes_over_a_running_map() {
     )
     .ok();
     assert_eq!(run.lines().len(), 50);
+}
+
+#[test]
+fn an_engine_declared_dead_after_an_outage_comes_back_by_itself() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let Some(server) = NatsServer::start_or_skip() else {
+        return;
+    };
+    let mut scene = Scene::new(&server);
+    scene.controller(None);
+    let url = scene.url.clone();
+    scene.spawn("engine", &["engine", "--url", &url, "-n", "1"]);
+    let watcher = client(&url);
+    let before = common::wait_for("one engine", UP, || {
+        Some(watcher.engines().ok()?).filter(|e| e.len() == 1)
+    });
+    // An outage: the engine process stops answering for longer than the
+    // controller's heartbeat timeout (3 s), then carries on.
+    let (_, engine) = scene
+        .children
+        .iter()
+        .find(|(name, _)| name == "engine")
+        .expect("the engine runs");
+    let pid = Pid::from_raw(engine.id() as i32);
+    kill(pid, Signal::SIGSTOP).expect("stop the engine");
+    common::wait_for("the engine declared dead", UP, || {
+        watcher.engines().ok()?.is_empty().then_some(())
+    });
+    kill(pid, Signal::SIGCONT).expect("continue the engine");
+    let after = common::wait_for("the engine back", UP, || {
+        Some(watcher.engines().ok()?).filter(|e| e.len() == 1)
+    });
+    assert_eq!(after, before, "same id, uuid and host");
+    let run = common::run(
+        common::grid_command(
+            &[
+                "map",
+                "--url",
+                &url,
+                &square_wat(),
+                "square",
+                "--range",
+                "0..20",
+            ],
+            &scene.cache(),
+        ),
+        None,
+    )
+    .ok();
+    assert_eq!(run.lines().len(), 20);
+}
+
+fn square_wat() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/guests/wat/square.wat")
+        .display()
+        .to_string()
 }

@@ -28,7 +28,7 @@ use grid_proto::{
 use tokio::sync::mpsc;
 
 use crate::error::Error;
-use crate::inflight::{Finished, InFlight, Outgoing, unknown_task};
+use crate::inflight::{Finished, InFlight, Outgoing};
 use crate::module::{self, Module};
 use crate::output::{OutputChunk, OutputHandler};
 use crate::result::{AsyncResult, ResultSet, TaskInfo, Wait};
@@ -672,17 +672,19 @@ impl Client {
     /// `get_result` and its `AsyncHubResult`): an [`AsyncResult`] with one
     /// task per id, in order, done at once for those the controller has
     /// recorded, later for those still running. An id the controller does
-    /// not know (never submitted, or purged) fails as `lost`, naming why.
+    /// not know (never submitted, or purged) fails as `lost`, naming why,
+    /// once the watchdog has asked again ([`QUIET`](crate::QUIET) later: a
+    /// task submitted a moment ago may not have reached the controller yet).
     /// A chunk of a map (one id, several items) has its items as one array.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), grid_client::Error> {
     /// # let client = grid_client::Client::local(2)?;
     /// # let f = client.load_module("examples/guests/wat/square.wat")?.func("square");
-    /// let ids = client.load_balanced_view().apply_async(&f, [3.into()])?.msg_ids();
+    /// let ids = client.load_balanced_view().apply_async(&f, [3])?.msg_ids();
     /// // Later, from any client of the cluster:
     /// let again = client.get_result(ids)?;
-    /// assert_eq!(again.get(None)?, grid_client::Value::Array(vec![9.into()]));
+    /// assert_eq!(again.get(None)?, grid_client::Value::Array(vec![grid_client::Value::from(9)]));
     /// # Ok(()) }
     /// ```
     pub fn get_result(&self, msg_ids: Vec<MsgId>) -> Result<AsyncResult, Error> {
@@ -719,13 +721,11 @@ impl Client {
             msg_ids: new.clone(),
         };
         let watched = match hub_request(&*self.inner.bus, &self.inner.subjects, request).await {
-            Ok(HubReply::ResultStatus {
-                completed, unknown, ..
-            }) => Ok((completed, unknown)),
+            Ok(HubReply::ResultStatus { completed, .. }) => Ok(completed),
             Ok(other) => Err(unexpected(other)),
             Err(e) => Err(e),
         };
-        let (completed, unknown) = match watched {
+        let completed = match watched {
             Ok(answer) => answer,
             Err(e) => {
                 for msg_id in new {
@@ -736,11 +736,9 @@ impl Client {
                 return Err(e);
             }
         };
-        for msg_id in unknown {
-            self.inner
-                .inflight
-                .fail(msg_id, TaskError::Lost(unknown_task(msg_id)));
-        }
+        // The unknown ones stay watched: their submission may still be on
+        // its way (the hub watches them for a while; the watchdog gives up
+        // on them if they stay unknown).
         for reply in self.fetch_all(completed).await? {
             deliver(&*self.inner.bus, &self.inner.inflight, reply).await;
         }

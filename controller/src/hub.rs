@@ -42,7 +42,9 @@
 //! - `Watch` is ipyparallel's `AsyncHubResult`: a client asks for tasks
 //!   another client submitted; the hub answers which are done (fetched
 //!   with `GetResult`) and sends it a copy of each pending one's result
-//!   when it comes ([`HubAction::Forward`]).
+//!   when it comes ([`HubAction::Forward`]). Unknown ones are watched too
+//!   (a watch can overtake a submission), at most [`UNKNOWN_WATCHED`] of
+//!   them; the client gives up on one that stays unknown.
 //! - A controller that restarts on the same store (SQLite) takes over
 //!   ([`Hub::with_store`]): engines keep their ids (they are in the store),
 //!   tasks that were on an engine stay its own (they fail if it does not
@@ -276,6 +278,9 @@ pub struct Hub {
     recent: RecentDone,
     /// Clients watching tasks they did not submit (`hub.watch`), by task.
     watchers: HashMap<MsgId, Vec<ClientId>>,
+    /// Tasks watched before the hub knew them, oldest first (see
+    /// [`UNKNOWN_WATCHED`]).
+    unknown_watched: VecDeque<MsgId>,
     /// Tasks a previous controller on this store left waiting in its
     /// scheduler, whose work is lost: they fail at `orphans_expire` unless
     /// their clients send them again (see the module docs).
@@ -376,6 +381,11 @@ enum TaskState {
     /// Sent to this engine.
     Assigned(EngineId),
 }
+
+/// Tasks watched while unknown (a watch can overtake the submission it
+/// names) that the hub remembers at most; past it, the oldest are forgotten
+/// (their watchers ask again).
+pub const UNKNOWN_WATCHED: usize = 65_536;
 
 /// Bytes of results in one `get_result` answer at most (NATS's default
 /// message limit is 1 MiB); a client asks again for the rest.
@@ -510,6 +520,7 @@ impl Hub {
             recent: RecentDone::new(RECENT_DONE.min(store.keeps()).max(1)),
             store,
             watchers: HashMap::new(),
+            unknown_watched: VecDeque::new(),
             orphans: HashMap::new(),
             orphans_expire: None,
             bus_dropped: 0,
@@ -1005,11 +1016,24 @@ impl Hub {
             }
             HubRequest::Watch { client, msg_ids } => {
                 let reply = self.result_status(msg_ids, true);
-                if let HubReply::ResultStatus { pending, .. } = &reply {
-                    for msg_id in pending {
+                if let HubReply::ResultStatus {
+                    pending, unknown, ..
+                } = &reply
+                {
+                    for msg_id in pending.iter().chain(unknown) {
                         let watchers = self.watchers.entry(*msg_id).or_default();
                         if !watchers.contains(&client) {
                             watchers.push(client);
+                        }
+                    }
+                    // An unknown task may be on its way: watched too, the
+                    // oldest of them forgotten past a bound.
+                    self.unknown_watched.extend(unknown.iter().copied());
+                    while self.unknown_watched.len() > UNKNOWN_WATCHED {
+                        if let Some(old) = self.unknown_watched.pop_front()
+                            && !self.tasks.contains_key(&old)
+                        {
+                            self.watchers.remove(&old);
                         }
                     }
                 }

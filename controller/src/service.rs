@@ -216,6 +216,51 @@ struct Shell {
     blob_max_age: Option<Duration>,
 }
 
+/// What the controller does on its own schedule.
+enum Periodic {
+    /// Say it is alive, on `controller`.
+    Beat,
+    /// Collect blobs nothing uses.
+    Collect,
+}
+
+/// A task on the runtime that says when to beat and collect. Its timers
+/// live there, not in the controller's loop, which may run on a thread of
+/// its own (the in-process bus) and outlive the runtime's timers at
+/// shutdown: polling a timer then would panic, a closed channel does not.
+fn periodic(max_age: Option<Duration>) -> tokio::sync::mpsc::Receiver<Periodic> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut beat = tokio::time::interval(CONTROLLER_BEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut collect =
+            tokio::time::interval(max_age.map_or(Duration::from_secs(86_400), gc_period));
+        collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once: the first collection after one period.
+        collect.tick().await;
+        loop {
+            let due = tokio::select! {
+                _ = beat.tick() => Periodic::Beat,
+                _ = collect.tick(), if max_age.is_some() => Periodic::Collect,
+            };
+            if tx.send(due).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next periodic duty; `None` once its task is gone; never without one.
+async fn next_due(
+    periodic: &mut Option<tokio::sync::mpsc::Receiver<Periodic>>,
+) -> Option<Periodic> {
+    match periodic {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How often the blob collector runs for blobs of `max_age`: a tenth of it,
 /// between a second and ten minutes.
 fn gc_period(max_age: Duration) -> Duration {
@@ -229,14 +274,8 @@ impl Shell {
         mut stop: oneshot::Receiver<()>,
     ) -> Result<(), ControllerError> {
         tracing::debug!("controller running");
-        let mut beat = tokio::time::interval(CONTROLLER_BEAT);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_age = self.blob_max_age;
-        let mut collect =
-            tokio::time::interval(max_age.map_or(Duration::from_secs(86_400), gc_period));
-        collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is at once: the first collection after one period.
-        collect.tick().await;
+        let mut periodic = Some(periodic(max_age));
         let mut collecting: Option<JoinHandle<()>> = None;
         loop {
             let deadline = self.hub.poll_timeout();
@@ -258,15 +297,20 @@ impl Shell {
                 m = subs.claims.next() => Input::Claim(m.ok_or(ControllerError::BusClosed)?),
                 m = subs.heartbeats.next() => Input::Heartbeat(m.ok_or(ControllerError::BusClosed)?),
                 () = timer => Input::Tick,
-                _ = beat.tick() => {
-                    let subject = self.subjects.controller();
-                    self.publish(&subject, &self.beat).await?;
-                    continue;
-                }
-                _ = collect.tick(), if max_age.is_some() => {
-                    let busy = collecting.as_ref().is_some_and(|c| !c.is_finished());
-                    if let (Some(max_age), false) = (max_age, busy) {
-                        collecting = self.collect_blobs(max_age);
+                due = next_due(&mut periodic) => {
+                    match due {
+                        Some(Periodic::Beat) => {
+                            let subject = self.subjects.controller();
+                            self.publish(&subject, &self.beat).await?;
+                        }
+                        Some(Periodic::Collect) => {
+                            let busy = collecting.as_ref().is_some_and(|c| !c.is_finished());
+                            if let (Some(max_age), false) = (max_age, busy) {
+                                collecting = self.collect_blobs(max_age);
+                            }
+                        }
+                        // The runtime is shutting down: no more beats.
+                        None => periodic = None,
                     }
                     continue;
                 }

@@ -19,6 +19,9 @@ use super::{
     record_of_reply, refuse_pending,
 };
 
+/// Completed records the table makes room for up front, at most.
+const MAX_ROOM: usize = 32_768;
+
 /// What a completed record costs beyond its result's bytes, roughly.
 const RECORD_OVERHEAD: usize = 256;
 
@@ -32,7 +35,8 @@ struct Entry {
 /// The task store in memory. See the module docs.
 #[derive(Debug)]
 pub struct MemoryStore {
-    entries: HashMap<MsgId, Entry>,
+    /// Boxed, so that the table is small and sized once (see `new`).
+    entries: HashMap<MsgId, Box<Entry>>,
     /// Completed tasks, oldest first; ids no longer completed (purged) are
     /// skipped when they come up.
     done_order: VecDeque<MsgId>,
@@ -45,8 +49,13 @@ impl MemoryStore {
     /// Keeps at most `max_records` completed records and `max_bytes` of
     /// their results.
     pub fn new(max_records: usize, max_bytes: usize) -> MemoryStore {
+        // Room for the bound and as many pending tasks up front: the table
+        // then does not grow (doubling its memory at once) as the store
+        // fills, so a controller's memory is the same after 10,000 tasks
+        // as after a million.
+        let room = max_records.min(MAX_ROOM) * 2;
         MemoryStore {
-            entries: HashMap::new(),
+            entries: HashMap::with_capacity(room),
             done_order: VecDeque::new(),
             done_bytes: 0,
             max_records,
@@ -68,7 +77,7 @@ impl MemoryStore {
         let Some(Entry {
             done: Some((reply, _)),
             ..
-        }) = self.entries.get(msg_id)
+        }) = self.entries.get(msg_id).map(|e| &**e)
         else {
             return false;
         };
@@ -95,10 +104,12 @@ fn cost(reply: &Reply) -> usize {
 
 impl TaskStore for MemoryStore {
     fn submitted(&mut self, task: NewTask) {
-        self.entries.entry(task.msg_id).or_insert(Entry {
-            task,
-            attempts: 0,
-            done: None,
+        self.entries.entry(task.msg_id).or_insert_with(|| {
+            Box::new(Entry {
+                task,
+                attempts: 0,
+                done: None,
+            })
         });
     }
 
@@ -112,17 +123,19 @@ impl TaskStore for MemoryStore {
     }
 
     fn finished(&mut self, reply: &Reply, received: Timestamp) {
-        let entry = self.entries.entry(reply.msg_id).or_insert_with(|| Entry {
-            task: NewTask {
-                msg_id: reply.msg_id,
-                client: reply.client,
-                submitted: reply.submitted,
-                engine: reply.engine,
-                after: None,
-                follow: None,
-            },
-            attempts: reply.attempts,
-            done: None,
+        let entry = self.entries.entry(reply.msg_id).or_insert_with(|| {
+            Box::new(Entry {
+                task: NewTask {
+                    msg_id: reply.msg_id,
+                    client: reply.client,
+                    submitted: reply.submitted,
+                    engine: reply.engine,
+                    after: None,
+                    follow: None,
+                },
+                attempts: reply.attempts,
+                done: None,
+            })
         });
         if entry.done.is_some() {
             return;
@@ -152,8 +165,11 @@ impl TaskStore for MemoryStore {
         // Light records first (no heavy fields) to select and sort; the
         // page's records are then made with the heavy fields asked for.
         let mut selected: Vec<&Entry> = match &filter.msg_ids {
-            Some(ids) => ids.iter().filter_map(|id| self.entries.get(id)).collect(),
-            None => self.entries.values().collect(),
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| self.entries.get(id).map(|e| &**e))
+                .collect(),
+            None => self.entries.values().map(|e| &**e).collect(),
         };
         selected.retain(|e| filter.matches(&Self::record(e, Heavy::NONE)));
         selected.sort_unstable_by_key(|e| e.task.msg_id);

@@ -5,8 +5,13 @@
 //! on a bounded channel (a full channel blocks the caller: back-pressure,
 //! bounded memory); a writer thread of the store's own, the only owner of
 //! the connection, takes what is queued and applies it in one transaction
-//! per batch (a task submitted and finished within one batch is written
-//! once, whole). Queries travel the same channel and are answered by the same
+//! per batch. A submission is held in memory for up to a second ([`HOLD`])
+//! before it is written: when its result comes within it, as it does for
+//! most tasks, the record is written once, whole, rather than inserted and
+//! then rewritten with every index. A query writes everything held first.
+//! A crash loses what is held and what is queued, as it loses the last
+//! batch: the restarted hub then does not know those tasks, and their
+//! clients send them again (see the hub's docs). Queries travel the same channel and are answered by the same
 //! thread once it has committed the writes queued before them, so each
 //! sees every call made before it. The writer, not the hub, decodes
 //! results. It must never stop on a bad write: it logs it and goes on.
@@ -87,14 +92,14 @@
 //! WHERE status = 'error' GROUP BY 1"`. Times past `i64::MAX` microseconds
 //! (the year 294247) are stored as `i64::MAX`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grid_proto::{
     BlobHash, ClientId, Dependency, EngineId, EngineInfo, EngineRef, EngineUuid, Fingerprint,
@@ -411,18 +416,61 @@ impl TaskStore for SqliteStore {
 /// The writer thread: a batch at a time until the store is dropped.
 fn write_until_closed(db: Db, ops: Receiver<Op>, queued: &Queued) {
     let mut batch = Vec::with_capacity(BATCH_OPS);
-    // `recv` fails once the store dropped its sender and every op queued
-    // before was taken.
-    while let Ok(op) = ops.recv() {
-        batch.push(op);
-        batch.extend(ops.try_iter().take(BATCH_OPS - 1));
-        db.apply(batch.drain(..), queued);
+    let mut held = Held::default();
+    loop {
+        // Wake up for held submissions coming of age, else only for ops;
+        // either fails once the store dropped its sender and every op
+        // queued before was taken.
+        let op = match held.order.front() {
+            None => match ops.recv() {
+                Ok(op) => Some(op),
+                Err(_) => break,
+            },
+            Some((since, _)) => {
+                let wait = (*since + HOLD).saturating_duration_since(Instant::now());
+                match ops.recv_timeout(wait) {
+                    Ok(op) => Some(op),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
+        if let Some(op) = op {
+            batch.push(op);
+            batch.extend(ops.try_iter().take(BATCH_OPS - 1));
+        }
+        db.apply(batch.drain(..), &mut held, queued);
     }
+    // Closing: what is held goes to disk.
+    db.apply(std::iter::empty(), &mut held.everything(), queued);
 }
 
-/// Submissions held back within a batch, by task, with their task's latest
-/// assignment (see [`Db::write`]).
-type Held = HashMap<MsgId, (NewTask, Option<(EngineRef, u32)>)>;
+/// How long a submission is held back in memory, waiting for its result
+/// to be written with it (see [`Db::write`]).
+const HOLD: Duration = Duration::from_secs(1);
+
+/// Submissions held back, by task, with their task's latest assignment,
+/// and in the order they came (see [`Db::write`]).
+#[derive(Default)]
+struct Held {
+    tasks: HashMap<MsgId, (NewTask, Option<(EngineRef, u32)>)>,
+    /// Oldest first; ids written since are skipped when they come up.
+    order: VecDeque<(Instant, MsgId)>,
+    /// Write every one at the end of the batch, not only those held for
+    /// [`HOLD`] (a query comes, or the store closes).
+    all: bool,
+}
+
+impl Held {
+    /// Everything held, for a store that closes.
+    fn everything(&mut self) -> Held {
+        Held {
+            tasks: std::mem::take(&mut self.tasks),
+            order: std::mem::take(&mut self.order),
+            all: true,
+        }
+    }
+}
 
 /// Writes that failed in one batch, logged once for the batch.
 #[derive(Default)]
@@ -528,14 +576,17 @@ impl Db {
     }
 
     /// Applies a batch: its writes in one transaction, committed before
-    /// each query, which is then answered.
-    fn apply(&self, batch: impl Iterator<Item = Op>, queued: &Queued) {
+    /// each query (with every submission held), which is then answered;
+    /// at the end, the submissions held for [`HOLD`] are written.
+    fn apply(&self, batch: impl Iterator<Item = Op>, held: &mut Held, queued: &Queued) {
         let mut failures = Failures::default();
-        let mut held = Held::default();
         let mut open = false;
         for op in batch {
             if let Op::Ask(answer) = op {
-                self.release(&mut held, &mut failures);
+                if !held.tasks.is_empty() && !open {
+                    open = self.begin(&mut failures);
+                }
+                self.release(held, None, &mut failures);
                 if open {
                     self.commit(&mut failures);
                     open = false;
@@ -546,26 +597,54 @@ impl Db {
             queued.ops.fetch_sub(1, Ordering::Relaxed);
             queued.bytes.fetch_sub(op.bytes(), Ordering::Relaxed);
             if !open {
-                // Without a transaction the writes still go, one by one.
-                match self.conn.execute_batch("BEGIN") {
-                    Ok(()) => open = true,
-                    Err(e) => failures.note(e),
-                }
+                open = self.begin(&mut failures);
             }
-            if let Err(e) = self.write(op, &mut held) {
+            if let Err(e) = self.write(op, held) {
                 failures.note(e);
             }
         }
-        self.release(&mut held, &mut failures);
+        let due = (!held.all)
+            .then(|| Instant::now().checked_sub(HOLD))
+            .flatten();
+        let ripe = held.all
+            || held
+                .order
+                .front()
+                .is_some_and(|(t, _)| due.is_none_or(|d| *t <= d));
+        if ripe {
+            if !open {
+                open = self.begin(&mut failures);
+            }
+            self.release(held, if held.all { None } else { due }, &mut failures);
+        }
         if open {
             self.commit(&mut failures);
         }
         failures.log(&self.path);
     }
 
-    /// Writes the submissions held back (and their assignments).
-    fn release(&self, held: &mut Held, failures: &mut Failures) {
-        for (_, (task, assigned)) in held.drain() {
+    /// Begins a transaction; without one the writes still go, one by one.
+    fn begin(&self, failures: &mut Failures) -> bool {
+        match self.conn.execute_batch("BEGIN") {
+            Ok(()) => true,
+            Err(e) => {
+                failures.note(e);
+                false
+            }
+        }
+    }
+
+    /// Writes the submissions held back (and their assignments): those
+    /// held since `due` or before, or all of them.
+    fn release(&self, held: &mut Held, due: Option<Instant>, failures: &mut Failures) {
+        while let Some(&(since, msg_id)) = held.order.front() {
+            if due.is_some_and(|due| since > due) {
+                break;
+            }
+            held.order.pop_front();
+            let Some((task, assigned)) = held.tasks.remove(&msg_id) else {
+                continue;
+            };
             let written = self.submitted(&task).and_then(|()| match assigned {
                 Some((engine, attempts)) => self.assigned(task.msg_id, engine, attempts),
                 None => Ok(()),
@@ -597,14 +676,19 @@ impl Db {
     fn write(&self, op: Op, held: &mut Held) -> Result<(), StoreError> {
         match op {
             Op::Submitted(task) => {
-                held.entry(task.msg_id).or_insert((task, None));
+                if let std::collections::hash_map::Entry::Vacant(entry) =
+                    held.tasks.entry(task.msg_id)
+                {
+                    held.order.push_back((Instant::now(), task.msg_id));
+                    entry.insert((task, None));
+                }
                 Ok(())
             }
             Op::Assigned {
                 msg_id,
                 engine,
                 attempts,
-            } => match held.get_mut(&msg_id) {
+            } => match held.tasks.get_mut(&msg_id) {
                 Some((_, assigned)) => {
                     *assigned = Some((engine, attempts));
                     Ok(())
@@ -612,7 +696,7 @@ impl Db {
                 None => self.assigned(msg_id, engine, attempts),
             },
             Op::Finished { reply, received } => {
-                let submitted = held.remove(&reply.msg_id).map(|(task, _)| task);
+                let submitted = held.tasks.remove(&reply.msg_id).map(|(task, _)| task);
                 self.finished(&reply, received, submitted.as_ref())
             }
             Op::Engine { info, registered } => self.engine(&info, registered),

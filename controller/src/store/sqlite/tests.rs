@@ -495,6 +495,7 @@ fn a_batch_written_at_once_leaves_what_its_calls_one_by_one_do() {
         w.ids.truncate(24);
         let mut batch = Vec::new();
         let queued = Queued::default();
+        let mut held = Held::default();
         for _ in 0..200 {
             let op = match w.rng.u8(0..5) {
                 0..2 => Op::Submitted(w.new_task()),
@@ -523,10 +524,10 @@ fn a_batch_written_at_once_leaves_what_its_calls_one_by_one_do() {
             batch.push(op);
             // Some batches end halfway, as a query ends one.
             if w.rng.u8(0..50) == 0 {
-                db.apply(batch.drain(..), &queued);
+                db.apply(batch.drain(..), &mut held, &queued);
             }
         }
-        db.apply(batch.into_iter(), &queued);
+        db.apply(batch.into_iter(), &mut held.everything(), &queued);
         assert_eq!(queued.ops.load(Ordering::Relaxed), 0);
         assert_eq!(queued.bytes.load(Ordering::Relaxed), 0);
         drop(db);
