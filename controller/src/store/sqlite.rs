@@ -41,6 +41,7 @@
 //!     after       TEXT,
 //!     follow      TEXT,
 //!     fingerprint TEXT,
+//!     fuel        INTEGER,
 //!     attempts    INTEGER NOT NULL DEFAULT 0,
 //!     value       TEXT,
 //!     result_blob TEXT,
@@ -73,15 +74,17 @@
 //!   UTF-8, else BLOB.
 //! - `after`, `follow`: the dependency as JSON,
 //!   `{"msg_ids": [...], "all": true, "success": true, "failure": false}`.
-//! - `fingerprint`: JSON, `{"module", "args", "config", "output"}` as
-//!   sha256 hex and `"fuel_used"`, `"seed"` (numbers or null).
+//! - `fingerprint`: the fingerprint's digest (one sha256 over its fields,
+//!   hex: equal for equal work and run, see `Fingerprint::digest`); its
+//!   fields are in `reply` (db_query returns them). `fuel`: the fuel the
+//!   task consumed, on metering engines.
 //! - `attempts`: how many times the task was sent to an engine (0 when
 //!   not counted).
 //! - `value`: the value as JSON (bytes as an array of numbers, integers
 //!   past 64 bits as strings).
 //! - `result_blob`: the sha256 (hex) of a result held in the blob store;
 //!   the controller does not fetch it, so `started`, `error`, `stdout`,
-//!   `stderr`, `fingerprint` and `value` stay NULL and `completed` is
+//!   `stderr`, `fingerprint`, `fuel` and `value` stay NULL and `completed` is
 //!   `received`.
 //! - `reply`: the CBOR-encoded reply, what `get_result` answers. Records
 //!   are read back from it (the other columns are for people and SQL).
@@ -136,6 +139,7 @@ CREATE TABLE tasks (
     after       TEXT,
     follow      TEXT,
     fingerprint TEXT,
+    fuel        INTEGER,
     attempts    INTEGER NOT NULL DEFAULT 0,
     value       TEXT,
     result_blob TEXT,
@@ -179,17 +183,17 @@ WHERE msg_id = ?1 AND status IS NULL";
 /// result wins).
 const FINISHED: &str = "\
 INSERT INTO tasks (msg_id, client, submitted, started, completed, received, engine_id,
-    engine_uuid, status, error_kind, error, stdout, stderr, fingerprint, attempts, value,
-    result_blob, reply, after, follow)
+    engine_uuid, status, error_kind, error, stdout, stderr, fingerprint, fuel, attempts,
+    value, result_blob, reply, after, follow)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-    ?19, ?20)
+    ?19, ?20, ?21)
 ON CONFLICT (msg_id) DO UPDATE SET
     client = excluded.client, submitted = excluded.submitted, started = excluded.started,
     completed = excluded.completed, received = excluded.received,
     engine_id = excluded.engine_id, engine_uuid = excluded.engine_uuid,
     status = excluded.status, error_kind = excluded.error_kind, error = excluded.error,
     stdout = excluded.stdout, stderr = excluded.stderr, fingerprint = excluded.fingerprint,
-    attempts = excluded.attempts, value = excluded.value, result_blob = excluded.result_blob,
+    fuel = excluded.fuel, attempts = excluded.attempts, value = excluded.value, result_blob = excluded.result_blob,
     reply = excluded.reply
 WHERE tasks.status IS NULL";
 
@@ -786,7 +790,12 @@ impl Db {
                 record.error.as_ref().map(|e| e.summary()),
                 record.stdout.map(output),
                 record.stderr.map(output),
-                record.fingerprint.as_ref().map(fingerprint_json),
+                record.fingerprint.as_ref().map(Fingerprint::digest),
+                record
+                    .fingerprint
+                    .as_ref()
+                    .and_then(|f| f.fuel_used)
+                    .map(saturating_i64),
                 record.attempts,
                 record.value.map(|v| v.to_json().to_string()),
                 record.result_blob.map(|b| b.to_hex()),
@@ -1129,7 +1138,7 @@ impl Stored {
 
 /// A time as stored: microseconds, within SQLite's integers.
 fn micros(t: Timestamp) -> i64 {
-    i64::try_from(t.as_micros()).unwrap_or(i64::MAX)
+    saturating_i64(t.as_micros())
 }
 
 fn timestamp(micros: i64) -> Result<Timestamp, String> {
@@ -1164,16 +1173,9 @@ fn output(bytes: Vec<u8>) -> SqlValue {
     }
 }
 
-fn fingerprint_json(f: &Fingerprint) -> String {
-    serde_json::json!({
-        "module": f.module.to_hex(),
-        "args": f.args.to_hex(),
-        "config": f.config.to_hex(),
-        "output": f.output.to_hex(),
-        "fuel_used": f.fuel_used,
-        "seed": f.seed,
-    })
-    .to_string()
+/// An SQLite integer: past `i64::MAX`, `i64::MAX`.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
