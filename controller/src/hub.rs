@@ -411,9 +411,11 @@ struct RecentDone {
 
 impl RecentDone {
     fn new(capacity: usize) -> RecentDone {
+        // Sized once (as the store's table): memory does not step up as
+        // the hub fills it.
         RecentDone {
-            ended: HashMap::new(),
-            order: VecDeque::new(),
+            ended: HashMap::with_capacity(capacity + 1),
+            order: VecDeque::with_capacity(capacity + 1),
             capacity,
         }
     }

@@ -56,7 +56,7 @@ impl MemoryStore {
         let room = max_records.min(MAX_ROOM) * 2;
         MemoryStore {
             entries: HashMap::with_capacity(room),
-            done_order: VecDeque::new(),
+            done_order: VecDeque::with_capacity(max_records.min(MAX_ROOM) + 1),
             done_bytes: 0,
             max_records,
             max_bytes,
