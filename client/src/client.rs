@@ -75,6 +75,30 @@ pub(crate) async fn hub_request(
     }
 }
 
+/// The recorded replies of those of `msg_ids` that are done, asking as
+/// often as one answer's size bound (`RESULTS_BYTES` in the hub) needs.
+pub(crate) async fn fetch_replies(
+    bus: &dyn Bus,
+    subjects: &Subjects,
+    msg_ids: Vec<MsgId>,
+) -> Result<Vec<Reply>, Error> {
+    let mut left = msg_ids;
+    let mut replies = Vec::new();
+    while !left.is_empty() {
+        let request = HubRequest::GetResult {
+            msg_ids: left.clone(),
+        };
+        let got = results(hub_request(bus, subjects, request).await?)?;
+        if got.is_empty() {
+            break;
+        }
+        let done: std::collections::HashSet<MsgId> = got.iter().map(|r| r.msg_id).collect();
+        left.retain(|id| !done.contains(id));
+        replies.extend(got);
+    }
+    Ok(replies)
+}
+
 /// Asks the controller its scheme until it answers or the client stops. A
 /// controller that does not know the request (older than the `pure`
 /// scheme) schedules: it counts as `leastload`.
@@ -654,9 +678,11 @@ impl Client {
     }
 
     /// Which of `msg_ids` the controller has a result for, and which not
-    /// (pending, or never seen), as `(completed, pending)`.
+    /// (pending, or never seen), as `(completed, pending)` (ipyparallel's
+    /// `result_status`; [`task_status`](Self::task_status) tells the
+    /// pending from the unknown).
     pub fn result_status(&self, msg_ids: Vec<MsgId>) -> Result<(Vec<MsgId>, Vec<MsgId>), Error> {
-        result_status(self.hub_blocking(HubRequest::ResultStatus { msg_ids })?)
+        Ok(self.task_status(msg_ids)?.merged())
     }
 
     /// [`result_status`](Self::result_status), async.
@@ -664,7 +690,18 @@ impl Client {
         &self,
         msg_ids: Vec<MsgId>,
     ) -> Result<(Vec<MsgId>, Vec<MsgId>), Error> {
-        result_status(self.hub(HubRequest::ResultStatus { msg_ids }).await?)
+        Ok(self.task_status_async(msg_ids).await?.merged())
+    }
+
+    /// Where each of `msg_ids` stands at the controller: completed,
+    /// pending, or unknown (never seen: on its way, lost, or purged).
+    pub fn task_status(&self, msg_ids: Vec<MsgId>) -> Result<TaskStatus, Error> {
+        task_status(self.hub_blocking(HubRequest::ResultStatus { msg_ids })?)
+    }
+
+    /// [`task_status`](Self::task_status), async.
+    pub async fn task_status_async(&self, msg_ids: Vec<MsgId>) -> Result<TaskStatus, Error> {
+        task_status(self.hub(HubRequest::ResultStatus { msg_ids }).await?)
     }
 
     /// The results of tasks submitted by any client, this one or another,
@@ -753,21 +790,7 @@ impl Client {
     /// The recorded replies of those of `msg_ids` that are done, asking as
     /// often as one answer's size bound needs.
     async fn fetch_all(&self, msg_ids: Vec<MsgId>) -> Result<Vec<Reply>, Error> {
-        let mut left = msg_ids;
-        let mut replies = Vec::new();
-        while !left.is_empty() {
-            let request = HubRequest::GetResult {
-                msg_ids: left.clone(),
-            };
-            let got = results(hub_request(&*self.inner.bus, &self.inner.subjects, request).await?)?;
-            if got.is_empty() {
-                break;
-            }
-            let done: std::collections::HashSet<MsgId> = got.iter().map(|r| r.msg_id).collect();
-            left.retain(|id| !done.contains(id));
-            replies.extend(got);
-        }
-        Ok(replies)
+        fetch_replies(&*self.inner.bus, &self.inner.subjects, msg_ids).await
     }
 
     /// The replies the controller recorded for those of `msg_ids` that are
@@ -946,16 +969,36 @@ fn queue_status(reply: HubReply) -> Result<QueueStatus, Error> {
     }
 }
 
-fn result_status(reply: HubReply) -> Result<(Vec<MsgId>, Vec<MsgId>), Error> {
+/// Where tasks stand at the controller ([`Client::task_status`]), each id
+/// in one list, in the order asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskStatus {
+    pub completed: Vec<MsgId>,
+    pub pending: Vec<MsgId>,
+    /// Never seen by the controller: on their way, lost, or purged.
+    pub unknown: Vec<MsgId>,
+}
+
+impl TaskStatus {
+    /// `(completed, pending or unknown)`, as `result_status` says it.
+    fn merged(self) -> (Vec<MsgId>, Vec<MsgId>) {
+        let mut pending = self.pending;
+        pending.extend(self.unknown);
+        (self.completed, pending)
+    }
+}
+
+fn task_status(reply: HubReply) -> Result<TaskStatus, Error> {
     match reply {
         HubReply::ResultStatus {
             completed,
-            mut pending,
+            pending,
             unknown,
-        } => {
-            pending.extend(unknown);
-            Ok((completed, pending))
-        }
+        } => Ok(TaskStatus {
+            completed,
+            pending,
+            unknown,
+        }),
         other => Err(unexpected(other)),
     }
 }

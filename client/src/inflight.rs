@@ -468,15 +468,15 @@ impl InFlight {
                 })
                 .map(|(id, _)| *id)
                 .collect();
-            let unsent: Vec<MsgId> = s
-                .backlog
-                .iter()
-                .filter(|(_, outgoing)| match outgoing {
-                    Outgoing::Ready(to, _) | Outgoing::Spill(to, _) => to == subject,
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            s.backlog.retain(|(id, _)| !unsent.contains(id));
+            let mut unsent = Vec::new();
+            s.backlog.retain(|(id, outgoing)| {
+                let (Outgoing::Ready(to, _) | Outgoing::Spill(to, _)) = outgoing;
+                let through = to == subject;
+                if through {
+                    unsent.push(*id);
+                }
+                !through
+            });
             ids.into_iter().chain(unsent).collect()
         };
         for msg_id in ids {

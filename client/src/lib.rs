@@ -63,7 +63,7 @@ mod view;
 mod wait;
 mod watchdog;
 
-pub use client::Client;
+pub use client::{Client, TaskStatus};
 pub use command::Command;
 pub use connect::RECONNECT_GRACE;
 pub use error::{CompositeError, Error, RemoteError};

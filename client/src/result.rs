@@ -502,6 +502,18 @@ impl AsyncResult {
         }
     }
 
+    /// Every task's own result, in order, without failing as a whole (as
+    /// a map's `results`): the values as the tasks returned them.
+    pub fn results(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Result<Value, RemoteError>>, Error> {
+        if !self.wait(timeout) {
+            return Err(Error::Timeout(timeout.unwrap_or_default()));
+        }
+        Ok(self.set.all_items())
+    }
+
     /// The values by engine id (ipyparallel's `get_dict`), for results of a
     /// direct view, one task per engine.
     pub fn get_dict(&self, timeout: Option<Duration>) -> Result<BTreeMap<EngineId, Value>, Error> {

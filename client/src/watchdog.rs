@@ -24,7 +24,8 @@
 //! one small request a second, only while the client waits.
 //!
 //! The watchdog also watches the controller's beat (`controller`, every
-//! second). When none has come for the client's controller timeout
+//! second). When none has come for the client's controller timeout (since
+//! the last one, or since the client connected if none came yet)
 //! ([`DEFAULT_CONTROLLER_TIMEOUT`] unless set), the tasks only the
 //! controller can finish, those sent to its scheduler and those watched
 //! (`get_result`), fail as `lost`, naming the controller; direct and `pure`
@@ -39,9 +40,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grid_bus::Bus;
-use grid_proto::{ControllerBeat, HubReply, HubRequest, Subjects, TaskError};
+use grid_proto::{BeatWatch, ControllerBeat, HubReply, HubRequest, Subjects, TaskError};
 
-use crate::client::{deliver, hub_request};
+use crate::client::{deliver, fetch_replies, hub_request};
 use crate::inflight::InFlight;
 
 /// How long a client waits without any reply before asking about its tasks.
@@ -85,13 +86,19 @@ pub(crate) async fn watch(
             None
         }
     };
-    let mut controller = Liveness::default();
+    let mut controller = BeatWatch::new(Instant::now());
     loop {
         let restarted = tokio::select! {
             _ = tick.tick() => false,
             _ = stop.changed() => return,
             msg = next_beat(&mut beats) => match msg {
-                Some(msg) => controller.beat(&msg.payload),
+                Some(msg) => match grid_proto::decode::<ControllerBeat>(&msg.payload) {
+                    Ok(beat) => controller.heard(&beat, Instant::now()).is_some(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping a malformed controller beat");
+                        false
+                    }
+                },
                 None => {
                     beats = None;
                     false
@@ -169,33 +176,6 @@ async fn next_beat(beats: &mut Option<grid_bus::Subscription>) -> Option<grid_bu
     }
 }
 
-/// What the client knows of the controller's beat.
-#[derive(Default)]
-struct Liveness {
-    incarnation: Option<uuid::Uuid>,
-    last: Option<Instant>,
-}
-
-impl Liveness {
-    /// A beat came; `true` if from another incarnation than the last.
-    fn beat(&mut self, payload: &[u8]) -> bool {
-        let Ok(beat) = grid_proto::decode::<ControllerBeat>(payload) else {
-            tracing::warn!("skipping a malformed controller beat");
-            return false;
-        };
-        self.last = Some(Instant::now());
-        let before = self.incarnation.replace(beat.incarnation);
-        before.is_some_and(|b| b != beat.incarnation)
-    }
-
-    /// How long the controller has been silent, once that is `timeout` or
-    /// more (never before its first beat).
-    fn silent(&self, now: Instant, timeout: Duration) -> Option<Duration> {
-        let silent = now.saturating_duration_since(self.last?);
-        (silent >= timeout).then_some(silent)
-    }
-}
-
 /// Tells a restarted controller again which tasks this client watches.
 async fn watch_again(bus: &dyn Bus, subjects: &Subjects, inflight: &InFlight) {
     let msg_ids = inflight.watched();
@@ -225,13 +205,12 @@ async fn recover(
         tasks = msg_ids.len(),
         "results lost on the way: fetching them from the controller"
     );
-    match hub_request(bus, subjects, HubRequest::GetResult { msg_ids }).await {
-        Ok(HubReply::Results(replies)) => {
+    match fetch_replies(bus, subjects, msg_ids).await {
+        Ok(replies) => {
             for reply in replies {
                 deliver(bus, inflight, reply).await;
             }
         }
-        Ok(other) => tracing::warn!("unexpected answer to get_result: {other:?}"),
         Err(e) => tracing::warn!(error = %e, "cannot fetch lost results"),
     }
 }

@@ -471,16 +471,10 @@ impl Hub {
         let unfinished = store.unfinished()?;
         let mut hub = Hub::empty(config, store);
         for info in engines {
-            let Ok(index) = usize::try_from(info.id.0) else {
-                continue;
-            };
-            while hub.engines.len() <= index {
-                let id = EngineId(hub.engines.len() as u32);
-                hub.engines
-                    .push(EngineRecord::new(id, EngineUuid::nil(), String::new()));
-            }
             hub.by_uuid.insert(info.uuid, info.id);
-            hub.engines[index].info = info;
+            if let Some(record) = hub.slot(info.id) {
+                record.info = info;
+            }
         }
         for task in unfinished {
             let engine = task
@@ -869,44 +863,38 @@ impl Hub {
     /// left in its scheduler is unknown, so that its client sends it again,
     /// unless `orphans_pending`.
     fn result_status(&mut self, msg_ids: Vec<MsgId>, orphans_pending: bool) -> HubReply {
-        let (mut completed, mut pending, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
-        let mut ask = Vec::new();
-        for msg_id in &msg_ids {
-            if self.tasks.contains_key(msg_id) {
-                pending.push(*msg_id);
-            } else if self.orphans.contains_key(msg_id) {
-                if orphans_pending {
-                    pending.push(*msg_id);
-                } else {
-                    unknown.push(*msg_id);
-                }
-            } else {
-                ask.push(*msg_id);
-            }
-        }
-        if !ask.is_empty() {
-            let stored: HashMap<MsgId, bool> = self
-                .stored(
-                    TaskFilter::new().msg_id_in(ask.iter().copied()),
-                    Heavy::NONE,
-                )
+        // Those the hub does not hold, from the store: done or not.
+        let ask: Vec<MsgId> = msg_ids
+            .iter()
+            .filter(|id| !self.tasks.contains_key(id) && !self.orphans.contains_key(id))
+            .copied()
+            .collect();
+        let stored: HashMap<MsgId, bool> = if ask.is_empty() {
+            HashMap::new()
+        } else {
+            self.stored(TaskFilter::new().msg_id_in(ask), Heavy::NONE)
                 .into_iter()
                 .map(|r| (r.msg_id, r.status.is_some()))
-                .collect();
-            for msg_id in ask {
-                match stored.get(&msg_id) {
-                    Some(true) => completed.push(msg_id),
-                    // Pending in the store, not held here: a task this
-                    // controller never took over. Its fate is unknown.
-                    Some(false) | None => unknown.push(msg_id),
+                .collect()
+        };
+        let (mut completed, mut pending, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+        for msg_id in msg_ids {
+            let list = if self.tasks.contains_key(&msg_id) {
+                &mut pending
+            } else if self.orphans.contains_key(&msg_id) {
+                if orphans_pending {
+                    &mut pending
+                } else {
+                    &mut unknown
                 }
-            }
-        }
-        // In the order asked, within each list.
-        let order: HashMap<MsgId, usize> =
-            msg_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        for list in [&mut completed, &mut pending, &mut unknown] {
-            list.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
+            } else if stored.get(&msg_id) == Some(&true) {
+                &mut completed
+            } else {
+                // Never seen, or pending in the store but not held here: a
+                // task this controller never took over. Its fate is unknown.
+                &mut unknown
+            };
+            list.push(msg_id);
         }
         HubReply::ResultStatus {
             completed,
@@ -1149,16 +1137,9 @@ impl Hub {
         {
             return false;
         }
-        let Ok(index) = usize::try_from(engine.id.0) else {
+        let Some(record) = self.slot(engine.id) else {
             return false;
         };
-        while self.engines.len() <= index {
-            let id = EngineId(self.engines.len() as u32);
-            // A placeholder, so that ids stay indexes: never live.
-            self.engines
-                .push(EngineRecord::new(id, EngineUuid::nil(), String::new()));
-        }
-        let record = &mut self.engines[index];
         let placeholder = record.info.uuid.is_nil();
         if record.info.uuid != engine.uuid && !placeholder {
             return false;
@@ -1545,6 +1526,19 @@ impl Hub {
             tracing::warn!(%msg_id, "{why}");
             self.fail(msg_id, client, submitted, TaskError::Lost(why), out);
         }
+    }
+
+    /// The record of engine `id`, made (with placeholders below it, never
+    /// live, so that ids stay indexes) if there is none yet: for an engine
+    /// registered with an earlier controller.
+    fn slot(&mut self, id: EngineId) -> Option<&mut EngineRecord> {
+        let index = usize::try_from(id.0).ok()?;
+        while self.engines.len() <= index {
+            let id = EngineId(u32::try_from(self.engines.len()).ok()?);
+            self.engines
+                .push(EngineRecord::new(id, EngineUuid::nil(), String::new()));
+        }
+        self.engines.get_mut(index)
     }
 
     fn engine_ref(&self, id: EngineId) -> Option<EngineRef> {

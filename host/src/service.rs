@@ -44,9 +44,9 @@ use grid_bus::{
     spin_block_on,
 };
 use grid_proto::{
-    BlobHash, Claim, ClientId, Control, ControllerBeat, EngineId, EngineRef, EngineUuid, Heartbeat,
-    HubReply, HubRequest, ModuleHash, MsgId, Outcome, PURE_QUEUE, Reply, Subjects, Submission,
-    Task, TaskError, TaskResult, Timestamp, Value, Work,
+    BeatWatch, BlobHash, Claim, ClientId, Control, ControllerBeat, EngineId, EngineRef, EngineUuid,
+    Heartbeat, HubReply, HubRequest, ModuleHash, MsgId, Outcome, PURE_QUEUE, Reply, Subjects,
+    Submission, Task, TaskError, TaskResult, Timestamp, Value, Work,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::runtime::Handle;
@@ -276,13 +276,13 @@ impl Shell {
     async fn serve(self, mut control: Subscription, mut beats: Subscription) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         heartbeat.tick().await;
-        let mut controller: Option<(uuid::Uuid, Instant)> = None;
+        let mut controller = BeatWatch::new(Instant::now());
         loop {
             tokio::select! {
                 msg = beats.next() => {
                     let Some(msg) = msg else { return };
                     match grid_proto::decode::<ControllerBeat>(&msg.payload) {
-                        Ok(beat) => self.controller_beat(&mut controller, beat.incarnation).await,
+                        Ok(beat) => self.controller_beat(&mut controller, &beat).await,
                         Err(e) => tracing::warn!(error = %e, "skipping a malformed controller beat"),
                     }
                 }
@@ -321,14 +321,10 @@ impl Shell {
     /// A beat of the controller: results published lately are dropped
     /// while the same one beats, and published again for a new one (see
     /// `replay.rs`).
-    async fn controller_beat(
-        &self,
-        last: &mut Option<(uuid::Uuid, Instant)>,
-        incarnation: uuid::Uuid,
-    ) {
+    async fn controller_beat(&self, watch: &mut BeatWatch, beat: &ControllerBeat) {
         let now = Instant::now();
-        match *last {
-            Some((known, heard)) if known != incarnation => {
+        match watch.heard(beat, now) {
+            Some(heard) => {
                 let again = self
                     .recent
                     .since(heard.checked_sub(MARGIN).unwrap_or(heard));
@@ -343,13 +339,12 @@ impl Shell {
                     }
                 }
             }
-            _ => {
+            None => {
                 if let Some(t) = now.checked_sub(MARGIN) {
                     self.recent.forget_before(t);
                 }
             }
         }
-        *last = Some((incarnation, now));
     }
 
     async fn heartbeat(&self) -> Result<(), BusError> {

@@ -38,7 +38,7 @@ pub use subjects::{DEFAULT_CLUSTER, InvalidCluster, PURE_QUEUE, Subjects};
 pub use task::{Arg, Call, Deterministic, DirGrant, Limits, Task};
 pub use value::{FromJsonError, Value};
 pub use wire::{
-    CONTROLLER_BEAT, Claim, ClientId, ClusterEvent, Control, ControllerBeat, EngineInfo,
+    BeatWatch, CONTROLLER_BEAT, Claim, ClientId, ClusterEvent, Control, ControllerBeat, EngineInfo,
     EngineQueue, EngineRef, Heartbeat, HubReply, HubRequest, Iopub, QueueStatus, Reply, SchedFlags,
     Stream, Submission, Work,
 };

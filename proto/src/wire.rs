@@ -250,6 +250,50 @@ pub struct ControllerBeat {
 /// How often the controller beats on `controller`.
 pub const CONTROLLER_BEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// What a watcher of the controller's beat (a client, an engine) knows of
+/// it: the incarnation last heard, and when. Time is passed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BeatWatch {
+    incarnation: Option<uuid::Uuid>,
+    /// The last beat, or when the watch began: a controller never heard
+    /// is silent from then.
+    last: std::time::Instant,
+}
+
+impl BeatWatch {
+    /// Watching from `now`.
+    pub fn new(now: std::time::Instant) -> BeatWatch {
+        BeatWatch {
+            incarnation: None,
+            last: now,
+        }
+    }
+
+    /// A beat heard at `now`. When it comes from another incarnation than
+    /// the last one heard (the controller restarted), when that one was
+    /// last heard.
+    pub fn heard(
+        &mut self,
+        beat: &ControllerBeat,
+        now: std::time::Instant,
+    ) -> Option<std::time::Instant> {
+        let before = self.incarnation.replace(beat.incarnation);
+        let last = std::mem::replace(&mut self.last, now);
+        before.filter(|b| *b != beat.incarnation).map(|_| last)
+    }
+
+    /// How long the controller has been silent (since its last beat, or
+    /// the watch began), once that is `timeout` or more.
+    pub fn silent(
+        &self,
+        now: std::time::Instant,
+        timeout: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let silent = now.saturating_duration_since(self.last);
+        (silent >= timeout).then_some(silent)
+    }
+}
+
 /// What engines report about themselves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EngineInfo {
@@ -443,6 +487,27 @@ mod tests {
         running: u64,
         completed: u64,
         current: Option<MsgId>,
+    }
+
+    #[test]
+    fn a_beat_watch_tells_a_restart_and_a_silence() {
+        let start = std::time::Instant::now();
+        let at = |s: u64| start + std::time::Duration::from_secs(s);
+        let beat = |incarnation| ControllerBeat {
+            incarnation,
+            started: Timestamp(0),
+        };
+        let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let timeout = std::time::Duration::from_secs(5);
+        let never = BeatWatch::new(at(0));
+        assert_eq!(never.silent(at(5), timeout), Some(timeout), "never heard");
+        let mut watch = BeatWatch::new(at(0));
+        assert_eq!(watch.heard(&beat(first), at(0)), None);
+        assert_eq!(watch.heard(&beat(first), at(1)), None);
+        assert_eq!(watch.silent(at(5), timeout), None);
+        assert_eq!(watch.silent(at(7), timeout), Some(timeout + timeout / 5));
+        assert_eq!(watch.heard(&beat(second), at(9)), Some(at(1)), "restarted");
+        assert_eq!(watch.heard(&beat(second), at(10)), None);
     }
 
     #[test]

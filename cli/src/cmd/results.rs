@@ -11,7 +11,7 @@
 //! ids once the controller holds their tasks, so that the submitter may
 //! exit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use grid_client::{
-    AsyncResult, Client, ClientId, Dependency, EngineId, Error, HubReply, HubRequest, Metadata,
-    MsgId, Purge, RecordKey, RecordStatus, RemoteError, TaskFilter, TaskRecord, Timestamp, Value,
+    AsyncResult, Client, ClientId, Dependency, EngineId, Error, Metadata, MsgId, Purge, RecordKey,
+    RecordStatus, RemoteError, TaskFilter, TaskRecord, Timestamp, Value,
 };
 
 use crate::cluster::{self, ClusterArgs, ClusterName};
@@ -334,7 +334,7 @@ impl<W: Write> Printer<W> {
                 .map_err(|e| remote.failed(e))?;
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if result.wait(left) {
-                let outcomes = outcomes(&remote.client, &result).map_err(|e| remote.failed(e))?;
+                let outcomes = outcomes(&result).map_err(|e| remote.failed(e))?;
                 if self.tasks(&result.metadata(), outcomes)? == Written::ReaderGone {
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -352,7 +352,7 @@ impl<W: Write> Printer<W> {
                     .client
                     .get_result(batch[..done].to_vec())
                     .map_err(|e| remote.failed(e))?;
-                let outcomes = outcomes(&remote.client, &prefix).map_err(|e| remote.failed(e))?;
+                let outcomes = outcomes(&prefix).map_err(|e| remote.failed(e))?;
                 if self.tasks(&prefix.metadata(), outcomes)? == Written::ReaderGone {
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -408,42 +408,12 @@ impl<W: Write> Printer<W> {
     }
 }
 
-/// The value or failure of each task of `result`, which is done: its
-/// values when all succeeded; else its failures, and the values of the
-/// others asked again (`get` gives no values when some task failed).
-fn outcomes(client: &Client, result: &AsyncResult) -> Result<Vec<Outcome>, Error> {
-    let failures: HashMap<MsgId, Box<RemoteError>> = match result.get(Some(Duration::ZERO)) {
-        Ok(Value::Array(values)) => return Ok(values.into_iter().map(Ok).collect()),
-        Ok(other) => return Ok(vec![Ok(other)]),
-        Err(Error::Remote(e)) => HashMap::from([(e.msg_id, e)]),
-        Err(Error::Composite(c)) => c
-            .errors
-            .into_iter()
-            .map(|e| (e.msg_id, Box::new(e)))
-            .collect(),
-        Err(e) => return Err(e),
-    };
-    let ids = result.msg_ids();
-    let succeeded: Vec<MsgId> = ids
-        .iter()
-        .filter(|id| !failures.contains_key(id))
-        .copied()
-        .collect();
-    let values = if succeeded.is_empty() {
-        Vec::new()
-    } else {
-        match client.get_result(succeeded)?.get(Some(Duration::ZERO))? {
-            Value::Array(values) => values,
-            other => vec![other],
-        }
-    };
-    let mut values = values.into_iter();
-    Ok(ids
-        .iter()
-        .map(|id| match failures.get(id) {
-            Some(e) => Err(e.clone()),
-            None => Ok(values.next().unwrap_or(Value::Null)),
-        })
+/// The value or failure of each task of `result`, which is done.
+fn outcomes(result: &AsyncResult) -> Result<Vec<Outcome>, Error> {
+    Ok(result
+        .results(Some(Duration::ZERO))?
+        .into_iter()
+        .map(|r| r.map_err(Box::new))
         .collect())
 }
 
@@ -736,26 +706,16 @@ pub fn need_url(cluster: &ClusterArgs, option: &str) -> anyhow::Result<()> {
 /// in-flight window, or on the wire) and would be lost with it. Asks again,
 /// a little later each time, while some are still on their way.
 pub fn hand_over(client: &Client, ids: &[MsgId]) -> anyhow::Result<()> {
-    // `Client::result_status` counts tasks the controller has not seen as
-    // pending; the request itself tells them apart.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .context("cannot start a runtime")?;
     let mut out = io::stdout().lock();
     let mut reader = true;
     let mut known = 0;
     let mut pause = FIRST_PAUSE;
     while known < ids.len() {
         let asked = &ids[known..ids.len().min(known + KNOWN_BATCH)];
-        let request = HubRequest::ResultStatus {
-            msg_ids: asked.to_vec(),
-        };
-        let reply = runtime
-            .block_on(client.hub(request))
-            .context("cannot ask the controller whether it has the tasks")?;
-        let HubReply::ResultStatus { unknown, .. } = reply else {
-            bail!("the controller answered {reply:?} when asked about tasks");
-        };
+        let unknown = client
+            .task_status(asked.to_vec())
+            .context("cannot ask the controller whether it has the tasks")?
+            .unknown;
         let unknown: HashSet<MsgId> = unknown.into_iter().collect();
         let newly = asked.iter().take_while(|id| !unknown.contains(id)).count();
         if reader {

@@ -15,7 +15,7 @@ use grid_proto::{
 };
 
 use super::{
-    Heavy, NewTask, StoreError, StoreStats, TaskStore, page_limit, record_bytes, record_of_pending,
+    Heavy, NewTask, StoreError, TaskStore, page_limit, record_bytes, record_of_pending,
     record_of_reply, refuse_pending,
 };
 
@@ -125,14 +125,7 @@ impl TaskStore for MemoryStore {
     fn finished(&mut self, reply: &Reply, received: Timestamp) {
         let entry = self.entries.entry(reply.msg_id).or_insert_with(|| {
             Box::new(Entry {
-                task: NewTask {
-                    msg_id: reply.msg_id,
-                    client: reply.client,
-                    submitted: reply.submitted,
-                    engine: reply.engine,
-                    after: None,
-                    follow: None,
-                },
+                task: NewTask::of_reply(reply),
                 attempts: reply.attempts,
                 done: None,
             })
@@ -247,16 +240,5 @@ impl TaskStore for MemoryStore {
 
     fn keeps(&self) -> usize {
         self.max_records
-    }
-
-    fn flush(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    fn stats(&self) -> StoreStats {
-        StoreStats {
-            in_memory: self.entries.len(),
-            bytes_in_memory: self.done_bytes,
-        }
     }
 }

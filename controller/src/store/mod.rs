@@ -70,14 +70,19 @@ pub struct NewTask {
     pub follow: Option<Dependency>,
 }
 
-/// What a store holds, for `grid status` and the memory benchmark.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Records held in memory (pending ones, completed ones kept for
-    /// queries or not yet written).
-    pub in_memory: usize,
-    /// Bytes of results held in memory.
-    pub bytes_in_memory: usize,
+impl NewTask {
+    /// A task known from its result alone (its submission was missed, or
+    /// recorded by a controller that died): no dependencies.
+    pub(crate) fn of_reply(reply: &Reply) -> NewTask {
+        NewTask {
+            msg_id: reply.msg_id,
+            client: reply.client,
+            submitted: reply.submitted,
+            engine: reply.engine,
+            after: None,
+            follow: None,
+        }
+    }
 }
 
 /// A task store. See the module docs for the rules.
@@ -117,9 +122,6 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
     /// How many completed records it keeps at least (`usize::MAX`: all of
     /// them); the hub remembers no more than that on its own.
     fn keeps(&self) -> usize;
-    /// Writes what is not written yet, and waits until it is.
-    fn flush(&mut self) -> Result<(), StoreError>;
-    fn stats(&self) -> StoreStats;
 }
 
 /// Which heavy fields to put in a record.
@@ -185,37 +187,30 @@ pub(crate) fn refuse_pending(pending: &[MsgId]) -> Result<(), StoreError> {
     )))
 }
 
-/// A record of a finished task, from its reply: the fields the reply's
-/// result carries are decoded from it (when it is inline; a result held as
-/// a blob leaves them empty and names the blob).
+/// A record of a finished task, from its reply and its submission's
+/// dependencies (`meta`): the fields the reply's result carries are decoded
+/// from it (when it is inline; a result held as a blob leaves them empty
+/// and names the blob).
 pub(crate) fn record_of_reply(
     reply: &Reply,
     meta: Option<&NewTask>,
     received: Option<Timestamp>,
     heavy: Heavy,
 ) -> TaskRecord {
-    let mut record = TaskRecord {
-        msg_id: reply.msg_id,
-        client: reply.client,
-        submitted: reply.submitted,
-        started: None,
-        completed: None,
-        received,
-        engine: reply.engine,
-        status: Some(reply.status),
-        error: None,
-        stdout: None,
-        stderr: None,
+    let task = NewTask {
         after: meta.and_then(|m| m.after.clone()),
         follow: meta.and_then(|m| m.follow.clone()),
-        fingerprint: None,
-        attempts: reply.attempts,
-        value: None,
-        result_blob: reply.result.blob(),
+        ..NewTask::of_reply(reply)
     };
-    // A result held as a blob is not fetched: when the controller got it
-    // stands for when it completed.
-    record.completed = received;
+    let mut record = TaskRecord {
+        received,
+        // A result held as a blob is not fetched: when the controller got
+        // it stands for when it completed.
+        completed: received,
+        status: Some(reply.status),
+        result_blob: reply.result.blob(),
+        ..record_of_pending(&task, reply.attempts)
+    };
     if let Ok(result) = reply.result.decode() {
         record.started = Some(result.started);
         record.completed = Some(result.completed);

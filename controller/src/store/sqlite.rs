@@ -112,8 +112,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use super::{
-    Heavy, NewTask, PAGE_BYTES, StoreError, StoreStats, TaskStore, page_limit, record_bytes,
-    record_of_pending, record_of_reply, refuse_pending,
+    Heavy, NewTask, PAGE_BYTES, StoreError, TaskStore, page_limit, record_bytes, record_of_pending,
+    record_of_reply, refuse_pending,
 };
 
 /// The schema's version, in `PRAGMA user_version`.
@@ -218,7 +218,16 @@ pub struct SqliteStore {
     told_stopped: bool,
 }
 
-/// The writes waiting in the channel, for [`TaskStore::stats`].
+/// What an [`SqliteStore`] holds in memory, not written yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Writes queued for the writer.
+    pub in_memory: usize,
+    /// Bytes of the results among them.
+    pub bytes_in_memory: usize,
+}
+
+/// The writes waiting in the channel, for [`SqliteStore::stats`].
 #[derive(Debug, Default)]
 struct Queued {
     ops: AtomicUsize,
@@ -258,6 +267,19 @@ impl Op {
 }
 
 impl SqliteStore {
+    /// Writes what is not written yet, and waits until it is.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.ask(|_| Ok(()))
+    }
+
+    /// What it holds in memory, not written yet.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            in_memory: self.queued.ops.load(Ordering::Relaxed),
+            bytes_in_memory: self.queued.bytes.load(Ordering::Relaxed),
+        }
+    }
+
     /// Opens the store in `path`, creating the file and its schema if
     /// absent, and starts its writer thread.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -403,17 +425,6 @@ impl TaskStore for SqliteStore {
     fn keeps(&self) -> usize {
         // Everything, until purged.
         usize::MAX
-    }
-
-    fn flush(&mut self) -> Result<(), StoreError> {
-        self.ask(|_| Ok(()))
-    }
-
-    fn stats(&self) -> StoreStats {
-        StoreStats {
-            in_memory: self.queued.ops.load(Ordering::Relaxed),
-            bytes_in_memory: self.queued.bytes.load(Ordering::Relaxed),
-        }
     }
 }
 
@@ -1113,12 +1124,9 @@ impl Stored {
             let reply: Reply = grid_proto::decode(&bytes).map_err(|e| format!("its reply: {e}"))?;
             let received = self.received.map(timestamp).transpose()?;
             let meta = NewTask {
-                msg_id: reply.msg_id,
-                client: reply.client,
-                submitted: reply.submitted,
-                engine: reply.engine,
                 after,
                 follow,
+                ..NewTask::of_reply(&reply)
             };
             return Ok(record_of_reply(&reply, Some(&meta), received, heavy));
         }
