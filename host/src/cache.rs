@@ -1,7 +1,8 @@
 //! Compiled modules, in memory and on disk.
 //!
 //! A module is compiled at most once per engine process (the memory cache,
-//! keyed by the sha256 of its binary) and, when a cache directory is set, at
+//! keyed by the sha256 of its binary; slots that need the same module at once
+//! wait for the one loading it rather than compile or deserialize it too) and, when a cache directory is set, at
 //! most once per machine and engine configuration: the compiled artifact is
 //! written to `DIR/<compat>/<module-hash>.cwasm`, where `<compat>` hashes
 //! wasmtime's `precompile_compatibility_hash` (so an artifact compiled with
@@ -83,12 +84,15 @@ impl DiskCache {
 /// Modules compiled in this process, shared by all engine slots.
 pub(crate) struct MemoryCache<T> {
     entries: Mutex<HashMap<ModuleHash, Arc<T>>>,
+    /// One gate per module being loaded, held by the loader.
+    loading: Mutex<HashMap<ModuleHash, Arc<Mutex<()>>>>,
 }
 
 impl<T> Default for MemoryCache<T> {
     fn default() -> Self {
         MemoryCache {
             entries: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -106,7 +110,72 @@ impl<T> MemoryCache<T> {
             .clone()
     }
 
+    /// The entry of `hash`, made by `load` when there is none. One caller
+    /// loads a given hash at a time: the others wait for it and take its
+    /// entry (or, when it failed, try themselves).
+    pub(crate) fn get_or_load<E>(
+        &self,
+        hash: &ModuleHash,
+        load: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
+        if let Some(entry) = self.get(hash) {
+            return Ok(entry);
+        }
+        let gate = Arc::clone(unpoison(self.loading.lock()).entry(*hash).or_default());
+        let result = {
+            let _loader = unpoison(gate.lock());
+            match self.get(hash) {
+                Some(entry) => Ok(entry),
+                None => load().map(|value| self.insert(*hash, value)),
+            }
+        };
+        unpoison(self.loading.lock()).remove(hash);
+        result
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ModuleHash, Arc<T>>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        unpoison(self.entries.lock())
+    }
+}
+
+fn unpoison<G>(lock: std::sync::LockResult<G>) -> G {
+    lock.unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Barrier;
+
+    #[test]
+    fn threads_needing_one_module_load_it_once() {
+        let cache = MemoryCache::<usize>::default();
+        let hash = ModuleHash::of(b"module");
+        let loads = AtomicUsize::new(0);
+        let start = Barrier::new(4);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    start.wait();
+                    let entry = cache.get_or_load(&hash, || {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        Ok::<_, ()>(7)
+                    });
+                    assert_eq!(entry.map(|e| *e), Ok(7));
+                });
+            }
+        });
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_failed_load_leaves_the_next_caller_to_try() {
+        let cache = MemoryCache::<usize>::default();
+        let hash = ModuleHash::of(b"module");
+        assert_eq!(cache.get_or_load(&hash, || Err("no")), Err("no"));
+        assert_eq!(cache.get_or_load(&hash, || Ok::<_, &str>(3)).map(|e| *e), Ok(3));
+        assert!(cache.loading.lock().unwrap().is_empty());
     }
 }

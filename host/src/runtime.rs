@@ -119,29 +119,37 @@ impl Flavor {
 
     /// Compiles `binary` (or loads its cached artifact) and links it.
     fn compile(&self, hash: ModuleHash, binary: &[u8]) -> Result<Arc<LoadedModule>, TaskError> {
-        if let Some(m) = self.cached(&hash) {
-            return Ok(m);
-        }
-        let module = Module::new(&self.engine, binary).map_err(|e| TaskError::ModuleInvalid {
-            reason: format!("{e:#}"),
-        })?;
-        let loaded = self.link(hash, &module)?;
-        if let Some(disk) = &self.disk {
-            disk.store(&hash, &module);
-        }
-        Ok(loaded)
+        self.modules.get_or_load(&hash, || {
+            if let Some(module) = self.from_disk(&hash) {
+                return self.link(&module);
+            }
+            let module =
+                Module::new(&self.engine, binary).map_err(|e| TaskError::ModuleInvalid {
+                    reason: format!("{e:#}"),
+                })?;
+            let loaded = self.link(&module)?;
+            if let Some(disk) = &self.disk {
+                disk.store(&hash, &module);
+            }
+            Ok(loaded)
+        })
     }
 
     /// The module from memory or the disk cache.
     fn cached(&self, hash: &ModuleHash) -> Option<Arc<LoadedModule>> {
-        if let Some(m) = self.modules.get(hash) {
-            return Some(m);
-        }
-        let module = self.disk.as_ref()?.load(&self.engine, hash)?;
-        self.link(*hash, &module).ok()
+        self.modules
+            .get_or_load(hash, || match self.from_disk(hash) {
+                Some(module) => self.link(&module).map_err(|_| ()),
+                None => Err(()),
+            })
+            .ok()
     }
 
-    fn link(&self, hash: ModuleHash, module: &Module) -> Result<Arc<LoadedModule>, TaskError> {
+    fn from_disk(&self, hash: &ModuleHash) -> Option<Module> {
+        self.disk.as_ref()?.load(&self.engine, hash)
+    }
+
+    fn link(&self, module: &Module) -> Result<LoadedModule, TaskError> {
         let pre = self
             .linker
             .instantiate_pre(module)
@@ -149,7 +157,7 @@ impl Flavor {
                 reason: format!("cannot link: {e:#}"),
             })?;
         let exports = Exports::of(module);
-        Ok(self.modules.insert(hash, LoadedModule { pre, exports }))
+        Ok(LoadedModule { pre, exports })
     }
 }
 
