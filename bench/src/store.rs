@@ -460,6 +460,10 @@ struct Memory {
     rss: u64,
     /// `VmHWM`: the peak RSS.
     hwm: u64,
+    /// `RssAnon`: the heap and stacks' share of the RSS.
+    anon: u64,
+    /// `RssFile`: mapped files' share (the binary, a database's pages).
+    file: u64,
 }
 
 /// `pid`'s resident memory, from `/proc/<pid>/status`.
@@ -475,6 +479,8 @@ fn memory(pid: u32) -> Outcome<Memory> {
     Ok(Memory {
         rss: field("VmRSS:")?,
         hwm: field("VmHWM:")?,
+        anon: field("RssAnon:")?,
+        file: field("RssFile:")?,
     })
 }
 
@@ -554,8 +560,15 @@ fn soak(grid: &Path, url: &str, tasks: usize, batch: usize, store: Store) -> Out
         store.name()
     );
     println!(
-        "{:>10} {:>9} {:>9} {:>9} {:>12} {:>10}",
-        "tasks", "elapsed s", "tasks/s", "RSS MiB", "max RSS MiB", "VmHWM MiB"
+        "{:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>10}",
+        "tasks",
+        "elapsed s",
+        "tasks/s",
+        "RSS MiB",
+        "anon MiB",
+        "file MiB",
+        "max RSS MiB",
+        "VmHWM MiB"
     );
     let sampler = Sampler::start(cluster.controller_pid);
     let start = Instant::now();
@@ -565,8 +578,8 @@ fn soak(grid: &Path, url: &str, tasks: usize, batch: usize, store: Store) -> Out
         let items = batch.min(tasks - done);
         cluster.map(items)?;
         done += items;
-        let milestone = done == batch
-            || done == 10_000
+        // Every map while the store's bounds fill, then every 100,000.
+        let milestone = done <= 100_000
             || done.is_multiple_of(100_000)
             || done == tasks
             || tasks < 100_000;
@@ -583,11 +596,13 @@ fn soak(grid: &Path, url: &str, tasks: usize, batch: usize, store: Store) -> Out
             max_rss: sampler.take_max().max(memory.rss),
         };
         println!(
-            "{:>10} {:>9.1} {:>9.0} {:>9.1} {:>12.1} {:>10.1}",
+            "{:>10} {:>9.1} {:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>12.1} {:>10.1}",
             thousands(row.tasks),
             row.elapsed.as_secs_f64(),
             row.tasks_per_s,
             kib_to_mib(row.memory.rss),
+            kib_to_mib(row.memory.anon),
+            kib_to_mib(row.memory.file),
             kib_to_mib(row.max_rss),
             kib_to_mib(row.memory.hwm)
         );

@@ -412,9 +412,13 @@ struct RecentDone {
 impl RecentDone {
     fn new(capacity: usize) -> RecentDone {
         // Sized once (as the store's table): memory does not step up as
-        // the hub fills it.
+        // the hub fills it. Twice the entries it holds: a full table that
+        // removes one entry for each it adds fills with tombstones, and
+        // hashbrown clears those in place only while at most half full;
+        // past that it moves to a table twice as large (seen as a 1 MiB step
+        // in the controller's RSS between 10,000 and 40,000 tasks).
         RecentDone {
-            ended: HashMap::with_capacity(capacity + 1),
+            ended: HashMap::with_capacity(2 * (capacity + 1)),
             order: VecDeque::with_capacity(capacity + 1),
             capacity,
         }
