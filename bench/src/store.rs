@@ -586,6 +586,10 @@ fn soak(grid: &Path, url: &str, tasks: usize, batch: usize, store: Store) -> Out
         if !milestone {
             continue;
         }
+        // Read as at the end: once the store has recorded every task (the
+        // SQLite store holds fresh submissions up to a second before it
+        // writes them, so its page cache has not seen them yet).
+        cluster.wait_recorded()?;
         let elapsed = start.elapsed();
         let memory = cluster.controller_memory()?;
         let row = Row {
