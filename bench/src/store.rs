@@ -579,10 +579,8 @@ fn soak(grid: &Path, url: &str, tasks: usize, batch: usize, store: Store) -> Out
         cluster.map(items)?;
         done += items;
         // Every map while the store's bounds fill, then every 100,000.
-        let milestone = done <= 100_000
-            || done.is_multiple_of(100_000)
-            || done == tasks
-            || tasks < 100_000;
+        let milestone =
+            done <= 100_000 || done.is_multiple_of(100_000) || done == tasks || tasks < 100_000;
         if !milestone {
             continue;
         }

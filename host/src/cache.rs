@@ -145,8 +145,8 @@ fn unpoison<G>(lock: std::sync::LockResult<G>) -> G {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Barrier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn threads_needing_one_module_load_it_once() {
@@ -175,7 +175,10 @@ mod tests {
         let cache = MemoryCache::<usize>::default();
         let hash = ModuleHash::of(b"module");
         assert_eq!(cache.get_or_load(&hash, || Err("no")), Err("no"));
-        assert_eq!(cache.get_or_load(&hash, || Ok::<_, &str>(3)).map(|e| *e), Ok(3));
+        assert_eq!(
+            cache.get_or_load(&hash, || Ok::<_, &str>(3)).map(|e| *e),
+            Ok(3)
+        );
         assert!(cache.loading.lock().unwrap().is_empty());
     }
 }
