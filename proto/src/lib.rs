@@ -10,6 +10,7 @@
 
 mod aborts;
 mod body;
+pub mod cbor;
 mod codec;
 mod dependency;
 mod ids;
@@ -18,6 +19,7 @@ mod result;
 mod scheme;
 mod subjects;
 mod task;
+mod typed;
 mod value;
 mod wire;
 
@@ -36,6 +38,7 @@ pub use result::{Fingerprint, Frame, LimitKind, Outcome, Status, TaskError, Task
 pub use scheme::{Scheme, UnknownScheme};
 pub use subjects::{DEFAULT_CLUSTER, InvalidCluster, PURE_QUEUE, Subjects};
 pub use task::{Arg, Call, Deterministic, DirGrant, Limits, Task};
+pub use typed::{Elem, Element, TypedArray, TypedError};
 pub use value::{FromJsonError, Value};
 pub use wire::{
     BeatWatch, CONTROLLER_BEAT, Claim, ClientId, ClusterEvent, Control, ControllerBeat, EngineInfo,

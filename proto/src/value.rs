@@ -1,7 +1,8 @@
 //! `Value`: the data model of arguments, results and namespace entries.
 //!
 //! null, bool, integers, floats, strings, bytes, arrays and maps: what CBOR and
-//! JSON can both say, so a value typed on the command line, produced by a Rust
+//! JSON can both say, plus typed arrays ([`TypedArray`]: numbers of one type in
+//! one buffer, RFC 8746's typed arrays in CBOR, arrays of numbers in JSON), so a value typed on the command line, produced by a Rust
 //! guest through serde, or built by a C guest by hand all mean the same thing.
 //! Integers span `i64::MIN..=u64::MAX` (CBOR's native range); maps keep their
 //! entries in order and may have any keys, as CBOR maps do.
@@ -18,6 +19,8 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::typed::{Elem, TypedArray, TypedError};
+
 /// A value on the wire.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub enum Value {
@@ -31,6 +34,8 @@ pub enum Value {
     Bytes(Vec<u8>),
     Array(Vec<Value>),
     Map(Vec<(Value, Value)>),
+    /// Numbers of one type in one shared buffer (see [`TypedArray`]).
+    Typed(TypedArray),
 }
 
 impl Value {
@@ -45,6 +50,18 @@ impl Value {
             Value::Bytes(_) => "bytes",
             Value::Array(_) => "array",
             Value::Map(_) => "map",
+            Value::Typed(a) => match a.elem() {
+                Elem::U8 => "u8 array",
+                Elem::I8 => "i8 array",
+                Elem::U16 => "u16 array",
+                Elem::I16 => "i16 array",
+                Elem::U32 => "u32 array",
+                Elem::I32 => "i32 array",
+                Elem::U64 => "u64 array",
+                Elem::I64 => "i64 array",
+                Elem::F32 => "f32 array",
+                Elem::F64 => "f64 array",
+            },
         }
     }
 
@@ -115,6 +132,27 @@ impl Value {
     }
 
     /// Converts this value to JSON (see the module docs for what is lossy).
+    /// This value as a typed array of `elem`: an array of numbers that fit
+    /// (see [`TypedArray::from_values`]), bytes as `u8`, or a typed array
+    /// (converted when its element type differs).
+    pub fn to_typed(&self, elem: Elem) -> Result<TypedArray, TypedError> {
+        match self {
+            Value::Array(items) => TypedArray::from_values(elem, items),
+            Value::Typed(a) if a.elem() == elem => Ok(a.clone()),
+            Value::Typed(a) => TypedArray::from_values(elem, &a.values().collect::<Vec<_>>()),
+            Value::Bytes(b) if elem == Elem::U8 => Ok(TypedArray::from_slice(b)),
+            other => Err(TypedError::NotAnArray(other.type_name())),
+        }
+    }
+
+    /// The typed array in this value, if it is one.
+    pub fn as_typed(&self) -> Option<&TypedArray> {
+        match self {
+            Value::Typed(a) => Some(a),
+            _ => None,
+        }
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
@@ -133,6 +171,7 @@ impl Value {
             Value::Str(s) => J::String(s.clone()),
             Value::Bytes(b) => J::Array(b.iter().map(|&x| J::from(x)).collect()),
             Value::Array(items) => J::Array(items.iter().map(Value::to_json).collect()),
+            Value::Typed(a) => J::Array(a.values().map(|v| v.to_json()).collect()),
             Value::Map(entries) => J::Object(
                 entries
                     .iter()
@@ -234,6 +273,19 @@ impl Serialize for Value {
                 }
                 map.end()
             }
+            // See the typed module's docs for both forms.
+            Value::Typed(a) if s.is_human_readable() => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for item in a.values() {
+                    seq.serialize_element(&item)?;
+                }
+                seq.end()
+            }
+            Value::Typed(a) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(a.elem().wire_key(), serde_bytes::Bytes::new(a.as_bytes()))?;
+                map.end()
+            }
         }
     }
 }
@@ -309,6 +361,27 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+        let Some(key) = map.next_key::<Value>()? else {
+            return Ok(Value::Map(entries));
+        };
+        // A typed array on Grid's own wire: one entry, a reserved key.
+        if let Some(elem) = key.as_str().and_then(Elem::of_wire_key) {
+            let value: Value = map.next_value()?;
+            let rest = map.next_entry::<Value, Value>()?;
+            match (value, rest) {
+                (Value::Bytes(data), None) => {
+                    return TypedArray::new(elem, data)
+                        .map(Value::Typed)
+                        .map_err(de::Error::custom);
+                }
+                (value, rest) => {
+                    entries.push((key, value));
+                    entries.extend(rest);
+                }
+            }
+        } else {
+            entries.push((key, map.next_value()?));
+        }
         while let Some(entry) = map.next_entry()? {
             entries.push(entry);
         }
@@ -323,6 +396,47 @@ mod tests {
 
     fn round_trip(v: &Value) -> Value {
         decode(&encode(v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn typed_arrays_cross_the_wire_as_one_byte_string() {
+        use crate::{Elem, TypedArray};
+        let a = Value::Typed(TypedArray::from_vec(vec![0.5f64; 1000]));
+        let bytes = encode(&a).unwrap();
+        assert!(bytes.len() < 8000 + 32, "{} bytes", bytes.len());
+        assert_eq!(round_trip(&a), a);
+        let nested = Value::Array(vec![a.clone(), Value::Map(vec![(Value::from("x"), a)])]);
+        assert_eq!(round_trip(&nested), nested);
+        // The reserved key with something else than bytes stays a map.
+        let odd = Value::Map(vec![(Value::from(Elem::I32.wire_key()), Value::Int(1))]);
+        assert_eq!(round_trip(&odd), odd);
+        let odd = Value::Map(vec![
+            (Value::from(Elem::I32.wire_key()), Value::Bytes(vec![0; 4])),
+            (Value::from("more"), Value::Null),
+        ]);
+        assert_eq!(round_trip(&odd), odd);
+        // Bytes that are not whole elements are a malformed message.
+        let bad = Value::Map(vec![(
+            Value::from(Elem::I32.wire_key()),
+            Value::Bytes(vec![0; 3]),
+        )]);
+        assert!(decode::<Value>(&encode(&bad).unwrap()).is_err());
+    }
+
+    #[test]
+    fn typed_arrays_are_json_arrays() {
+        use crate::{Elem, TypedArray};
+        let a = Value::Typed(TypedArray::from_slice(&[1i64, -2]));
+        assert_eq!(a.to_string(), "[1,-2]");
+        assert_eq!(serde_json::to_string(&a).unwrap(), "[1,-2]");
+        assert_eq!(a.type_name(), "i64 array");
+        let typed = Value::parse_json("[1, 2.5]")
+            .unwrap()
+            .to_typed(Elem::F64)
+            .unwrap();
+        assert_eq!(typed.to_vec::<f64>(), Some(vec![1.0, 2.5]));
+        let err = Value::from("x").to_typed(Elem::F64).unwrap_err();
+        assert_eq!(err.to_string(), "expected an array of numbers, got string");
     }
 
     #[test]
