@@ -5,14 +5,57 @@
 //! becomes one call's arguments: a JSON array is spread into positional
 //! arguments (`[3,4]` calls `f(3, 4)`; wrap it, `[[1,2]]`, to pass one
 //! array), anything else is the single argument. Text that is not JSON is a
-//! usage error naming the item or the line.
+//! usage error naming the item or the line. With `--typed ELEM`, every
+//! argument that is an array of numbers goes as a typed array of ELEM (one
+//! buffer, which guests read with one copy); a number that does not fit ELEM
+//! is a usage error naming the argument.
 
 use std::io::BufRead;
 use std::ops::Range;
 
-use grid_proto::Value;
+use clap::Args;
+use grid_proto::{Elem, Value};
 
 use crate::failure::usage;
+
+/// The `--typed` option of the commands that take JSON arguments.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TypedArgs {
+    /// Send each argument that is a JSON array of numbers as a typed array
+    /// of ELEM (u8 i8 u16 i16 u32 i32 u64 i64 f32 f64): one buffer, which a
+    /// guest reads with one copy
+    #[arg(long, value_name = "ELEM", value_parser = parse_elem)]
+    pub typed: Option<Elem>,
+}
+
+fn parse_elem(text: &str) -> Result<Elem, String> {
+    text.parse().map_err(|e: grid_proto::TypedError| e.to_string())
+}
+
+impl TypedArgs {
+    /// `args` with each array of numbers made a typed array (see the
+    /// module docs); `what` names the call in errors (`item 3`).
+    pub fn apply(&self, args: CallArgs, what: &str) -> anyhow::Result<CallArgs> {
+        let Some(elem) = self.typed else {
+            return Ok(args);
+        };
+        args.into_iter()
+            .enumerate()
+            .map(|(i, arg)| match &arg {
+                Value::Array(items)
+                    if items
+                        .iter()
+                        .all(|v| matches!(v, Value::Int(_) | Value::Float(_))) =>
+                {
+                    arg.to_typed(elem)
+                        .map(Value::Typed)
+                        .map_err(|e| usage(format!("{what}, argument {}: --typed {elem}: {e}", i + 1)))
+                }
+                _ => Ok(arg),
+            })
+            .collect()
+    }
+}
 
 /// One call's arguments.
 pub type CallArgs = Vec<Value>;

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use grid_proto::{
-    Arg, Body, Call, Dependency, Deterministic, EngineId, Limits, MsgId, SchedFlags, Submission,
-    Task, Timestamp, Value, Work,
+    Arg, Body, Call, Dependency, Deterministic, Elem, EngineId, Limits, MsgId, SchedFlags,
+    Submission, Task, Timestamp, TypedArray, Value, Work,
 };
 
 use crate::Client;
@@ -458,17 +458,43 @@ impl DirectView {
     ) -> Result<AsyncResult, Error> {
         let parts = partition(seq.len(), self.targets.len());
         let mut seq = seq.into_iter();
+        let values = parts.into_iter().map(|range| {
+            let part: Vec<Value> = seq.by_ref().take(range.len()).collect();
+            if flatten && part.len() == 1 {
+                part.into_iter().next().unwrap_or(Value::Null)
+            } else {
+                Value::Array(part)
+            }
+        });
+        self.scatter_parts(name, values.collect())
+    }
+
+    /// [`scatter`](Self::scatter) for a typed array: the parts are slices
+    /// of `array` (they share its buffer, nothing is copied on the way to
+    /// the bus), each stored as a typed array, or with `flatten` a part of
+    /// one element as that number.
+    pub fn scatter_array(
+        &self,
+        name: &str,
+        array: &TypedArray,
+        flatten: bool,
+    ) -> Result<AsyncResult, Error> {
+        let values = partition(array.len(), self.targets.len())
+            .into_iter()
+            .map(|range| match array.get(range.start) {
+                Some(one) if flatten && range.len() == 1 => one,
+                _ => Value::Typed(array.slice(range)),
+            });
+        self.scatter_parts(name, values.collect())
+    }
+
+    /// Stores `values[i]` under `name` on target `i`.
+    fn scatter_parts(&self, name: &str, values: Vec<Value>) -> Result<AsyncResult, Error> {
         let works = self
             .targets
             .iter()
-            .zip(parts)
-            .map(|(&engine, range)| {
-                let part: Vec<Value> = seq.by_ref().take(range.len()).collect();
-                let value = if flatten && part.len() == 1 {
-                    part.into_iter().next().unwrap_or(Value::Null)
-                } else {
-                    Value::Array(part)
-                };
+            .zip(values)
+            .map(|(&engine, value)| {
                 let mut values = BTreeMap::new();
                 values.insert(name.to_string(), value);
                 let id = MsgId::new();
@@ -482,9 +508,26 @@ impl DirectView {
         self.send(works, false)
     }
 
-    /// Pulls `name` from every target and concatenates the parts in target
-    /// order (a part that is not an array counts as one element).
-    pub fn gather(&self, name: &str, timeout: Option<Duration>) -> Result<Vec<Value>, Error> {
+    /// [`gather`](Self::gather) for parts that are typed arrays of one
+    /// element type (or single numbers, as `flatten` left them): joined
+    /// with one copy of each part.
+    pub fn gather_array(
+        &self,
+        name: &str,
+        elem: Elem,
+        timeout: Option<Duration>,
+    ) -> Result<TypedArray, Error> {
+        let parts = self.pull_parts(name, timeout)?;
+        let typed = parts
+            .iter()
+            .map(|part| part.to_typed(elem))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Usage(format!("gather_array of `{name}`: {e}")))?;
+        Ok(TypedArray::concat(&typed).unwrap_or_else(|| TypedArray::from_slice::<u8>(&[])))
+    }
+
+    /// Each target's value of `name`, in target order.
+    fn pull_parts(&self, name: &str, timeout: Option<Duration>) -> Result<Vec<Value>, Error> {
         let parts = self
             .clone()
             .block(false)
@@ -492,15 +535,24 @@ impl DirectView {
         let Value::Array(parts) = parts.get(timeout)? else {
             return Err(Error::Usage("gather: unexpected reply".into()));
         };
+        Ok(parts
+            .into_iter()
+            .filter_map(|part| match part {
+                Value::Array(mut one) => one.pop(),
+                other => Some(other),
+            })
+            .collect())
+    }
+
+    /// Pulls `name` from every target and concatenates the parts in target
+    /// order (a part that is not an array counts as one element).
+    pub fn gather(&self, name: &str, timeout: Option<Duration>) -> Result<Vec<Value>, Error> {
         let mut out = Vec::new();
-        for part in parts {
+        for part in self.pull_parts(name, timeout)? {
             match part {
-                Value::Array(mut one) => match one.pop() {
-                    Some(Value::Array(items)) => out.extend(items),
-                    Some(v) => out.push(v),
-                    None => {}
-                },
-                other => out.push(other),
+                Value::Array(items) => out.extend(items),
+                Value::Typed(a) => out.extend(a.values()),
+                v => out.push(v),
             }
         }
         Ok(out)

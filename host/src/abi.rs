@@ -10,13 +10,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use grid_proto::cbor::{self, Typed};
 use grid_proto::{TaskError, Value};
-use serde::Deserialize;
 use wasmtime::{AsContextMut, ExternType, Instance, Module, Val, ValType};
 
 use crate::memory;
 
 pub(crate) const CBOR_PREFIX: &str = "grid:";
+
+/// The export by which a module says it reads typed arrays.
+pub(crate) const TYPED_ARRAYS_EXPORT: &str = "grid_typed_arrays";
 
 /// How a function is called.
 #[derive(Clone, Debug)]
@@ -39,6 +42,9 @@ pub(crate) struct Exports {
     cbor_ready: bool,
     pub command: bool,
     pub initialize: bool,
+    /// The module exports `grid_typed_arrays`: it reads RFC 8746 typed
+    /// arrays (guest-sdk/ABI.md); other modules get arrays of numbers.
+    pub typed_arrays: bool,
 }
 
 impl Exports {
@@ -47,8 +53,13 @@ impl Exports {
         let mut other = BTreeSet::new();
         let (mut has_alloc, mut has_memory, mut command, mut initialize) =
             (false, false, false, false);
+        let mut typed_arrays = false;
         for export in module.exports() {
             let name = export.name();
+            if name == TYPED_ARRAYS_EXPORT {
+                typed_arrays = true;
+                continue;
+            }
             match export.ty() {
                 ExternType::Memory(_) if name == "memory" => has_memory = true,
                 ExternType::Func(f) => {
@@ -93,6 +104,16 @@ impl Exports {
             cbor_ready: has_alloc && has_memory,
             command,
             initialize,
+            typed_arrays,
+        }
+    }
+
+    /// How typed arrays are written for this module.
+    pub(crate) fn typed(&self) -> Typed {
+        if self.typed_arrays {
+            Typed::Tags
+        } else {
+            Typed::Plain
         }
     }
 
@@ -252,15 +273,6 @@ pub(crate) fn call_numeric(
     Ok(numeric_result(&out))
 }
 
-/// The ok/error envelope a CBOR-ABI function returns.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Envelope {
-    Ok(Value),
-    Err(Value),
-    BadArguments(String),
-}
-
 /// Calls a CBOR-ABI export with already encoded arguments.
 pub(crate) fn call_cbor(
     mut store: impl AsContextMut,
@@ -282,18 +294,39 @@ pub(crate) fn call_cbor(
     if let Ok(free) = instance.get_typed_func::<(i32, i32), ()>(&mut store, "grid_free") {
         free.call(&mut store, (out_ptr as i32, out_len as i32))?;
     }
-    match grid_proto::decode::<Envelope>(&bytes) {
-        Ok(Envelope::Ok(v)) => Ok(v),
-        Ok(Envelope::Err(v)) => Err(TaskError::Guest(v).into()),
-        Ok(Envelope::BadArguments(message)) => Err(TaskError::BadArguments {
+    envelope(function, &bytes)
+}
+
+/// The value of the ok/error envelope a CBOR-ABI function returns: a map
+/// with one entry, `ok`, `err` or `bad_arguments` (a string).
+fn envelope(function: &str, bytes: &[u8]) -> Result<Value, CallError> {
+    let malformed = |why: String| -> CallError {
+        TaskError::BadResult(format!(
+            "expected a CBOR map {{\"ok\": value}} or {{\"err\": value}} ({why})"
+        ))
+        .into()
+    };
+    let entries = match cbor::decode_value(bytes) {
+        Ok(Value::Map(entries)) => entries,
+        Ok(other) => return Err(malformed(format!("got {}", other.type_name()))),
+        Err(e) => return Err(malformed(e.to_string())),
+    };
+    let [(key, value)]: [(Value, Value); 1] = entries
+        .try_into()
+        .map_err(|e: Vec<_>| malformed(format!("a map of {} entries", e.len())))?;
+    match (key.as_str(), value) {
+        (Some("ok"), v) => Ok(v),
+        (Some("err"), v) => Err(TaskError::Guest(v).into()),
+        (Some("bad_arguments"), Value::Str(message)) => Err(TaskError::BadArguments {
             function: function.to_string(),
             message,
         }
         .into()),
-        Err(e) => Err(TaskError::BadResult(format!(
-            "expected a CBOR map {{\"ok\": value}} or {{\"err\": value}} ({e})"
-        ))
-        .into()),
+        (Some("bad_arguments"), other) => Err(malformed(format!(
+            "bad_arguments holds {}, not a string",
+            other.type_name()
+        ))),
+        (_, _) => Err(malformed(format!("unknown key {key}"))),
     }
 }
 

@@ -32,6 +32,8 @@ use grid_proto::{
     Limits, Outcome, OutputHash, Task, TaskError, TaskResult, Timestamp, Value,
 };
 
+use grid_proto::cbor::{self, Typed};
+
 use crate::abi::Convention;
 use crate::determinism::seed_for;
 use crate::output::LiveOutput;
@@ -196,7 +198,8 @@ impl Engine {
                     Ok(c) => c.clone(),
                     Err(e) => return Ran::failed(e),
                 };
-                let (args, encoded) = match self.arguments(name, args) {
+                let typed = module.exports.typed();
+                let (args, encoded) = match resolve(&self.namespace, name, args, typed) {
                     Ok(a) => a,
                     Err(e) => return Ran::failed(e),
                 };
@@ -253,7 +256,7 @@ impl Engine {
                 outcomes.push(Outcome::Err(TaskError::Aborted));
                 continue;
             }
-            let outcome = match resolve(sandbox.namespace(), name, item) {
+            let outcome = match resolve(sandbox.namespace(), name, item, module.exports.typed()) {
                 Err(e) => Outcome::Err(e),
                 Ok((args, encoded)) => {
                     all_encoded.extend_from_slice(&encoded);
@@ -309,11 +312,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Resolves references and encodes the arguments of one call.
-    fn arguments(&self, name: &str, args: &[Arg]) -> Result<(Vec<Value>, Vec<u8>), TaskError> {
-        resolve(&self.namespace, name, args)
-    }
-
     fn open<'a>(
         &mut self,
         module: &'a LoadedModule,
@@ -359,13 +357,16 @@ impl Engine {
     }
 }
 
+/// Resolves references and encodes the arguments of one call, as the
+/// module reads them.
 fn resolve(
     namespace: &Namespace,
     name: &str,
     args: &[Arg],
+    typed: Typed,
 ) -> Result<(Vec<Value>, Vec<u8>), TaskError> {
     let args = namespace.resolve(name, args)?;
-    let encoded = grid_proto::encode(&args).map_err(|e| TaskError::BadArguments {
+    let encoded = cbor::encode_array(&args, typed).map_err(|e| TaskError::BadArguments {
         function: name.to_string(),
         message: e.to_string(),
     })?;

@@ -6,8 +6,10 @@
 //! one ends the task with a trap naming the import.
 
 use grid_proto::Value;
+use grid_proto::cbor::{self, Typed};
 use wasmtime::{Caller, Linker};
 
+use crate::abi::TYPED_ARRAYS_EXPORT;
 use crate::memory;
 use crate::store::TaskState;
 
@@ -31,10 +33,14 @@ fn ns_get(
 ) -> wasmtime::Result<i64> {
     let mem = guest_memory(&mut caller, "grid.ns_get")?;
     let name = read_name(&caller, mem, name_ptr, name_len, "grid.ns_get")?;
+    let typed = match caller.get_export(TYPED_ARRAYS_EXPORT) {
+        Some(_) => Typed::Tags,
+        None => Typed::Plain,
+    };
     let Some(value) = caller.data().namespace.get(&name) else {
         return Ok(-1);
     };
-    let bytes = grid_proto::encode(value)
+    let bytes = cbor::encode_value(value, typed)
         .map_err(|e| wasmtime::Error::msg(format!("grid.ns_get(`{name}`): {e}")))?;
     let alloc = caller
         .get_export("grid_alloc")
@@ -55,7 +61,7 @@ fn ns_set(
     let mem = guest_memory(&mut caller, "grid.ns_set")?;
     let name = read_name(&caller, mem, name_ptr, name_len, "grid.ns_set")?;
     let bytes = memory::read(&caller, mem, val_ptr as u32, val_len as u32, "grid.ns_set")?;
-    match grid_proto::decode::<Value>(&bytes) {
+    match cbor::decode_value(&bytes) {
         Ok(value) => {
             caller.data_mut().namespace.set(name, value);
             Ok(0)

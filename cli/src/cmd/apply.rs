@@ -89,6 +89,9 @@ pub struct ApplyArgs {
     pub limits: LimitArgs,
 
     #[command(flatten)]
+    pub typed: items::TypedArgs,
+
+    #[command(flatten)]
     pub output: OutputArgs,
 
     #[command(flatten)]
@@ -102,7 +105,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     if args.ids {
         results::need_url(&args.cluster, "--ids")?;
     }
-    let call_args = items::arguments(&args.args)?;
+    let call_args = args.typed.apply(items::arguments(&args.args)?, "the call")?;
     let module = ModuleFile::read(&args.module)?;
     let client = args
         .cluster

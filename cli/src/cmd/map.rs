@@ -175,6 +175,9 @@ pub struct MapArgs {
     pub ids: bool,
 
     #[command(flatten)]
+    pub typed: items::TypedArgs,
+
+    #[command(flatten)]
     pub output: OutputArgs,
 
     #[command(flatten)]
@@ -202,11 +205,23 @@ impl MapArgs {
             let total = range.end.abs_diff(range.start);
             Ok((Box::new(items::from_range(range.clone())), Some(total)))
         } else if !self.items.is_empty() {
-            let items = items::from_texts(&self.items)?;
+            let items = items::from_texts(&self.items)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| self.typed.apply(item, &format!("item {i}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let total = items.len() as u64;
             Ok((Box::new(items.into_iter()), Some(total)))
         } else {
-            let lines = items::lines_lazily(io::stdin().lock(), "stdin", bad_input);
+            let lines = items::lines_lazily(io::stdin().lock(), "stdin", bad_input)
+                .enumerate()
+                .map_while(|(n, item)| match self.typed.apply(item, &format!("item {n}")) {
+                    Ok(item) => Some(item),
+                    Err(e) => {
+                        *bad_input.borrow_mut() = Some(e);
+                        None
+                    }
+                });
             Ok((Box::new(lines), None))
         }
     }
