@@ -2,23 +2,24 @@
  *
  * What it is: a single-header library implementing the Grid guest ABI
  * (guest-sdk/ABI.md) for C compiled to wasm32-wasi: the `grid_alloc` /
- * `grid_free` exports, a macro that exports a CBOR-ABI function, a bounds-checked
- * CBOR reader for the arguments, a CBOR writer for the result envelope, and
- * wrappers over the `grid` host imports (namespace, panic).
+ * `grid_free` exports and the `grid_typed_arrays` marker, a macro that exports a
+ * CBOR-ABI function, a bounds-checked CBOR reader for the arguments, a CBOR writer
+ * for the result envelope, arrays of numbers in and out with one memcpy (RFC 8746
+ * typed arrays), and wrappers over the `grid` host imports (namespace, panic).
  *
  * Why it exists: so a C guest needs no CBOR library and no knowledge of pointer
  * packing; it reads typed arguments and returns `grid_ok_int(...)`.
  *
  * What it must not do: read outside the bytes it was given (malformed input is an
  * error code, never a crash), allocate a result the engine cannot free with
- * `grid_free`, or accept CBOR outside Grid's data model (tags, indefinite lengths,
- * `undefined`, simple values are refused).
+ * `grid_free`, or accept CBOR outside Grid's data model (tags other than typed
+ * arrays, indefinite lengths, `undefined`, simple values are refused).
  *
  * ---------------------------------------------------------------------------
  * Usage (stb style). Every file may include grid.h for the declarations; exactly
  * ONE .c file defines GRID_IMPLEMENTATION before including it, which compiles the
- * library and the `grid_alloc` / `grid_free` exports. Needs GCC or Clang (GNU
- * attributes) and a libc (wasi-libc: malloc, snprintf, strlen).
+ * library and the `grid_alloc` / `grid_free` / `grid_typed_arrays` exports. Needs
+ * GCC or Clang (GNU attributes) and a libc (wasi-libc: malloc, snprintf, strlen).
  *
  *     // square.c: clang --target=wasm32-wasi -O2 -mexec-model=reactor
  *     //             -I guest-sdk/c square.c -o square.wasm
@@ -83,6 +84,32 @@
  * does not copy: the pointer is into the argument buffer, valid until the exported
  * function returns. Text is not NUL-terminated; grid_read_cstr makes a
  * NUL-terminated copy.
+ *
+ * Arrays of numbers (typed arrays). Including grid.h exports `grid_typed_arrays`,
+ * which tells the engine this guest understands RFC 8746 typed arrays (ABI.md
+ * section 2), so an array of numbers may arrive as one: a tag and a byte string
+ * of little-endian elements. The reader hides the difference: grid_peek reports
+ * a typed array as GRID_TYPE_ARRAY, grid_read_array opens it, and grid_read_int /
+ * grid_read_double read its elements. For speed, grid_read_f64_array and its
+ * siblings (one per element type: u8 i8 u16 i16 u32 i32 u64 i64 f32 f64) read a
+ * whole array into a fresh buffer, freed with grid_free(*out, 0): a typed array
+ * of exactly that type is one memcpy; a plain array, or a typed array of another
+ * type, converts element by element (integers must fit the C type, floats are
+ * refused for integer types, integers are accepted for float types). The buffer
+ * is a copy, not a view into the arguments, because the elements there need not
+ * be aligned for their type. grid_write_f64_array and siblings write a typed
+ * array with one memcpy; grid_ok_f64_array and siblings return one as the result.
+ *
+ *     // sum_f64(xs: array of numbers) -> float
+ *     GRID_EXPORT(sum_f64, args) {
+ *         double *xs, total = 0;
+ *         size_t n;
+ *         if (grid_args_expect(args, 1) || grid_read_f64_array(args, &xs, &n))
+ *             return grid_bad_arguments_from(args);
+ *         for (size_t i = 0; i < n; i++) total += xs[i];
+ *         grid_free(xs, 0);
+ *         return grid_ok_double(total);
+ *     }
  *
  * Writing results. Every grid_ok_* / grid_err / grid_bad_arguments returns the
  * packed (ptr << 32) | len the export must return. For composite results, begin a
@@ -165,6 +192,8 @@ extern "C" {
  * or this library returned (len is ignored, NULL is fine). */
 void *grid_alloc(size_t len);
 void grid_free(void *ptr, size_t len);
+/* The marker export of ABI.md section 2, "Typed arrays": never called. */
+void grid_typed_arrays(void);
 
 /* The raw host imports of ABI.md section 4; prefer the wrappers below. */
 GRID_IMPORT_("ns_get") int64_t grid_ns_get_raw(const void *name, size_t name_len);
@@ -190,8 +219,9 @@ typedef enum grid_status {
                         /* more or fewer values than an array or map declared */
     GRID_E_MALFORMED,   /* not well-formed CBOR: truncated, reserved encodings, */
                         /* trailing bytes, text that is not UTF-8 */
-    GRID_E_UNSUPPORTED, /* CBOR outside Grid's data model (tags, indefinite lengths, */
-                        /* undefined, simple values) or nested past GRID_MAX_DEPTH */
+    GRID_E_UNSUPPORTED, /* CBOR outside Grid's data model (tags other than typed */
+                        /* arrays, indefinite lengths, undefined, simple values, */
+                        /* float16 typed arrays) or nested past GRID_MAX_DEPTH */
     GRID_E_ABSENT,      /* namespace: no entry under that name */
     GRID_E_NOMEM        /* an allocation failed */
 } grid_status;
@@ -210,7 +240,7 @@ typedef enum grid_type {
     GRID_TYPE_FLOAT,
     GRID_TYPE_TEXT,
     GRID_TYPE_BYTES,
-    GRID_TYPE_ARRAY,
+    GRID_TYPE_ARRAY, /* a plain array or a typed array (of numbers) */
     GRID_TYPE_MAP,
     GRID_TYPE_INVALID /* malformed or unsupported: reading it fails */
 } grid_type;
@@ -219,7 +249,9 @@ typedef enum grid_type {
 typedef struct grid_frame {
     size_t count; /* values in the container (a map of n entries holds 2n) */
     size_t next;  /* index of the next value to read or write */
-    int kind;     /* internal: arguments, single value, array or map */
+    int kind;     /* internal: arguments, single value, array, map or typed array */
+    int elem;     /* internal, typed arrays: element type and byte order */
+    size_t data;  /* internal, typed arrays: offset of the first element */
 } grid_frame;
 
 /* A cursor over CBOR bytes it does not own. Treat the fields as private. */
@@ -254,11 +286,26 @@ grid_status grid_read_text(grid_reader *r, const char **ptr, size_t *len);
  * NUL byte inside fails with GRID_E_RANGE rather than being cut short. */
 grid_status grid_read_cstr(grid_reader *r, char **out);
 grid_status grid_read_bytes(grid_reader *r, const uint8_t **ptr, size_t *len);
-/* Container headers: the next *count (array) or 2 * *entries (map) reads are its items. */
+/* Container headers: the next *count (array) or 2 * *entries (map) reads are its items.
+ * A typed array opens as an array whose items are its numbers. */
 grid_status grid_read_array(grid_reader *r, size_t *count);
 grid_status grid_read_map(grid_reader *r, size_t *entries);
 /* Skips one value of any type, nested containers included. */
 grid_status grid_read_skip(grid_reader *r);
+/* An array of numbers (typed or plain) as *count elements in a fresh buffer *out,
+ * freed with grid_free(*out, 0); see "Arrays of numbers" above. On failure *out is
+ * left alone and nothing needs freeing. Messages name the item: "argument 1,
+ * item 3: integer out of int32 range". */
+grid_status grid_read_u8_array(grid_reader *r, uint8_t **out, size_t *count);
+grid_status grid_read_i8_array(grid_reader *r, int8_t **out, size_t *count);
+grid_status grid_read_u16_array(grid_reader *r, uint16_t **out, size_t *count);
+grid_status grid_read_i16_array(grid_reader *r, int16_t **out, size_t *count);
+grid_status grid_read_u32_array(grid_reader *r, uint32_t **out, size_t *count);
+grid_status grid_read_i32_array(grid_reader *r, int32_t **out, size_t *count);
+grid_status grid_read_u64_array(grid_reader *r, uint64_t **out, size_t *count);
+grid_status grid_read_i64_array(grid_reader *r, int64_t **out, size_t *count);
+grid_status grid_read_f32_array(grid_reader *r, float **out, size_t *count);
+grid_status grid_read_f64_array(grid_reader *r, double **out, size_t *count);
 /* The type of the next value, without consuming it. */
 grid_type grid_peek(grid_reader *r);
 /* Checks that every value was read and no bytes follow: GRID_E_COUNT
@@ -302,6 +349,18 @@ grid_status grid_write_bytes(grid_writer *w, const void *p, size_t len);
 /* Container headers: then write exactly count values (map: entries keys and values). */
 grid_status grid_write_array(grid_writer *w, size_t count);
 grid_status grid_write_map(grid_writer *w, size_t entries);
+/* n numbers as one typed array (one value): its tag, a byte string header and the
+ * elements, little-endian, copied in one go. */
+grid_status grid_write_u8_array(grid_writer *w, const uint8_t *p, size_t n);
+grid_status grid_write_i8_array(grid_writer *w, const int8_t *p, size_t n);
+grid_status grid_write_u16_array(grid_writer *w, const uint16_t *p, size_t n);
+grid_status grid_write_i16_array(grid_writer *w, const int16_t *p, size_t n);
+grid_status grid_write_u32_array(grid_writer *w, const uint32_t *p, size_t n);
+grid_status grid_write_i32_array(grid_writer *w, const int32_t *p, size_t n);
+grid_status grid_write_u64_array(grid_writer *w, const uint64_t *p, size_t n);
+grid_status grid_write_i64_array(grid_writer *w, const int64_t *p, size_t n);
+grid_status grid_write_f32_array(grid_writer *w, const float *p, size_t n);
+grid_status grid_write_f64_array(grid_writer *w, const double *p, size_t n);
 
 /* GRID_OK once exactly one complete value has been written. */
 grid_status grid_writer_done(grid_writer *w);
@@ -320,6 +379,17 @@ int64_t grid_ok_null(void);
 int64_t grid_ok_text(const char *s, size_t len);
 int64_t grid_ok_str(const char *s);
 int64_t grid_ok_bytes(const void *p, size_t len);
+/* {"ok": typed array of the n numbers at p} */
+int64_t grid_ok_u8_array(const uint8_t *p, size_t n);
+int64_t grid_ok_i8_array(const int8_t *p, size_t n);
+int64_t grid_ok_u16_array(const uint16_t *p, size_t n);
+int64_t grid_ok_i16_array(const int16_t *p, size_t n);
+int64_t grid_ok_u32_array(const uint32_t *p, size_t n);
+int64_t grid_ok_i32_array(const int32_t *p, size_t n);
+int64_t grid_ok_u64_array(const uint64_t *p, size_t n);
+int64_t grid_ok_i64_array(const int64_t *p, size_t n);
+int64_t grid_ok_f32_array(const float *p, size_t n);
+int64_t grid_ok_f64_array(const double *p, size_t n);
 /* {"err": message}: the task fails with kind guest_error. */
 int64_t grid_err(const char *message);
 int64_t grid_errf(const char *format, ...) __attribute__((format(printf, 1, 2)));
@@ -392,6 +462,10 @@ GRID_EXPORT_AS("grid_free") void grid_free(void *ptr, size_t len) {
     GRID_FREE(ptr);
 }
 
+/* Its presence tells the engine that this reader understands typed arrays
+ * (ABI.md section 2); the engine never calls it. */
+GRID_EXPORT_AS("grid_typed_arrays") void grid_typed_arrays(void) {}
+
 const char *grid_status_str(grid_status status) {
     switch (status) {
     case GRID_OK: return "ok";
@@ -409,7 +483,7 @@ const char *grid_status_str(grid_status status) {
 
 /* ---- CBOR heads and UTF-8 ----------------------------------------------- */
 
-enum { GRID_KIND_ARGS, GRID_KIND_VALUE, GRID_KIND_ARRAY, GRID_KIND_MAP };
+enum { GRID_KIND_ARGS, GRID_KIND_VALUE, GRID_KIND_ARRAY, GRID_KIND_MAP, GRID_KIND_TYPED };
 
 /* The initial byte and argument of one CBOR data item. */
 typedef struct grid_head_ {
@@ -418,6 +492,87 @@ typedef struct grid_head_ {
     uint64_t arg;    /* the argument (length, count, integer or float bits) */
     size_t size;     /* bytes taken by the head */
 } grid_head_;
+
+/* ---- typed arrays (RFC 8746) --------------------------------------------- */
+
+/* Element types; GRID_ELEM_BE_ or-ed in marks big-endian input. */
+enum {
+    GRID_ELEM_U8_, GRID_ELEM_I8_, GRID_ELEM_U16_, GRID_ELEM_I16_, GRID_ELEM_U32_,
+    GRID_ELEM_I32_, GRID_ELEM_U64_, GRID_ELEM_I64_, GRID_ELEM_F32_, GRID_ELEM_F64_,
+    GRID_ELEM_BE_ = 16
+};
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define GRID_HOST_BE_ 1
+#else
+#define GRID_HOST_BE_ 0
+#endif
+
+/* Per element type, in the order of the enum above. */
+static const struct {
+    unsigned size;
+    uint64_t tag;       /* the little-endian tag, which the writer uses */
+    const char *c_name; /* for range errors */
+    uint64_t max;       /* integers: the largest value */
+} grid_elems_[] = {
+    {1, 64, "uint8", UINT8_MAX},   {1, 72, "int8", INT8_MAX},   {2, 69, "uint16", UINT16_MAX},
+    {2, 77, "int16", INT16_MAX},   {4, 70, "uint32", UINT32_MAX}, {4, 78, "int32", INT32_MAX},
+    {8, 71, "uint64", UINT64_MAX}, {8, 79, "int64", INT64_MAX}, {4, 85, "float", 0},
+    {8, 86, "double", 0},
+};
+
+/* RFC 8746's names, for messages. */
+static const char *const grid_typed_names_[] = {
+    "uint8 typed array",  "sint8 typed array",  "uint16 typed array", "sint16 typed array",
+    "uint32 typed array", "sint32 typed array", "uint64 typed array", "sint64 typed array",
+    "float32 typed array", "float64 typed array",
+};
+
+/* The element type (with GRID_ELEM_BE_) of a typed-array tag, or -1 if the tag
+ * is not one Grid accepts. */
+static int grid_typed_tag_(uint64_t tag) {
+    static const signed char elems[] = {
+        /* 64 */ GRID_ELEM_U8_, GRID_ELEM_U16_ | GRID_ELEM_BE_, GRID_ELEM_U32_ | GRID_ELEM_BE_,
+        /* 67 */ GRID_ELEM_U64_ | GRID_ELEM_BE_, GRID_ELEM_U8_ /* clamped */, GRID_ELEM_U16_,
+        /* 70 */ GRID_ELEM_U32_, GRID_ELEM_U64_, GRID_ELEM_I8_, GRID_ELEM_I16_ | GRID_ELEM_BE_,
+        /* 74 */ GRID_ELEM_I32_ | GRID_ELEM_BE_, GRID_ELEM_I64_ | GRID_ELEM_BE_, -1 /* reserved */,
+        /* 77 */ GRID_ELEM_I16_, GRID_ELEM_I32_, GRID_ELEM_I64_, -1 /* float16 */,
+        /* 81 */ GRID_ELEM_F32_ | GRID_ELEM_BE_, GRID_ELEM_F64_ | GRID_ELEM_BE_, -1 /* float128 */,
+        /* 84 */ -1 /* float16 */, GRID_ELEM_F32_, GRID_ELEM_F64_,
+    };
+    if (tag < 64 || tag - 64 >= sizeof elems) return -1;
+    return elems[tag - 64];
+}
+
+/* Why a tag is refused, naming it, into why[0..n). */
+static void grid_tag_refused_(uint64_t tag, char *why, size_t n) {
+    const char *what = (tag == 80 || tag == 84)   ? " (float16 typed array)"
+                       : (tag == 83 || tag == 87) ? " (float128 typed array)"
+                                                  : "";
+    snprintf(why, n, "CBOR tag %llu%s is not supported (the only tags are typed arrays, 64..86)",
+             (unsigned long long)tag, what);
+}
+
+/* Element `size` bytes at p, in the given byte order, as raw bits. */
+static uint64_t grid_load_(const uint8_t *p, unsigned size, bool big_endian) {
+    uint64_t v = 0;
+    unsigned i;
+    for (i = 0; i < size; i++) v |= (uint64_t)p[big_endian ? size - 1 - i : i] << (8 * i);
+    return v;
+}
+
+/* Reverses the bytes of each of the n elements of `size` bytes at p. */
+static void grid_swap_(uint8_t *p, size_t n, unsigned size) {
+    size_t i;
+    unsigned j;
+    for (i = 0; i < n; i++, p += size) {
+        for (j = 0; j < size / 2; j++) {
+            uint8_t t = p[j];
+            p[j] = p[size - 1 - j];
+            p[size - 1 - j] = t;
+        }
+    }
+}
 
 /* Decodes the head at buf[pos..len). On failure returns the status and sets *why. */
 static grid_status grid_head_parse_(const uint8_t *buf, size_t len, size_t pos, grid_head_ *h,
@@ -462,16 +617,19 @@ static grid_type grid_head_type_(const grid_head_ *h) {
     case 3: return GRID_TYPE_TEXT;
     case 4: return GRID_TYPE_ARRAY;
     case 5: return GRID_TYPE_MAP;
+    case 6: return grid_typed_tag_(h->arg) >= 0 ? GRID_TYPE_ARRAY : GRID_TYPE_INVALID;
     case 7:
         if (h->info == 20 || h->info == 21) return GRID_TYPE_BOOL;
         if (h->info == 22) return GRID_TYPE_NULL;
         if (h->info >= 25 && h->info <= 27) return GRID_TYPE_FLOAT;
         return GRID_TYPE_INVALID;
-    default: return GRID_TYPE_INVALID; /* tags */
+    default: return GRID_TYPE_INVALID;
     }
 }
 
 static const char *grid_head_name_(const grid_head_ *h) {
+    if (h->major == 6 && grid_typed_tag_(h->arg) >= 0)
+        return grid_typed_names_[grid_typed_tag_(h->arg) & ~GRID_ELEM_BE_];
     switch (grid_head_type_(h)) {
     case GRID_TYPE_NULL: return "null";
     case GRID_TYPE_BOOL: return "bool";
@@ -513,27 +671,70 @@ static bool grid_utf8_valid_(const uint8_t *s, size_t len) {
     return true;
 }
 
-/* Why a well-formed head is not a Grid value (tags, undefined, simple values). */
+/* Why a well-formed head is not a Grid value (tags, undefined, simple values). The
+ * scanner, which sees every value first, names the tag. */
 static const char *grid_head_unsupported_(const grid_head_ *h) {
-    if (h->major == 6) return "CBOR tags are not Grid values";
+    if (h->major == 6) return "CBOR tags other than typed arrays are not Grid values";
     if (h->info == 23) return "undefined is not a Grid value";
     return "CBOR simple values are not Grid values";
 }
 
+/* Room for a scanner message that names a tag or a length. */
+#define GRID_WHY_MAX_ 128
+
+/* Checks the byte string of the typed array whose tag head `tag` ends at *at, and
+ * moves *at past it. The tag must be one grid_typed_tag_ accepts. */
+static grid_status grid_scan_typed_(const uint8_t *buf, size_t len, size_t *at,
+                                    const grid_head_ *tag, char *why) {
+    grid_head_ h;
+    const char *w;
+    int elem = grid_typed_tag_(tag->arg) & ~GRID_ELEM_BE_;
+    grid_status s = grid_head_parse_(buf, len, *at, &h, &w);
+    if (s != GRID_OK) {
+        snprintf(why, GRID_WHY_MAX_, "%s", w);
+        return s;
+    }
+    if (h.major != 2) {
+        snprintf(why, GRID_WHY_MAX_,
+                 "malformed CBOR: tag %llu (%s) must hold a byte string, got %s",
+                 (unsigned long long)tag->arg, grid_typed_names_[elem], grid_head_name_(&h));
+        return GRID_E_MALFORMED;
+    }
+    if (h.arg > len - *at - h.size) {
+        snprintf(why, GRID_WHY_MAX_, "malformed CBOR: truncated");
+        return GRID_E_MALFORMED;
+    }
+    if (h.arg % grid_elems_[elem].size != 0) {
+        snprintf(why, GRID_WHY_MAX_, "malformed CBOR: a %s of %llu bytes: not a multiple of %u",
+                 grid_typed_names_[elem], (unsigned long long)h.arg, grid_elems_[elem].size);
+        return GRID_E_MALFORMED;
+    }
+    *at += h.size + (size_t)h.arg;
+    return GRID_OK;
+}
+
 /* Checks that buf[*pos..len) starts with one complete Grid value (well-formed,
- * definite lengths, UTF-8 text, no tags) and moves *pos past it. Iterative, so
- * nesting costs no stack; a count is only believed if every value it promises
- * could still take a byte, so hostile counts fail fast. */
-static grid_status grid_scan_value_(const uint8_t *buf, size_t len, size_t *pos,
-                                    const char **why) {
+ * definite lengths, UTF-8 text, no tags but typed arrays) and moves *pos past it;
+ * on failure writes why (GRID_WHY_MAX_ bytes). Iterative, so nesting costs no
+ * stack; a count is only believed if every value it promises could still take a
+ * byte, so hostile counts fail fast. */
+static grid_status grid_scan_value_(const uint8_t *buf, size_t len, size_t *pos, char *why) {
     grid_head_ h;
     size_t at = *pos, pending = 1, room;
+    const char *w;
     grid_status s;
     while (pending > 0) {
-        s = grid_head_parse_(buf, len, at, &h, why);
-        if (s != GRID_OK) return s;
+        s = grid_head_parse_(buf, len, at, &h, &w);
+        if (s != GRID_OK) {
+            snprintf(why, GRID_WHY_MAX_, "%s", w);
+            return s;
+        }
+        if (h.major == 6 && grid_typed_tag_(h.arg) < 0) {
+            grid_tag_refused_(h.arg, why, GRID_WHY_MAX_);
+            return GRID_E_UNSUPPORTED;
+        }
         if (grid_head_type_(&h) == GRID_TYPE_INVALID) {
-            *why = grid_head_unsupported_(&h);
+            snprintf(why, GRID_WHY_MAX_, "%s", grid_head_unsupported_(&h));
             return GRID_E_UNSUPPORTED;
         }
         at += h.size;
@@ -541,20 +742,23 @@ static grid_status grid_scan_value_(const uint8_t *buf, size_t len, size_t *pos,
         room = len - at;
         if (h.major == 2 || h.major == 3) {
             if (h.arg > room) {
-                *why = "malformed CBOR: truncated";
+                snprintf(why, GRID_WHY_MAX_, "malformed CBOR: truncated");
                 return GRID_E_MALFORMED;
             }
             if (h.major == 3 && !grid_utf8_valid_(buf + at, (size_t)h.arg)) {
-                *why = "malformed CBOR: text is not UTF-8";
+                snprintf(why, GRID_WHY_MAX_, "malformed CBOR: text is not UTF-8");
                 return GRID_E_MALFORMED;
             }
             at += (size_t)h.arg;
         } else if (h.major == 4 || h.major == 5) {
             if (pending > room || h.arg > (room - pending) / (h.major == 5 ? 2 : 1)) {
-                *why = "malformed CBOR: truncated";
+                snprintf(why, GRID_WHY_MAX_, "malformed CBOR: truncated");
                 return GRID_E_MALFORMED;
             }
             pending += (size_t)h.arg * (h.major == 5 ? 2 : 1);
+        } else if (h.major == 6) {
+            s = grid_scan_typed_(buf, len, &at, &h, why);
+            if (s != GRID_OK) return s;
         }
     }
     *pos = at;
@@ -611,7 +815,8 @@ static grid_status grid_reader_fail_(grid_reader *r, grid_status status, bool wi
             switch (f->kind) {
             case GRID_KIND_ARGS: grid_msg_append_(r, &at, "%sargument %zu", sep, index + 1); break;
             case GRID_KIND_VALUE: grid_msg_append_(r, &at, "%svalue", sep); break;
-            case GRID_KIND_ARRAY: grid_msg_append_(r, &at, "%sitem %zu", sep, index + 1); break;
+            case GRID_KIND_ARRAY:
+            case GRID_KIND_TYPED: grid_msg_append_(r, &at, "%sitem %zu", sep, index + 1); break;
             default:
                 grid_msg_append_(r, &at, "%smap %s %zu", sep, index % 2 ? "value" : "key",
                                  index / 2 + 1);
@@ -642,14 +847,15 @@ static void grid_reader_init_(grid_reader *r, const void *buf, size_t len) {
 
 grid_status grid_args_begin(grid_reader *r, const void *buf, size_t len) {
     grid_head_ h;
-    const char *why;
+    const char *what;
+    char why[GRID_WHY_MAX_];
     grid_status s;
     size_t pos;
     uint64_t i;
     grid_reader_init_(r, buf, len);
     r->frames[0].kind = GRID_KIND_ARGS;
-    s = grid_head_parse_(r->buf, r->len, 0, &h, &why);
-    if (s != GRID_OK) return grid_reader_fail_(r, s, false, "arguments: %s", why);
+    s = grid_head_parse_(r->buf, r->len, 0, &h, &what);
+    if (s != GRID_OK) return grid_reader_fail_(r, s, false, "arguments: %s", what);
     if (h.major != 4)
         return grid_reader_fail_(r, GRID_E_TYPE, false,
                                  "arguments: expected an array, got %s", grid_head_name_(&h));
@@ -660,7 +866,7 @@ grid_status grid_args_begin(grid_reader *r, const void *buf, size_t len) {
      * and a function that stops reading early still rejects malformed input. */
     pos = h.size;
     for (i = 0; i < h.arg; i++) {
-        s = grid_scan_value_(r->buf, r->len, &pos, &why);
+        s = grid_scan_value_(r->buf, r->len, &pos, why);
         if (s != GRID_OK)
             return grid_reader_fail_(r, s, false, "argument %zu: %s", (size_t)i + 1, why);
     }
@@ -675,10 +881,10 @@ grid_status grid_args_begin(grid_reader *r, const void *buf, size_t len) {
 
 grid_status grid_value_begin(grid_reader *r, const void *buf, size_t len) {
     size_t pos = 0;
-    const char *why;
+    char why[GRID_WHY_MAX_];
     grid_status s;
     grid_reader_init_(r, buf, len);
-    s = grid_scan_value_(r->buf, r->len, &pos, &why);
+    s = grid_scan_value_(r->buf, r->len, &pos, why);
     if (s != GRID_OK) return grid_reader_fail_(r, s, false, "value: %s", why);
     if (pos != r->len)
         return grid_reader_fail_(r, GRID_E_MALFORMED, false,
@@ -705,6 +911,30 @@ static void grid_reader_pop_(grid_reader *r) {
     while (r->depth > 0 && r->frames[r->depth].next == r->frames[r->depth].count) r->depth--;
 }
 
+/* The next element of the open typed array, dressed as the head of a CBOR number
+ * that takes no bytes, so every grid_read_* reads it as it reads a plain one. */
+static void grid_typed_head_(const grid_reader *r, grid_head_ *h) {
+    const grid_frame *f = &r->frames[r->depth];
+    int elem = f->elem & ~GRID_ELEM_BE_;
+    unsigned size = grid_elems_[elem].size;
+    uint64_t bits = grid_load_(r->buf + f->data + f->next * size, size,
+                               (f->elem & GRID_ELEM_BE_) != 0);
+    int64_t v;
+    h->size = 0;
+    h->info = 27;
+    switch (elem) {
+    case GRID_ELEM_F32_: h->major = 7; h->info = 26; h->arg = bits; return;
+    case GRID_ELEM_F64_: h->major = 7; h->arg = bits; return;
+    case GRID_ELEM_I8_: v = (int8_t)bits; break;
+    case GRID_ELEM_I16_: v = (int16_t)bits; break;
+    case GRID_ELEM_I32_: v = (int32_t)bits; break;
+    case GRID_ELEM_I64_: v = (int64_t)bits; break;
+    default: h->major = 0; h->arg = bits; return; /* unsigned */
+    }
+    h->major = v < 0 ? 1 : 0;
+    h->arg = v < 0 ? (uint64_t)(-1 - v) : (uint64_t)v;
+}
+
 /* Parses the head of the next value without consuming it, leaving finished
  * containers first; fails if no value is left or it is not a Grid value. */
 static grid_status grid_reader_head_(grid_reader *r, grid_head_ *h) {
@@ -717,6 +947,10 @@ static grid_status grid_reader_head_(grid_reader *r, grid_head_ *h) {
             return grid_reader_fail_(r, GRID_E_MISSING, false, "missing argument %zu: got %zu",
                                      r->frames[0].count + 1, r->frames[0].count);
         return grid_reader_fail_(r, GRID_E_MISSING, false, "no value left to read");
+    }
+    if (r->frames[r->depth].kind == GRID_KIND_TYPED) {
+        grid_typed_head_(r, h);
+        return GRID_OK;
     }
     s = grid_head_parse_(r->buf, r->len, r->pos, h, &why);
     if (s != GRID_OK) return grid_reader_fail_(r, s, true, "%s", why);
@@ -849,12 +1083,53 @@ grid_status grid_read_bytes(grid_reader *r, const uint8_t **ptr, size_t *len) {
     return grid_read_string_(r, 2, ptr, len);
 }
 
-/* Reads an array (major 4) or map (major 5) header and enters it. */
+/* The byte string of the typed array whose tag head `tag` is next: its elements
+ * start at *data and number *count. */
+static grid_status grid_reader_typed_(grid_reader *r, const grid_head_ *tag, size_t *data,
+                                      size_t *count) {
+    grid_head_ h;
+    const char *why;
+    int elem = grid_typed_tag_(tag->arg) & ~GRID_ELEM_BE_;
+    /* grid_args_begin / grid_value_begin checked it all; this guards only misuse. */
+    grid_status s = grid_head_parse_(r->buf, r->len, r->pos + tag->size, &h, &why);
+    if (s != GRID_OK) return grid_reader_fail_(r, s, true, "%s", why);
+    *data = r->pos + tag->size + h.size;
+    if (h.major != 2 || h.arg > r->len - *data || h.arg % grid_elems_[elem].size != 0)
+        return grid_reader_fail_(r, GRID_E_MALFORMED, true, "malformed CBOR: bad %s",
+                                 grid_typed_names_[elem]);
+    *count = (size_t)h.arg / grid_elems_[elem].size;
+    return GRID_OK;
+}
+
+/* Opens the typed array whose tag head `tag` is next, as an array of numbers. */
+static grid_status grid_read_typed_open_(grid_reader *r, const grid_head_ *tag, size_t *count) {
+    size_t data, n;
+    unsigned size = grid_elems_[grid_typed_tag_(tag->arg) & ~GRID_ELEM_BE_].size;
+    grid_status s = grid_reader_typed_(r, tag, &data, &n);
+    if (s != GRID_OK) return s;
+    if (n > 0 && r->depth + 1 >= GRID_MAX_DEPTH)
+        return grid_reader_fail_(r, GRID_E_UNSUPPORTED, true,
+                                 "nested deeper than %d levels", GRID_MAX_DEPTH);
+    grid_reader_advance_(r, data + n * size);
+    if (n > 0) {
+        r->depth++;
+        r->frames[r->depth].count = n;
+        r->frames[r->depth].next = 0;
+        r->frames[r->depth].kind = GRID_KIND_TYPED;
+        r->frames[r->depth].elem = grid_typed_tag_(tag->arg);
+        r->frames[r->depth].data = data;
+    }
+    *count = n;
+    return GRID_OK;
+}
+
+/* Reads an array (major 4, or a typed array) or map (major 5) header and enters it. */
 static grid_status grid_read_container_(grid_reader *r, unsigned major, size_t *size) {
     grid_head_ h;
     size_t end, values;
     grid_status s = grid_reader_head_(r, &h);
     if (s != GRID_OK) return s;
+    if (major == 4 && h.major == 6) return grid_read_typed_open_(r, &h, size);
     if (h.major != major) return grid_reader_wrong_type_(r, &h, major == 4 ? "array" : "map");
     end = r->pos + h.size;
     /* Every value takes at least one byte: a larger count cannot be honest. */
@@ -885,12 +1160,16 @@ grid_status grid_read_map(grid_reader *r, size_t *entries) {
 
 grid_status grid_read_skip(grid_reader *r) {
     grid_head_ h;
-    const char *why;
+    char why[GRID_WHY_MAX_];
     size_t pos;
     grid_status s = grid_reader_head_(r, &h);
     if (s != GRID_OK) return s;
+    if (r->frames[r->depth].kind == GRID_KIND_TYPED) {
+        grid_reader_advance_(r, r->pos);
+        return GRID_OK;
+    }
     pos = r->pos;
-    s = grid_scan_value_(r->buf, r->len, &pos, &why);
+    s = grid_scan_value_(r->buf, r->len, &pos, why);
     if (s != GRID_OK) return grid_reader_fail_(r, s, true, "%s", why);
     grid_reader_advance_(r, pos);
     return GRID_OK;
@@ -902,8 +1181,91 @@ grid_type grid_peek(grid_reader *r) {
     if (r->status != GRID_OK) return GRID_TYPE_NONE;
     grid_reader_pop_(r);
     if (r->depth == 0 && r->frames[0].next == r->frames[0].count) return GRID_TYPE_NONE;
+    if (r->frames[r->depth].kind == GRID_KIND_TYPED) {
+        grid_typed_head_(r, &h);
+        return grid_head_type_(&h);
+    }
     if (grid_head_parse_(r->buf, r->len, r->pos, &h, &why) != GRID_OK) return GRID_TYPE_INVALID;
     return grid_head_type_(&h);
+}
+
+/* Reads one number of element type `elem` into dst, checking its range. */
+static grid_status grid_read_elem_(grid_reader *r, int elem, void *dst) {
+    grid_head_ h;
+    grid_status s;
+    int64_t v;
+    if (elem == GRID_ELEM_F32_ || elem == GRID_ELEM_F64_) {
+        double d;
+        float f;
+        s = grid_read_double(r, &d);
+        if (s != GRID_OK) return s;
+        f = (float)d; /* IEEE 754 rounding, as wasm's f32.demote_f64 */
+        if (elem == GRID_ELEM_F32_) memcpy(dst, &f, sizeof f);
+        else memcpy(dst, &d, sizeof d);
+        return GRID_OK;
+    }
+    s = grid_reader_head_(r, &h);
+    if (s != GRID_OK) return s;
+    if (h.major > 1) return grid_reader_wrong_type_(r, &h, "integer");
+    /* A negative value -1 - arg fits a signed type whose max is M iff arg <= M;
+     * the element enum alternates unsigned (even) and signed (odd) types. */
+    if (h.arg > grid_elems_[elem].max || (h.major == 1 && elem % 2 == 0))
+        return grid_reader_fail_(r, GRID_E_RANGE, true, "integer out of %s range",
+                                 grid_elems_[elem].c_name);
+    v = h.major == 0 ? (int64_t)h.arg : -1 - (int64_t)h.arg;
+    switch (elem) {
+    case GRID_ELEM_U8_: *(uint8_t *)dst = (uint8_t)h.arg; break;
+    case GRID_ELEM_I8_: *(int8_t *)dst = (int8_t)v; break;
+    case GRID_ELEM_U16_: *(uint16_t *)dst = (uint16_t)h.arg; break;
+    case GRID_ELEM_I16_: *(int16_t *)dst = (int16_t)v; break;
+    case GRID_ELEM_U32_: *(uint32_t *)dst = (uint32_t)h.arg; break;
+    case GRID_ELEM_I32_: *(int32_t *)dst = (int32_t)v; break;
+    case GRID_ELEM_U64_: *(uint64_t *)dst = h.arg; break;
+    default: *(int64_t *)dst = v; break;
+    }
+    grid_reader_advance_(r, r->pos + h.size);
+    return GRID_OK;
+}
+
+/* An array of numbers as elements of type `elem` in a fresh buffer: one memcpy
+ * from a typed array of that type, element by element from anything else. */
+static grid_status grid_read_numbers_(grid_reader *r, int elem, void **out, size_t *count) {
+    grid_head_ h;
+    size_t n, i, data;
+    unsigned size = grid_elems_[elem].size;
+    uint8_t *buf;
+    grid_status s = grid_reader_head_(r, &h);
+    if (s != GRID_OK) return s;
+    if (grid_head_type_(&h) != GRID_TYPE_ARRAY)
+        return grid_reader_wrong_type_(r, &h, "array of numbers");
+    if (h.major == 6 && (grid_typed_tag_(h.arg) & ~GRID_ELEM_BE_) == elem) {
+        bool big_endian = (grid_typed_tag_(h.arg) & GRID_ELEM_BE_) != 0;
+        s = grid_reader_typed_(r, &h, &data, &n);
+        if (s != GRID_OK) return s;
+        buf = (uint8_t *)GRID_MALLOC(n ? n * size : 1);
+        if (buf == NULL) return grid_reader_fail_(r, GRID_E_NOMEM, true, "out of memory");
+        if (n) memcpy(buf, r->buf + data, n * size);
+        if (big_endian != GRID_HOST_BE_) grid_swap_(buf, n, size);
+        grid_reader_advance_(r, data + n * size);
+        *out = buf;
+        *count = n;
+        return GRID_OK;
+    }
+    s = grid_read_array(r, &n);
+    if (s != GRID_OK) return s;
+    /* n is at most the input's length, but n * size need not fit on wasm32. */
+    buf = n <= SIZE_MAX / size ? (uint8_t *)GRID_MALLOC(n ? n * size : 1) : NULL;
+    if (buf == NULL) return grid_reader_fail_(r, GRID_E_NOMEM, true, "out of memory");
+    for (i = 0; i < n; i++) {
+        s = grid_read_elem_(r, elem, buf + i * size);
+        if (s != GRID_OK) {
+            GRID_FREE(buf);
+            return s;
+        }
+    }
+    *out = buf;
+    *count = n;
+    return GRID_OK;
 }
 
 grid_status grid_reader_end(grid_reader *r) {
@@ -1087,6 +1449,19 @@ grid_status grid_write_map(grid_writer *w, size_t entries) {
     return grid_write_container_(w, 5, entries);
 }
 
+/* n elements of type `elem` at p as one typed array: tag, byte string, one memcpy. */
+static grid_status grid_write_typed_(grid_writer *w, int elem, const void *p, size_t n) {
+    unsigned size = grid_elems_[elem].size;
+    if (grid_writer_value_(w) != GRID_OK) return w->status;
+    if (n > 0 && p == NULL) return grid_writer_fail_(w, GRID_E_MALFORMED, "array is NULL");
+    if (n > SIZE_MAX / size) return grid_writer_fail_(w, GRID_E_RANGE, "array too large");
+    grid_writer_head_(w, 6, grid_elems_[elem].tag);
+    grid_writer_head_(w, 2, (uint64_t)n * size);
+    if (grid_writer_put_(w, p, n * size) != GRID_OK) return w->status;
+    if (GRID_HOST_BE_) grid_swap_(w->buf + w->len - n * size, n, size);
+    return GRID_OK;
+}
+
 grid_status grid_writer_done(grid_writer *w) {
     if (w->status != GRID_OK) return w->status;
     while (w->depth > 0 && w->frames[w->depth].next == w->frames[w->depth].count) w->depth--;
@@ -1159,6 +1534,35 @@ int64_t grid_ok_bytes(const void *p, size_t len) {
     grid_write_bytes(&w, p, len);
     return grid_writer_finish(&w);
 }
+
+/* The typed-array functions of one element type: read, write and ok. */
+#define GRID_TYPED_FUNCTIONS_(name, type, elem)                                       \
+    grid_status grid_read_##name##_array(grid_reader *r, type **out, size_t *count) { \
+        void *p;                                                                      \
+        grid_status s = grid_read_numbers_(r, elem, &p, count);                       \
+        if (s == GRID_OK) *out = (type *)p;                                           \
+        return s;                                                                     \
+    }                                                                                 \
+    grid_status grid_write_##name##_array(grid_writer *w, const type *p, size_t n) {  \
+        return grid_write_typed_(w, elem, p, n);                                      \
+    }                                                                                 \
+    int64_t grid_ok_##name##_array(const type *p, size_t n) {                         \
+        grid_writer w;                                                                \
+        grid_writer_begin_ok(&w);                                                     \
+        grid_write_typed_(&w, elem, p, n);                                            \
+        return grid_writer_finish(&w);                                                \
+    }
+
+GRID_TYPED_FUNCTIONS_(u8, uint8_t, GRID_ELEM_U8_)
+GRID_TYPED_FUNCTIONS_(i8, int8_t, GRID_ELEM_I8_)
+GRID_TYPED_FUNCTIONS_(u16, uint16_t, GRID_ELEM_U16_)
+GRID_TYPED_FUNCTIONS_(i16, int16_t, GRID_ELEM_I16_)
+GRID_TYPED_FUNCTIONS_(u32, uint32_t, GRID_ELEM_U32_)
+GRID_TYPED_FUNCTIONS_(i32, int32_t, GRID_ELEM_I32_)
+GRID_TYPED_FUNCTIONS_(u64, uint64_t, GRID_ELEM_U64_)
+GRID_TYPED_FUNCTIONS_(i64, int64_t, GRID_ELEM_I64_)
+GRID_TYPED_FUNCTIONS_(f32, float, GRID_ELEM_F32_)
+GRID_TYPED_FUNCTIONS_(f64, double, GRID_ELEM_F64_)
 
 int64_t grid_err(const char *message) {
     grid_writer w;

@@ -5,13 +5,18 @@
 //! meaningful result" must return `null`, so a top-level unit becomes `null`.
 //! Decoding is our own small reader into [`Value`], then serde from `Value` into
 //! the wanted type: it accepts every encoding another language may produce (half
-//! floats, indefinite lengths), refuses tags as the ABI says, and yields serde's
+//! floats, indefinite lengths), reads the typed-array tags into [`Value::Typed`]
+//! with one copy and refuses every other tag as the ABI says, and yields serde's
 //! readable messages instead of cbor4ii's internal ones. Nothing here may trust
 //! the bytes: lengths are checked against what is left, nesting is bounded.
+//! Typed arrays are written by [`crate::typed`], since serde cannot write a tag.
+
+use std::borrow::Cow;
 
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 
+use crate::typed::{ElementKind, TypedArray};
 use crate::{Error, Value};
 
 /// Encodes `value` as one CBOR item. A top-level `()` (or unit struct) encodes
@@ -29,8 +34,9 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
 /// Decodes one CBOR item, which must span all of `bytes`, into a `T`.
 ///
 /// # Errors
-/// When the bytes are not one valid tag-free CBOR item, or the item does not
-/// fit `T` (the message is serde's, e.g. `invalid type: string "x", expected i64`).
+/// When the bytes are not one valid CBOR item of Grid's data model, or the item
+/// does not fit `T` (the message is serde's, e.g. `invalid type: string "x",
+/// expected i64`).
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     crate::from_value(decode_value(bytes)?)
 }
@@ -38,8 +44,9 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 /// Decodes one CBOR item, which must span all of `bytes`, into a [`Value`].
 ///
 /// # Errors
-/// When the bytes are truncated, have trailing data, contain a tag or an
-/// unsupported simple value, contain invalid UTF-8 text, or nest deeper than 256.
+/// When the bytes are truncated, have trailing data, contain a tag other than a
+/// typed array (or a typed array whose length is not a multiple of its element
+/// size), an unsupported simple value or invalid UTF-8 text, or nest deeper than 256.
 pub fn decode_value(bytes: &[u8]) -> Result<Value, Error> {
     let mut reader = Reader { bytes, pos: 0 };
     let value = reader.item(0)?;
@@ -50,6 +57,34 @@ pub fn decode_value(bytes: &[u8]) -> Result<Value, Error> {
         )));
     }
     Ok(value)
+}
+
+/// Major types the SDK writes by hand (the rest go through cbor4ii).
+pub(crate) const MAJOR_BYTES: u8 = 2;
+pub(crate) const MAJOR_TEXT: u8 = 3;
+pub(crate) const MAJOR_TAG: u8 = 6;
+
+/// Appends the head of a data item, in its shortest form: the major type and
+/// the argument (a length, or a tag number).
+pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, argument: u64) {
+    let major = major << 5;
+    // The casts below only run where the match arm proves the value fits.
+    match argument {
+        0..=23 => out.push(major | argument as u8),
+        24..=0xff => out.extend_from_slice(&[major | 24, argument as u8]),
+        0x100..=0xffff => {
+            out.push(major | 25);
+            out.extend_from_slice(&(argument as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(major | 26);
+            out.extend_from_slice(&(argument as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(major | 27);
+            out.extend_from_slice(&argument.to_be_bytes());
+        }
+    }
 }
 
 /// Deeper nesting than this is refused so hostile input cannot overflow the stack.
@@ -63,20 +98,20 @@ struct Reader<'a> {
     pos: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn error(&self, what: impl std::fmt::Display) -> Error {
         Error::new(format_args!("invalid CBOR at byte {}: {what}", self.pos))
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], Error> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         let end = self
             .pos
             .checked_add(n)
             .filter(|&end| end <= self.bytes.len())
             .ok_or_else(|| self.error("unexpected end of input"))?;
-        let out = &self.bytes[self.pos..end];
+        let (bytes, start): (&'a [u8], usize) = (self.bytes, self.pos);
         self.pos = end;
-        Ok(out)
+        Ok(&bytes[start..end])
     }
 
     fn byte(&mut self) -> Result<u8, Error> {
@@ -134,9 +169,9 @@ impl Reader<'_> {
             1 => Ok(Value::Integer(
                 -1 - i128::from(self.definite(info, "an integer")?),
             )),
-            2 => Ok(Value::Bytes(self.string(2, info)?)),
+            2 => Ok(Value::Bytes(self.string(2, info)?.into_owned())),
             3 => {
-                let bytes = self.string(3, info)?;
+                let bytes = self.string(3, info)?.into_owned();
                 String::from_utf8(bytes)
                     .map(Value::Text)
                     .map_err(|e| self.error(format_args!("text string is not UTF-8: {e}")))
@@ -178,10 +213,7 @@ impl Reader<'_> {
                 }
                 Ok(Value::Map(entries))
             }
-            6 => {
-                let tag = self.definite(info, "a tag")?;
-                Err(self.error(format_args!("tags are not supported (tag {tag})")))
-            }
+            6 => self.typed_array(info).map(Value::Typed),
             _ => match info {
                 20 => Ok(Value::Bool(false)),
                 21 => Ok(Value::Bool(true)),
@@ -207,13 +239,26 @@ impl Reader<'_> {
         }
     }
 
-    /// The content of a byte or text string (`major` 2 or 3), joining the chunks
-    /// of an indefinite-length one.
-    fn string(&mut self, major: u8, info: u8) -> Result<Vec<u8>, Error> {
+    /// A tagged item whose tag (the argument of `info`) must be a typed array,
+    /// holding a byte string: its elements, in one copy.
+    fn typed_array(&mut self, info: u8) -> Result<TypedArray, Error> {
+        let tag = self.definite(info, "a tag")?;
+        let (kind, order) = ElementKind::of_tag(tag).map_err(|why| self.error(why))?;
+        let initial = self.byte()?;
+        if initial >> 5 != MAJOR_BYTES {
+            return Err(self.error(format_args!("tag {tag} ({kind}) must hold a byte string")));
+        }
+        let bytes = self.string(MAJOR_BYTES, initial & 0x1f)?;
+        TypedArray::from_bytes(kind, &bytes, order).map_err(|e| self.error(e))
+    }
+
+    /// The content of a byte or text string (`major` 2 or 3): borrowed, or the
+    /// chunks of an indefinite-length one joined.
+    fn string(&mut self, major: u8, info: u8) -> Result<Cow<'a, [u8]>, Error> {
         match self.argument(info)? {
             Some(n) => {
                 let n = self.length(n)?;
-                Ok(self.take(n)?.to_vec())
+                Ok(Cow::Borrowed(self.take(n)?))
             }
             None => {
                 let mut out = Vec::new();
@@ -226,7 +271,7 @@ impl Reader<'_> {
                     let n = self.length(n)?;
                     out.extend_from_slice(self.take(n)?);
                 }
-                Ok(out)
+                Ok(Cow::Owned(out))
             }
         }
     }
@@ -432,7 +477,7 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[
             (&[], "end of input"),
             (&[0x01, 0x02], "trailing"),
-            (&[0xc1, 0x00], "tags are not supported"),
+            (&[0xc1, 0x00], "tag 1 is not supported"),
             (&[0x62, 0xff, 0xfe], "UTF-8"),
             (
                 &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],

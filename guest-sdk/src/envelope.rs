@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use crate::typed::{self, Element};
 use crate::{Error, Value, cbor};
 
 const OK: &str = "ok";
@@ -59,6 +60,13 @@ pub(crate) fn err<E: Serialize + ?Sized>(error: &E) -> Result<Vec<u8>, Error> {
     with_key(ERR, error)
 }
 
+/// `{"ok": typed array}`; cannot fail, numbers always encode.
+pub(crate) fn ok_array<N: Element>(xs: &[N]) -> Vec<u8> {
+    let mut out = header(OK);
+    typed::encode_into(&mut out, xs);
+    out
+}
+
 /// `{"bad_arguments": message}`; cannot fail, a string always encodes.
 pub(crate) fn bad_arguments(message: &str) -> Vec<u8> {
     let mut out = header(BAD_ARGUMENTS);
@@ -85,25 +93,8 @@ fn header(key: &str) -> Vec<u8> {
 
 /// The initial bytes of a text string of `len` bytes (major type 3).
 fn text_header(out: &mut Vec<u8>, len: usize) {
-    const TEXT: u8 = 3 << 5;
     // usize is at most 64 bits on every target Rust supports.
-    let len = len as u64;
-    match len {
-        0..=23 => out.push(TEXT | len as u8),
-        24..=0xff => out.extend_from_slice(&[TEXT | 24, len as u8]),
-        0x100..=0xffff => {
-            out.push(TEXT | 25);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(TEXT | 26);
-            out.extend_from_slice(&(len as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(TEXT | 27);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-    }
+    cbor::write_head(out, cbor::MAJOR_TEXT, len as u64);
 }
 
 #[cfg(test)]

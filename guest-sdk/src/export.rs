@@ -11,7 +11,8 @@ use std::vec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Value, cbor, envelope};
+use crate::typed::{self, Element};
+use crate::{Error, Value, cbor, envelope};
 
 /// The decoded argument array, handed out one typed parameter at a time.
 pub struct Arguments {
@@ -50,27 +51,46 @@ impl Arguments {
         })
     }
 
+    /// The next argument as a `Vec<N>`: a typed array of `N`s without a copy,
+    /// anything else as [`typed::from_value`] converts it.
+    ///
+    /// # Errors
+    /// A ready `bad_arguments` envelope, as [`Arguments::next`].
+    pub fn next_array<N: Element>(
+        &mut self,
+        position: usize,
+        name: &str,
+    ) -> Result<Vec<N>, Vec<u8>> {
+        let value = self.take(position)?;
+        typed::from_value(value).map_err(|e| bad_argument(position, name, &e))
+    }
+
     /// The next argument as a `T`. `position` counts from 1; `name` is the
     /// parameter's name, or empty when its pattern is not a plain identifier.
     ///
     /// # Errors
     /// A ready `bad_arguments` envelope naming the argument and serde's message.
     pub fn next<T: DeserializeOwned>(&mut self, position: usize, name: &str) -> Result<T, Vec<u8>> {
-        let Some(value) = self.values.next() else {
-            // `decode` checked the count; this is a bug in the macro if reached.
-            return Err(envelope::bad_arguments(&format!(
-                "missing argument {position}"
-            )));
-        };
-        crate::from_value(value).map_err(|e| {
-            let message = if name.is_empty() {
-                format!("argument {position}: {e}")
-            } else {
-                format!("argument {position} ({name}): {e}")
-            };
-            envelope::bad_arguments(&message)
-        })
+        let value = self.take(position)?;
+        crate::from_value(value).map_err(|e| bad_argument(position, name, &e))
     }
+
+    fn take(&mut self, position: usize) -> Result<Value, Vec<u8>> {
+        // `decode` checked the count; this is a bug in the macro if reached.
+        self.values
+            .next()
+            .ok_or_else(|| envelope::bad_arguments(&format!("missing argument {position}")))
+    }
+}
+
+/// `argument 2 (name): message`, or `argument 2: message` without a name.
+fn bad_argument(position: usize, name: &str, e: &Error) -> Vec<u8> {
+    let message = if name.is_empty() {
+        format!("argument {position}: {e}")
+    } else {
+        format!("argument {position} ({name}): {e}")
+    };
+    envelope::bad_arguments(&message)
 }
 
 /// `{"ok": value}`. A top-level `()` becomes `null`.
@@ -83,6 +103,11 @@ pub fn ok<T: Serialize + ?Sized>(function: &str, value: &T) -> Vec<u8> {
         Ok(bytes) => bytes,
         Err(e) => panic!("grid_guest: cannot encode the result of `{function}` as CBOR: {e}"),
     }
+}
+
+/// `{"ok": typed array}`, the elements copied in one go.
+pub fn ok_array<N: Element>(xs: &[N]) -> Vec<u8> {
+    envelope::ok_array(xs)
 }
 
 /// `{"err": error}`.
@@ -107,6 +132,7 @@ fn kind(value: &Value) -> &'static str {
         Value::Text(_) => "a text string",
         Value::Array(_) => "an array",
         Value::Map(_) => "a map",
+        Value::Typed(_) => "a typed array",
     }
 }
 

@@ -5,9 +5,11 @@
 //! the Rust side of that contract: put [`#[export]`](export) on an ordinary
 //! function with serde parameter and result types, build the crate as a `cdylib`
 //! for `wasm32-wasip1`, and the function is callable from Grid as `NAME`. The
-//! crate also provides the allocator exports the engine needs (`grid_alloc`,
-//! `grid_free`), reports panics as task failures with their message and location,
-//! and gives access to the engine's namespace ([`ns`]).
+//! crate also provides the exports the engine needs (`grid_alloc`, `grid_free`,
+//! and `grid_typed_arrays`, which asks for arrays of numbers as RFC 8746 typed
+//! arrays), reports panics as task failures with their message and location,
+//! gives access to the engine's namespace ([`ns`]) and moves arrays of numbers in
+//! and out with one memcpy ([`typed`]).
 //!
 //! It does no I/O of its own and holds no state between calls beyond the panic
 //! hook: every task runs in a fresh instance anyway.
@@ -63,6 +65,7 @@ mod imports;
 mod memory;
 pub mod ns;
 mod panic;
+pub mod typed;
 mod value;
 
 pub use envelope::Envelope;
@@ -93,7 +96,33 @@ pub use value::Value;
 ///   type alias for `Result` is not recognized and the `Result` is returned as a
 ///   value.
 ///
-/// Parameters must be owned types implementing `serde::de::DeserializeOwned`
+/// Arrays of numbers take a fast path, chosen by how the type is written: a
+/// parameter written `Vec<N>`, `&[N]`, `&mut [N]` or `Box<[N]>`, with `N` one of
+/// `u8 i8 u16 i16 u32 i32 u64 i64 f32 f64`, takes a typed array of `N`s
+/// (ABI.md section 2) with one memcpy, and still accepts a plain array of
+/// numbers (and, for `u8`, a byte string), converted as serde would with
+/// serde's messages; a result written `Vec<N>` or `Box<[N]>`, also as the `T`
+/// of `Result<T, E>`, is answered as a typed array, with one memcpy. (A guest's
+/// typed-array results need an engine that knows typed arrays.) An alias or a
+/// wrapper of these types goes through serde, element by element.
+///
+/// ```
+/// #[grid_guest::export]
+/// fn norm(xs: &[f64]) -> f64 {
+///     xs.iter().map(|x| x * x).sum::<f64>().sqrt()
+/// }
+///
+/// #[grid_guest::export]
+/// fn doubled(mut xs: Vec<i64>) -> Vec<i64> {
+///     xs.iter_mut().for_each(|x| *x *= 2);
+///     xs
+/// }
+/// # let args = grid_guest::cbor::to_vec(&([3.0, 4.0],)).unwrap();
+/// # let envelope = grid_guest::Envelope::decode(&__grid_export_norm(&args)).unwrap();
+/// # assert_eq!(envelope, grid_guest::Envelope::Ok(5.0.into()));
+/// ```
+///
+/// Other parameters must be owned types implementing `serde::de::DeserializeOwned`
 /// (`String`, not `&str`), the result must implement `serde::Serialize`. The
 /// function must be a free function (not a method), and neither generic, `async`
 /// nor `unsafe`. `#[grid_guest::export(name = "other")]` exports it as
@@ -128,7 +157,7 @@ pub mod __private {
     //! Used by the code `#[export]` generates; not a public API.
     #[cfg(target_arch = "wasm32")]
     pub use crate::export::entry;
-    pub use crate::export::{Arguments, err, ok};
+    pub use crate::export::{Arguments, err, ok, ok_array};
 }
 
 #[cfg(test)]

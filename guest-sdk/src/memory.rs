@@ -1,5 +1,6 @@
 //! Guest memory that crosses the ABI boundary: `grid_alloc`, `grid_free` and the
-//! packed `(ptr << 32) | len` results (ABI.md section 2).
+//! packed `(ptr << 32) | len` results (ABI.md section 2), next to the
+//! `grid_typed_arrays` marker export, which also goes into every guest.
 //!
 //! The engine writes arguments (and namespace values) into buffers it gets from
 //! `grid_alloc`, and the guest owns them from then on; the guest hands back an
@@ -100,6 +101,12 @@ impl Drop for Received {
 /// 32 bits and these are the engine's way in.
 #[cfg(target_arch = "wasm32")]
 mod exports {
+    /// `grid_typed_arrays`: never called; its presence tells the engine that this
+    /// guest reads typed arrays (ABI.md section 2, "Typed arrays"), which the
+    /// SDK's reader does everywhere a value is read.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn grid_typed_arrays() {}
+
     /// `grid_alloc(len: i32) -> i32`: `len` fresh writable bytes, or 0.
     #[unsafe(no_mangle)]
     pub extern "C" fn grid_alloc(len: usize) -> *mut u8 {

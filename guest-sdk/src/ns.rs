@@ -5,7 +5,9 @@
 //! on other targets they use a thread-local map instead, so a guest's functions
 //! can be unit-tested with a plain `cargo test` (each test runs on its own thread,
 //! so each starts with an empty namespace). Both keep entries as CBOR bytes, so a
-//! value reads back natively exactly as it would through the engine.
+//! value reads back natively exactly as it would through the engine. Arrays of
+//! numbers have their own pair, [`set_array`] and [`get_array`], which store and
+//! read typed arrays with one memcpy.
 //!
 //! ```
 //! grid_guest::ns::set("count", &41).unwrap();
@@ -20,6 +22,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::typed::{self, Element};
 use crate::{Error, cbor};
 
 /// Why a namespace read or write failed.
@@ -111,7 +114,45 @@ pub fn set<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<(), NsError> 
         name: name.to_owned(),
         source,
     })?;
-    if sys::set(name, &bytes) {
+    set_bytes(name, &bytes)
+}
+
+/// Stores the numbers `xs` under `name` as a typed array (ABI.md section 2),
+/// copied in one go; [`set`] would store a plain array, element by element.
+///
+/// ```
+/// grid_guest::ns::set_array("weights", &[0.25f64, 0.75]).unwrap();
+/// let weights = grid_guest::ns::get_array::<f64>("weights").unwrap();
+/// assert_eq!(weights, Some(vec![0.25, 0.75]));
+/// ```
+///
+/// # Errors
+/// [`NsError::Rejected`] when the engine refuses the bytes (one that does not
+/// know typed arrays).
+pub fn set_array<N: Element>(name: &str, xs: &[N]) -> Result<(), NsError> {
+    set_bytes(name, &typed::encode(xs))
+}
+
+/// Reads the entry `name` as numbers; `Ok(None)` if there is none. A typed
+/// array of `N`s costs one copy; any other array of numbers converts as
+/// [`typed::from_value`] describes.
+///
+/// # Errors
+/// [`NsError::Decode`] when the entry is not an array of numbers that fit `N`.
+pub fn get_array<N: Element>(name: &str) -> Result<Option<Vec<N>>, NsError> {
+    let Some(bytes) = sys::get(name) else {
+        return Ok(None);
+    };
+    typed::decode(&bytes)
+        .map(Some)
+        .map_err(|source| NsError::Decode {
+            name: name.to_owned(),
+            source,
+        })
+}
+
+fn set_bytes(name: &str, bytes: &[u8]) -> Result<(), NsError> {
+    if sys::set(name, bytes) {
         Ok(())
     } else {
         Err(NsError::Rejected {
@@ -227,6 +268,25 @@ mod tests {
     fn values_outside_cbor_are_refused() {
         let err = set("big", &u128::MAX).unwrap_err();
         assert!(matches!(err, NsError::Rejected { .. }), "{err}");
+    }
+
+    #[test]
+    fn arrays_are_stored_typed_and_read_either_way() {
+        set_array("xs", &[1i32, -2]).unwrap();
+        assert_eq!(get_array::<i32>("xs"), Ok(Some(vec![1, -2])));
+        assert_eq!(get::<Vec<f64>>("xs"), Ok(Some(vec![1.0, -2.0])));
+        assert!(matches!(
+            get::<Value>("xs"),
+            Ok(Some(Value::Array(items))) if items.len() == 2
+        ));
+        set("plain", &[1u8, 2]).unwrap();
+        assert_eq!(get_array::<u8>("plain"), Ok(Some(vec![1, 2])));
+        assert_eq!(get_array::<u8>("missing"), Ok(None));
+        let err = get_array::<u8>("xs").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "namespace entry \"xs\" has an unexpected value: invalid value: integer `-2`, expected u8"
+        );
     }
 
     #[test]

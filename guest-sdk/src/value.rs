@@ -6,7 +6,9 @@
 //! `serde::Deserializer`, so every typed argument goes bytes -> `Value` -> `T`,
 //! which gives serde's own error messages ("invalid type: string \"x\", expected
 //! i64") and lets a float parameter accept an integer, as the numeric ABI does.
-//! This file must not know about wasm or pointers; it is pure data.
+//! A typed array stays one block of numbers here ([`Value::Typed`]) and reads
+//! through serde as a sequence of numbers. This file must not know about wasm or
+//! pointers; it is pure data.
 
 use std::fmt;
 use std::vec;
@@ -19,9 +21,10 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Error;
+use crate::typed::TypedArray;
 
 /// A dynamically typed value: exactly the data model of Grid task values (the
-/// CBOR subset of ABI.md section 2: no tags).
+/// CBOR subset of ABI.md section 2: no tags but typed arrays).
 ///
 /// Integers are `i128` because CBOR integers span `-2^64 ..= 2^64-1`, wider than
 /// any single Rust primitive. Maps keep their entries in order and allow any key,
@@ -45,6 +48,14 @@ pub enum Value {
     Array(Vec<Value>),
     /// A map, entries in their encoded order.
     Map(Vec<(Value, Value)>),
+    /// A typed array (RFC 8746): numbers of one type, kept in one `Vec`.
+    ///
+    /// Serde reads it as a sequence of numbers (a `uint8` array also as bytes),
+    /// so any `Vec<T>` or tuple of numbers deserializes from it; serde writes it
+    /// as a plain array, since a serde serializer cannot write a tag (write one
+    /// with [`TypedArray::encode_into`]). It is not `==` to a [`Value::Array`]
+    /// of the same numbers.
+    Typed(TypedArray),
 }
 
 /// The smallest and largest integers CBOR can encode without tags.
@@ -115,6 +126,14 @@ impl Value {
         }
     }
 
+    /// The typed array, if this is a [`Value::Typed`].
+    pub fn as_typed(&self) -> Option<&TypedArray> {
+        match self {
+            Value::Typed(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The entries, if this is a [`Value::Map`].
     pub fn as_map(&self) -> Option<&[(Value, Value)]> {
         match self {
@@ -144,7 +163,7 @@ impl Value {
             Value::Float(f) => Unexpected::Float(*f),
             Value::Bytes(b) => Unexpected::Bytes(b),
             Value::Text(s) => Unexpected::Str(s),
-            Value::Array(_) => Unexpected::Seq,
+            Value::Array(_) | Value::Typed(_) => Unexpected::Seq,
             Value::Map(_) => Unexpected::Map,
         }
     }
@@ -242,6 +261,7 @@ impl Serialize for Value {
                 }
                 map.end()
             }
+            Value::Typed(t) => t.serialize(serializer),
         }
     }
 }
@@ -372,7 +392,20 @@ impl<'de> Deserializer<'de> for Value {
             Value::Text(s) => visitor.visit_string(s),
             Value::Array(a) => visit_array(a, visitor),
             Value::Map(m) => visit_map(m, visitor),
+            Value::Typed(t) => visit_typed(t, visitor),
         }
+    }
+
+    // A uint8 typed array is bytes to whoever asks for bytes, without a loop.
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self {
+            Value::Typed(TypedArray::U8(b)) => visitor.visit_byte_buf(b),
+            other => other.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_byte_buf(visitor)
     }
 
     // A float parameter accepts an integer argument, as in the numeric ABI:
@@ -460,7 +493,7 @@ impl<'de> Deserializer<'de> for Value {
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 char str string
-        bytes byte_buf seq tuple tuple_struct map struct identifier
+        seq tuple tuple_struct map struct identifier
     }
 }
 
@@ -479,6 +512,17 @@ fn visit_array<'de, V: Visitor<'de>>(a: Vec<Value>, visitor: V) -> Result<V::Val
     };
     let out = visitor.visit_seq(&mut seq)?;
     if seq.iter.len() == 0 {
+        Ok(out)
+    } else {
+        Err(de::Error::invalid_length(len, &"fewer elements in array"))
+    }
+}
+
+fn visit_typed<'de, V: Visitor<'de>>(t: TypedArray, visitor: V) -> Result<V::Value, Error> {
+    let len = t.len();
+    let mut seq = TypedSeqDeserializer { array: t, next: 0 };
+    let out = visitor.visit_seq(&mut seq)?;
+    if seq.next == len {
         Ok(out)
     } else {
         Err(de::Error::invalid_length(len, &"fewer elements in array"))
@@ -515,6 +559,31 @@ impl<'de> SeqAccess<'de> for SeqDeserializer {
 
     fn size_hint(&self) -> Option<usize> {
         Some(self.iter.len())
+    }
+}
+
+/// Hands out a typed array's elements one at a time, as number values.
+struct TypedSeqDeserializer {
+    array: TypedArray,
+    next: usize,
+}
+
+impl<'de> SeqAccess<'de> for TypedSeqDeserializer {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        let Some(value) = self.array.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        seed.deserialize(value).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.array.len() - self.next)
     }
 }
 
@@ -603,6 +672,7 @@ impl<'de> VariantAccess<'de> for VariantDeserializer {
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
         match self.content {
             Some(Value::Array(a)) => visit_array(a, visitor),
+            Some(Value::Typed(t)) => visit_typed(t, visitor),
             Some(other) => Err(de::Error::invalid_type(
                 other.unexpected(),
                 &"tuple variant",

@@ -2,7 +2,8 @@
  *
  * Shows a C programmer what a Grid module looks like with guest-sdk/c/grid.h: CBOR
  * functions with typed arguments, a plain numeric export, captured stdout, a
- * guest error, the namespace and an array argument. The engine's tests call these
+ * guest error, the namespace, an array argument and an array of numbers read in
+ * one memcpy (sum_f64, a typed array). The engine's tests call these
  * functions by name, so names and behaviour are a contract: change them together
  * with those tests. Built by build.sh next to this file.
  *
@@ -98,5 +99,17 @@ GRID_EXPORT(sum, args) {
         if (grid_read_double(args, &x)) return grid_bad_arguments_from(args);
         total += x;
     }
+    return grid_ok_double(total);
+}
+
+/* sum_f64(xs: array of numbers) -> float. A float64 typed array is copied in one
+ * memcpy; a plain array, or a typed array of another type, converts per element. */
+GRID_EXPORT(sum_f64, args) {
+    double *xs, total = 0;
+    size_t n, i;
+    if (grid_args_expect(args, 1) || grid_read_f64_array(args, &xs, &n))
+        return grid_bad_arguments_from(args);
+    for (i = 0; i < n; i++) total += xs[i];
+    grid_free(xs, 0);
     return grid_ok_double(total);
 }

@@ -2,9 +2,10 @@
  *
  * Runs on the build machine (x86_64, gcc) so the part of the C SDK that handles
  * untrusted bytes is tested in milliseconds, under AddressSanitizer, without an
- * engine: round trips, byte-exact encodings from RFC 8949 Appendix A, error
- * messages naming argument positions, malformed and truncated input, writer misuse,
- * and the namespace wrappers against an in-memory stand-in for the host.
+ * engine: round trips, byte-exact encodings from RFC 8949 Appendix A and RFC 8746
+ * (typed arrays), error messages naming argument positions, malformed and
+ * truncated input, writer misuse, and the namespace wrappers against an in-memory
+ * stand-in for the host.
  *
  * It stubs the four `grid` imports, and allocates from an arena mapped below 4 GiB
  * because the ABI packs pointers into 32 bits. It must not need wasm tooling;
@@ -827,6 +828,10 @@ static void test_random_bytes(void) {
             buf[i] = (unsigned char)(seed >> 24);
         }
         if (len > 0 && round % 2) buf[0] = (unsigned char)(0x80 | (buf[0] & 0x07)); /* an array */
+        if (len > 3 && round % 3 == 0) { /* a typed array, or a tag near them */
+            buf[1] = 0xd8;
+            buf[2] = (unsigned char)(62 + buf[2] % 28);
+        }
         copy = heap_copy(buf, len);
         grid_args_begin(&r, copy, len);
         for (i = 0; i < 8; i++) {
@@ -842,6 +847,13 @@ static void test_random_bytes(void) {
         grid_reader_end(&r);
         grid_value_begin(&r, copy, len);
         grid_read_skip(&r);
+        grid_args_begin(&r, copy, len);
+        {
+            double *doubles;
+            int32_t *ints;
+            if (grid_read_f64_array(&r, &doubles, &n) == GRID_OK) grid_free(doubles, 0);
+            if (grid_read_i32_array(&r, &ints, &n) == GRID_OK) grid_free(ints, 0);
+        }
         free(copy);
     }
     CHECK(1);
@@ -890,6 +902,390 @@ static void test_namespace(void) {
     CHECK(live_blocks == before);
 }
 
+/* RFC 8746 encodings worked out by hand: tag, byte string, little-endian elements. */
+static void test_typed_encodings(void) {
+    static const double f64s[] = {1.5, -2.0};
+    static const int32_t i32s[] = {1, -2, 0x01020304};
+    static const uint64_t u64s[] = {0, 1, 2};
+    static const double one[] = {-1.5};
+    long before = live_blocks;
+    grid_writer w;
+
+    grid_writer_init(&w);
+    CHECK(grid_write_f64_array(&w, f64s, 2) == GRID_OK);
+    CHECK(writer_is(&w, "d856 50 000000000000f83f 00000000000000c0"));
+    grid_writer_release(&w);
+
+    grid_writer_init(&w);
+    grid_write_i32_array(&w, i32s, 3);
+    CHECK(writer_is(&w, "d84e 4c 01000000 feffffff 04030201"));
+    grid_writer_release(&w);
+
+    grid_writer_init(&w);
+    grid_write_u64_array(&w, u64s, 3); /* 24 bytes: the one-byte length form */
+    CHECK(writer_is(&w, "d847 5818 0000000000000000 0100000000000000 0200000000000000"));
+    grid_writer_release(&w);
+
+    grid_writer_init(&w);
+    grid_write_u8_array(&w, NULL, 0);
+    CHECK(writer_is(&w, "d840 40"));
+    grid_writer_release(&w);
+
+    /* Inside an array, counted as one value. */
+    grid_writer_init(&w);
+    grid_write_array(&w, 2);
+    grid_write_f32_array(&w, (const float[]){1.5f}, 1);
+    grid_write_null(&w);
+    CHECK(writer_is(&w, "82 d855 44 0000c03f f6"));
+    grid_writer_release(&w);
+
+    CHECK(result_is(grid_ok_f64_array(one, 1), "a1626f6b d856 48 000000000000f8bf"));
+    CHECK(result_is(grid_ok_i16_array((const int16_t[]){-1, 256}, 2), "a1626f6b d84d 44 ffff 0001"));
+
+    grid_writer_begin_ok(&w);
+    CHECK(grid_write_f64_array(&w, NULL, 1) == GRID_E_MALFORMED);
+    EXPECT_PANIC(grid_writer_finish(&w));
+    CHECK(strstr(panic_message, "array is NULL") != NULL);
+    CHECK(live_blocks == before);
+}
+
+/* Every element type: the writer's typed array reads back with one memcpy. */
+static void test_typed_round_trip(void) {
+    static const uint8_t u8s[] = {0, 1, 255};
+    static const int8_t i8s[] = {INT8_MIN, -1, INT8_MAX};
+    static const uint16_t u16s[] = {0, 0x1234, UINT16_MAX};
+    static const int16_t i16s[] = {INT16_MIN, -1, INT16_MAX};
+    static const uint32_t u32s[] = {0, 0x12345678, UINT32_MAX};
+    static const int32_t i32s[] = {INT32_MIN, -1, INT32_MAX};
+    static const uint64_t u64s[] = {0, 0x0102030405060708u, UINT64_MAX};
+    static const int64_t i64s[] = {INT64_MIN, -1, INT64_MAX};
+    static const float f32s[] = {1.5f, -0.0f, 3.4e38f};
+    static const double f64s[] = {1.5, -0.0, 5e-324};
+    long before = live_blocks;
+    grid_writer w;
+    grid_reader r;
+    unsigned char *copy;
+    size_t n;
+    uint8_t *u8;
+    int8_t *i8;
+    uint16_t *u16;
+    int16_t *i16;
+    uint32_t *u32;
+    int32_t *i32;
+    uint64_t *u64;
+    int64_t *i64;
+    float *f32;
+    double *f64;
+
+    grid_writer_init(&w);
+    grid_write_array(&w, 11);
+    grid_write_u8_array(&w, u8s, 3);
+    grid_write_i8_array(&w, i8s, 3);
+    grid_write_u16_array(&w, u16s, 3);
+    grid_write_i16_array(&w, i16s, 3);
+    grid_write_u32_array(&w, u32s, 3);
+    grid_write_i32_array(&w, i32s, 3);
+    grid_write_u64_array(&w, u64s, 3);
+    grid_write_i64_array(&w, i64s, 3);
+    grid_write_f32_array(&w, f32s, 3);
+    grid_write_f64_array(&w, f64s, 3);
+    grid_write_f64_array(&w, NULL, 0);
+    CHECK(grid_writer_done(&w) == GRID_OK);
+    copy = heap_copy(w.buf, w.len);
+    CHECK(grid_args_begin(&r, copy, w.len) == GRID_OK);
+#define READ_BACK(name, var, want)                                                       \
+    CHECK(grid_read_##name##_array(&r, &var, &n) == GRID_OK && n == 3 &&                 \
+          memcmp(var, want, sizeof want) == 0);                                         \
+    grid_free(var, 0)
+    READ_BACK(u8, u8, u8s);
+    READ_BACK(i8, i8, i8s);
+    READ_BACK(u16, u16, u16s);
+    READ_BACK(i16, i16, i16s);
+    READ_BACK(u32, u32, u32s);
+    READ_BACK(i32, i32, i32s);
+    READ_BACK(u64, u64, u64s);
+    READ_BACK(i64, i64, i64s);
+    READ_BACK(f32, f32, f32s);
+    READ_BACK(f64, f64, f64s);
+#undef READ_BACK
+    CHECK(grid_read_f64_array(&r, &f64, &n) == GRID_OK && n == 0);
+    grid_free(f64, 0);
+    CHECK(grid_reader_end(&r) == GRID_OK);
+    free(copy);
+    grid_writer_release(&w);
+    CHECK(live_blocks == before);
+}
+
+/* Big-endian input is accepted and swapped; the elements need not be aligned. */
+static void test_typed_big_endian(void) {
+    grid_reader r;
+    unsigned char *copy;
+    size_t n;
+    double *f64;
+    float *f32;
+    uint16_t *u16;
+    int32_t *i32;
+    int64_t *i64, iv;
+    uint8_t *u8;
+
+    CHECK(args_from_hex(&r, "85 d852 48 3ff8000000000000 d851 44 3fc00000 d841 42 1234"
+                            "d84a 44 fffffffe d84b 48 fffffffffffffffe",
+                        &copy) == GRID_OK);
+    CHECK(grid_read_f64_array(&r, &f64, &n) == GRID_OK && n == 1 && f64[0] == 1.5);
+    grid_free(f64, 0);
+    CHECK(grid_read_f32_array(&r, &f32, &n) == GRID_OK && n == 1 && f32[0] == 1.5f);
+    grid_free(f32, 0);
+    CHECK(grid_read_u16_array(&r, &u16, &n) == GRID_OK && n == 1 && u16[0] == 0x1234);
+    grid_free(u16, 0);
+    CHECK(grid_read_i32_array(&r, &i32, &n) == GRID_OK && n == 1 && i32[0] == -2);
+    grid_free(i32, 0);
+    CHECK(grid_read_i64_array(&r, &i64, &n) == GRID_OK && n == 1 && i64[0] == -2);
+    grid_free(i64, 0);
+    CHECK(grid_reader_end(&r) == GRID_OK);
+    free(copy);
+
+    /* Element by element too: [sint32 BE [-2, 3]] */
+    CHECK(args_from_hex(&r, "81 d84a 48 fffffffe 00000003", &copy) == GRID_OK);
+    CHECK(grid_read_array(&r, &n) == GRID_OK && n == 2);
+    CHECK(grid_read_int(&r, &iv) == GRID_OK && iv == -2);
+    CHECK(grid_read_int(&r, &iv) == GRID_OK && iv == 3);
+    CHECK(grid_reader_end(&r) == GRID_OK);
+    free(copy);
+
+    /* uint8 "clamped" is uint8 */
+    CHECK(args_from_hex(&r, "81 d844 42 0708", &copy) == GRID_OK);
+    CHECK(grid_read_u8_array(&r, &u8, &n) == GRID_OK && n == 2 && u8[0] == 7 && u8[1] == 8);
+    grid_free(u8, 0);
+    free(copy);
+}
+
+/* Typed arrays with a bad length, unsupported tags: refused up front, named. */
+static void test_typed_malformed(void) {
+    static const struct {
+        const char *hex;
+        grid_status want;
+        const char *message;
+    } cases[] = {
+        {"81 d856 43 010203", GRID_E_MALFORMED,
+         "argument 1: malformed CBOR: a float64 typed array of 3 bytes: not a multiple of 8"},
+        {"81 d84e 45 0102030405", GRID_E_MALFORMED,
+         "argument 1: malformed CBOR: a sint32 typed array of 5 bytes: not a multiple of 4"},
+        {"81 d854 42 003c", GRID_E_UNSUPPORTED,
+         "argument 1: CBOR tag 84 (float16 typed array) is not supported (the only tags are "
+         "typed arrays, 64..86)"},
+        {"81 d850 40", GRID_E_UNSUPPORTED, "argument 1: CBOR tag 80 (float16 typed array)"},
+        {"81 d853 40", GRID_E_UNSUPPORTED, "argument 1: CBOR tag 83 (float128 typed array)"},
+        {"81 d857 40", GRID_E_UNSUPPORTED, "argument 1: CBOR tag 87 (float128 typed array)"},
+        {"81 d84c 40", GRID_E_UNSUPPORTED, "argument 1: CBOR tag 76 is not supported"},
+        {"81 c1 01", GRID_E_UNSUPPORTED, "argument 1: CBOR tag 1 is not supported"},
+        {"81 db 0000000100000000 40", GRID_E_UNSUPPORTED,
+         "argument 1: CBOR tag 4294967296 is not supported"},
+        {"81 d856 80", GRID_E_MALFORMED,
+         "argument 1: malformed CBOR: tag 86 (float64 typed array) must hold a byte string, "
+         "got array"},
+        {"81 d856 5f 40 ff", GRID_E_UNSUPPORTED, "argument 1: indefinite-length CBOR"},
+        {"81 d856 48 0102", GRID_E_MALFORMED, "argument 1: malformed CBOR: truncated"},
+        {"81 d856", GRID_E_MALFORMED, "argument 1: malformed CBOR: truncated"},
+        {"82 a1 01 d856 41 00 00", GRID_E_MALFORMED, "argument 1: malformed CBOR: a float64"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        grid_reader r;
+        unsigned char *copy;
+        grid_status got = args_from_hex(&r, cases[i].hex, &copy);
+        if (got != cases[i].want || strncmp(grid_reader_message(&r), cases[i].message,
+                                            strlen(cases[i].message)) != 0)
+            fprintf(stderr, "\"%s\": got %s (%s)\n", cases[i].hex, grid_status_str(got),
+                    grid_reader_message(&r));
+        CHECK(got == cases[i].want);
+        CHECK(strncmp(grid_reader_message(&r), cases[i].message, strlen(cases[i].message)) == 0);
+        free(copy);
+    }
+
+    /* Every strict prefix of arguments holding typed arrays is refused. */
+    {
+        grid_writer w;
+        size_t cut;
+        grid_writer_init(&w);
+        grid_write_array(&w, 2);
+        grid_write_f64_array(&w, (const double[]){1, 2, 3}, 3);
+        grid_write_u16_array(&w, (const uint16_t[]){4}, 1);
+        for (cut = 0; cut < w.len; cut++) {
+            grid_reader r;
+            unsigned char *copy = heap_copy(w.buf, cut);
+            CHECK(grid_args_begin(&r, copy, cut) == GRID_E_MALFORMED);
+            free(copy);
+        }
+        grid_writer_release(&w);
+    }
+}
+
+/* Plain arrays and typed arrays of another type convert element by element, with
+ * the reader's range and type checks naming the item. */
+static void test_typed_conversions(void) {
+    long before = live_blocks;
+    grid_reader r;
+    unsigned char *copy;
+    size_t n;
+    double *f64;
+    float *f32;
+    int32_t *i32;
+    int64_t *i64;
+    uint8_t *u8;
+    uint64_t *u64;
+
+    /* [1, 1.5 (half), 2.0] */
+    CHECK(args_from_hex(&r, "81 83 01 f93e00 fb4000000000000000", &copy) == GRID_OK);
+    CHECK(grid_read_f64_array(&r, &f64, &n) == GRID_OK && n == 3);
+    CHECK(f64[0] == 1.0 && f64[1] == 1.5 && f64[2] == 2.0);
+    grid_free(f64, 0);
+    free(copy);
+
+    CHECK(args_from_hex(&r, "81 82 01 fb3ff8000000000000", &copy) == GRID_OK);
+    CHECK(grid_read_f32_array(&r, &f32, &n) == GRID_OK && n == 2 && f32[1] == 1.5f);
+    grid_free(f32, 0);
+    free(copy);
+
+    CHECK(args_from_hex(&r, "81 83 3a7fffffff 00 1a7fffffff", &copy) == GRID_OK);
+    CHECK(grid_read_i32_array(&r, &i32, &n) == GRID_OK && n == 3);
+    CHECK(i32[0] == INT32_MIN && i32[1] == 0 && i32[2] == INT32_MAX);
+    grid_free(i32, 0);
+    free(copy);
+
+    CHECK(args_from_hex(&r, "81 82 01 1a80000000", &copy) == GRID_OK);
+    CHECK(grid_read_i32_array(&r, &i32, &n) == GRID_E_RANGE);
+    CHECK_STR(grid_reader_message(&r), "argument 1, item 2: integer out of int32 range");
+    free(copy);
+
+    CHECK(args_from_hex(&r, "81 82 01 3a80000000", &copy) == GRID_OK);
+    CHECK(grid_read_i32_array(&r, &i32, &n) == GRID_E_RANGE);
+    free(copy);
+
+    CHECK(args_from_hex(&r, "81 82 01 20", &copy) == GRID_OK);
+    CHECK(grid_read_u8_array(&r, &u8, &n) == GRID_E_RANGE);
+    CHECK_STR(grid_reader_message(&r), "argument 1, item 2: integer out of uint8 range");
+    free(copy);
+
+    CHECK(args_from_hex(&r, "81 81 1bffffffffffffffff", &copy) == GRID_OK);
+    CHECK(grid_read_u64_array(&r, &u64, &n) == GRID_OK && n == 1 && u64[0] == UINT64_MAX);
+    grid_free(u64, 0);
+    free(copy);
+
+    CHECK(args_from_hex(&r, "81 82 01 f93e00", &copy) == GRID_OK);
+    CHECK(grid_read_i64_array(&r, &i64, &n) == GRID_E_TYPE);
+    CHECK_STR(grid_reader_message(&r), "argument 1, item 2: expected integer, got float");
+    free(copy);
+
+    CHECK(args_from_hex(&r, "82 01 6178", &copy) == GRID_OK);
+    CHECK(grid_read_skip(&r) == GRID_OK);
+    CHECK(grid_read_f64_array(&r, &f64, &n) == GRID_E_TYPE);
+    CHECK_STR(grid_reader_message(&r), "argument 2: expected array of numbers, got string");
+    free(copy);
+
+    /* sint32 [1, -2] read as doubles */
+    CHECK(args_from_hex(&r, "81 d84e 48 01000000 feffffff", &copy) == GRID_OK);
+    CHECK(grid_read_f64_array(&r, &f64, &n) == GRID_OK && n == 2);
+    CHECK(f64[0] == 1.0 && f64[1] == -2.0);
+    grid_free(f64, 0);
+    CHECK(grid_reader_end(&r) == GRID_OK);
+    free(copy);
+
+    /* sint64 [1, 300] read as uint8 */
+    CHECK(args_from_hex(&r, "81 d84f 50 0100000000000000 2c01000000000000", &copy) == GRID_OK);
+    CHECK(grid_read_u8_array(&r, &u8, &n) == GRID_E_RANGE);
+    CHECK_STR(grid_reader_message(&r), "argument 1, item 2: integer out of uint8 range");
+    free(copy);
+
+    /* float64 [1.0] read as int32 */
+    CHECK(args_from_hex(&r, "81 d856 48 000000000000f03f", &copy) == GRID_OK);
+    CHECK(grid_read_i32_array(&r, &i32, &n) == GRID_E_TYPE);
+    CHECK_STR(grid_reader_message(&r), "argument 1, item 1: expected integer, got float");
+    free(copy);
+    CHECK(live_blocks == before);
+}
+
+/* Code written for plain arrays reads typed arrays unchanged. */
+static void test_typed_read_as_plain(void) {
+    grid_reader r;
+    unsigned char *copy;
+    size_t n;
+    int64_t iv;
+    double dv;
+    const char *text;
+
+    /* [float64 [1.5, -2], sint32 [7, 8], 5] */
+    CHECK(args_from_hex(&r, "83 d856 50 000000000000f83f 00000000000000c0"
+                            "d84e 48 07000000 08000000 05",
+                        &copy) == GRID_OK);
+    CHECK(grid_peek(&r) == GRID_TYPE_ARRAY);
+    CHECK(grid_read_array(&r, &n) == GRID_OK && n == 2);
+    CHECK(grid_peek(&r) == GRID_TYPE_FLOAT);
+    CHECK(grid_read_double(&r, &dv) == GRID_OK && dv == 1.5);
+    CHECK(grid_read_double(&r, &dv) == GRID_OK && dv == -2.0);
+    CHECK(grid_read_array(&r, &n) == GRID_OK && n == 2);
+    CHECK(grid_peek(&r) == GRID_TYPE_INT);
+    CHECK(grid_read_skip(&r) == GRID_OK);
+    CHECK(grid_read_int(&r, &iv) == GRID_OK && iv == 8);
+    CHECK(grid_read_int(&r, &iv) == GRID_OK && iv == 5);
+    CHECK(grid_peek(&r) == GRID_TYPE_NONE);
+    CHECK(grid_reader_end(&r) == GRID_OK);
+    free(copy);
+
+    /* wrong types and unread items name the item */
+    CHECK(args_from_hex(&r, "82 05 d84e 48 07000000 08000000", &copy) == GRID_OK);
+    CHECK(grid_read_int(&r, &iv) == GRID_OK);
+    CHECK(grid_read_array(&r, &n) == GRID_OK);
+    CHECK(grid_read_int(&r, &iv) == GRID_OK && iv == 7);
+    CHECK(grid_read_text(&r, &text, &n) == GRID_E_TYPE);
+    CHECK_STR(grid_reader_message(&r), "argument 2, item 2: expected string, got integer");
+    free(copy);
+    CHECK(args_from_hex(&r, "81 d84e 48 07000000 08000000", &copy) == GRID_OK);
+    CHECK(grid_read_array(&r, &n) == GRID_OK);
+    CHECK(grid_reader_end(&r) == GRID_E_COUNT);
+    CHECK_STR(grid_reader_message(&r), "argument 1, item 1: 2 values left unread from here");
+    free(copy);
+    /* expecting a map */
+    CHECK(args_from_hex(&r, "81 d84e 40", &copy) == GRID_OK);
+    CHECK(grid_read_map(&r, &n) == GRID_E_TYPE);
+    CHECK_STR(grid_reader_message(&r), "argument 1: expected map, got sint32 typed array");
+    free(copy);
+    /* skipped whole, and empty */
+    CHECK(args_from_hex(&r, "82 d84e 44 07000000 d856 40", &copy) == GRID_OK);
+    CHECK(grid_read_skip(&r) == GRID_OK);
+    CHECK(grid_read_array(&r, &n) == GRID_OK && n == 0);
+    CHECK(grid_reader_end(&r) == GRID_OK);
+    free(copy);
+    /* uint64 beyond int64 reads as a double, not as an int */
+    CHECK(args_from_hex(&r, "81 d847 48 ffffffffffffffff", &copy) == GRID_OK);
+    CHECK(grid_read_array(&r, &n) == GRID_OK);
+    CHECK(grid_read_int(&r, &iv) == GRID_E_RANGE);
+    free(copy);
+    /* a namespace-style single value */
+    {
+        unsigned char buf[8];
+        unsigned char *v;
+        unhex("d845 44 0100 0200", buf, sizeof buf);
+        v = heap_copy(buf, 7);
+        CHECK(grid_value_begin(&r, v, 7) == GRID_OK);
+        CHECK(grid_read_array(&r, &n) == GRID_OK && n == 2);
+        CHECK(grid_read_int(&r, &iv) == GRID_OK && iv == 1);
+        CHECK(grid_read_int(&r, &iv) == GRID_OK && iv == 2);
+        CHECK(grid_reader_end(&r) == GRID_OK);
+        free(v);
+    }
+}
+
+/* A typed-array function, as guest.c's sum_f64 is written. */
+GRID_EXPORT(sum_f64, args) {
+    double *xs, total = 0;
+    size_t n, i;
+    if (grid_args_expect(args, 1) || grid_read_f64_array(args, &xs, &n))
+        return grid_bad_arguments_from(args);
+    for (i = 0; i < n; i++) total += xs[i];
+    grid_free(xs, 0);
+    return grid_ok_double(total);
+}
+
 /* What a guest function looks like, run natively through its export wrapper. */
 GRID_EXPORT(add, args) {
     int64_t a, b;
@@ -914,6 +1310,14 @@ static void test_export_wrapper(void) {
                     "a16d6261645f617267756d656e7473 78 1b"
                     "6578706563746564203220617267756d656e74732c20676f742031"));
     CHECK(live_blocks == before); /* the wrapper freed the arguments */
+    /* 1.5 + -2 + 4 = 3.5, from a typed array and from a plain one */
+    CHECK(result_is(call(grid_export_sum_f64, "81 d856 58 18 000000000000f83f "
+                                              "00000000000000c0 0000000000001040"),
+                    "a1626f6b fb400c000000000000"));
+    CHECK(result_is(call(grid_export_sum_f64, "81 83 f93e00 21 04"),
+                    "a1626f6b fb400c000000000000"));
+    CHECK(live_blocks == before);
+    grid_typed_arrays(); /* the marker exists and does nothing */
     CHECK(grid_alloc(0) != NULL);
 }
 
@@ -928,6 +1332,12 @@ int main(void) {
     test_truncations();
     test_random_bytes();
     test_namespace();
+    test_typed_encodings();
+    test_typed_round_trip();
+    test_typed_big_endian();
+    test_typed_malformed();
+    test_typed_conversions();
+    test_typed_read_as_plain();
     test_export_wrapper();
     if (failures) {
         fprintf(stderr, "%d of %d checks failed\n", failures, checks);

@@ -5,6 +5,9 @@
 //! export are added next to it that call into `grid_guest::__private`, where the
 //! real work (CBOR, envelopes, memory) is done and tested. It must not grow
 //! runtime logic of its own; the generated code must compile on every target.
+//! The one decision it makes is syntactic: a parameter or result written as an
+//! array of numbers (`Vec<f64>`, `&[u8]`, `Box<[i32]>`) goes through the SDK's
+//! typed-array helpers, one memcpy, instead of serde's element-by-element path.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -12,7 +15,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, LitStr, Pat, ReturnType, Token, Type};
+use syn::{FnArg, GenericArgument, ItemFn, LitStr, Pat, PathArguments, ReturnType, Token, Type};
 
 /// See `grid_guest::export` for the documentation.
 #[proc_macro_attribute]
@@ -64,6 +67,11 @@ enum Returns {
     Nothing,
     /// Written `...Result<T, E>`: `{"ok": t}` or `{"err": e}`.
     Result,
+    /// Written `...Result<Vec<N>, E>` or `...Result<Box<[N]>, E>`: as `Result`,
+    /// with `t` as a typed array.
+    ResultArray,
+    /// Written `Vec<N>` or `Box<[N]>`: `{"ok": typed array}`.
+    Array,
     /// `!`: the call never returns.
     Never,
     /// Anything else: `{"ok": value}`.
@@ -91,7 +99,6 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
                 "exported functions cannot take `self`",
             ));
         };
-        check_argument_type(&typed.ty)?;
         let position = index + 1;
         let name = match &*typed.pat {
             Pat::Ident(p) => p.ident.unraw().to_string(),
@@ -99,13 +106,31 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
         };
         let binding = format_ident!("__grid_argument_{}", position);
         let ty = &typed.ty;
+        let Some((shape, element)) = array_parameter(ty) else {
+            check_argument_type(ty)?;
+            bindings.push(quote_spanned! {ty.span()=>
+                let #binding: #ty = match arguments.next(#position, #name) {
+                    ::core::result::Result::Ok(value) => value,
+                    ::core::result::Result::Err(envelope) => return envelope,
+                };
+            });
+            arguments.push(quote! { #binding });
+            continue;
+        };
+        let mutable = (shape == Shape::SliceMut).then(|| quote! { mut });
         bindings.push(quote_spanned! {ty.span()=>
-            let #binding: #ty = match arguments.next(#position, #name) {
-                ::core::result::Result::Ok(value) => value,
-                ::core::result::Result::Err(envelope) => return envelope,
-            };
+            let #mutable #binding: ::std::vec::Vec<#element> =
+                match arguments.next_array::<#element>(#position, #name) {
+                    ::core::result::Result::Ok(value) => value,
+                    ::core::result::Result::Err(envelope) => return envelope,
+                };
         });
-        arguments.push(binding);
+        arguments.push(match shape {
+            Shape::Vec => quote! { #binding },
+            Shape::Box => quote! { #binding.into_boxed_slice() },
+            Shape::Slice => quote! { &#binding },
+            Shape::SliceMut => quote! { &mut #binding },
+        });
     }
     let count = arguments.len();
     let decode = if count == 0 {
@@ -141,6 +166,15 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
         Returns::Result => quote_spanned! {output.span()=>
             match #call {
                 ::core::result::Result::Ok(value) => ::grid_guest::__private::ok(#rust_name, &value),
+                ::core::result::Result::Err(error) => ::grid_guest::__private::err(#rust_name, &error),
+            }
+        },
+        Returns::Array => quote_spanned! {output.span()=>
+            ::grid_guest::__private::ok_array(&(#call)[..])
+        },
+        Returns::ResultArray => quote_spanned! {output.span()=>
+            match #call {
+                ::core::result::Result::Ok(value) => ::grid_guest::__private::ok_array(&value[..]),
                 ::core::result::Result::Err(error) => ::grid_guest::__private::err(#rust_name, &error),
             }
         },
@@ -206,7 +240,8 @@ fn check_argument_type(ty: &Type) -> syn::Result<()> {
     match ty {
         Type::Reference(_) => Err(syn::Error::new(
             ty.span(),
-            "exported function parameters must be owned types (`String`, not `&str`): \
+            "exported function parameters must be owned types (`String`, not `&str`; \
+             slices of numbers such as `&[f64]` are the exception): \
              arguments are decoded into fresh values",
         )),
         Type::ImplTrait(_) => Err(syn::Error::new(
@@ -224,8 +259,85 @@ fn returns(output: &ReturnType) -> Returns {
     match &**ty {
         Type::Tuple(tuple) if tuple.elems.is_empty() => Returns::Nothing,
         Type::Never(_) => Returns::Never,
-        Type::Path(path) if path.qself.is_none() && is_result(&path.path) => Returns::Result,
+        _ if owned_array(ty).is_some() => Returns::Array,
+        Type::Path(path) if path.qself.is_none() && is_result(&path.path) => {
+            if first_type_argument(&path.path).is_some_and(|ok| owned_array(ok).is_some()) {
+                Returns::ResultArray
+            } else {
+                Returns::Result
+            }
+        }
         _ => Returns::Value,
+    }
+}
+
+/// How an array-of-numbers parameter is written.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    Vec,
+    Box,
+    Slice,
+    SliceMut,
+}
+
+/// `Vec<N>`, `Box<[N]>`, `&[N]` or `&mut [N]`, N a number type: its shape and N.
+fn array_parameter(ty: &Type) -> Option<(Shape, &Type)> {
+    if let Type::Reference(reference) = ty {
+        let Type::Slice(slice) = &*reference.elem else {
+            return None;
+        };
+        let shape = match reference.mutability {
+            Some(_) => Shape::SliceMut,
+            None => Shape::Slice,
+        };
+        return is_number(&slice.elem).then_some((shape, &*slice.elem));
+    }
+    owned_array(ty)
+}
+
+/// `Vec<N>` or `Box<[N]>` (any path ending so), N a number type.
+fn owned_array(ty: &Type) -> Option<(Shape, &Type)> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let argument = first_type_argument(&path.path)?;
+    if path.qself.is_some() {
+        return None;
+    }
+    if last.ident == "Vec" && is_number(argument) {
+        return Some((Shape::Vec, argument));
+    }
+    match argument {
+        Type::Slice(slice) if last.ident == "Box" && is_number(&slice.elem) => {
+            Some((Shape::Box, &*slice.elem))
+        }
+        _ => None,
+    }
+}
+
+/// The first type in the last path segment's `<...>`.
+fn first_type_argument(path: &syn::Path) -> Option<&Type> {
+    let PathArguments::AngleBracketed(arguments) = &path.segments.last()?.arguments else {
+        return None;
+    };
+    arguments.args.iter().find_map(|argument| match argument {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })
+}
+
+/// One of the ten element types of a typed array, written as a bare name.
+fn is_number(ty: &Type) -> bool {
+    const NUMBERS: [&str; 10] = [
+        "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64",
+    ];
+    match ty {
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .get_ident()
+            .is_some_and(|ident| NUMBERS.iter().any(|number| ident == number)),
+        _ => false,
     }
 }
 

@@ -6,7 +6,9 @@
 //! one thing: typed arguments and results (`square`, `add`, `word_count`, `pi`),
 //! expected failures (`checked_sqrt`), panics (`boom`), captured output
 //! (`hello`), the namespace (`bump`, `stash`, `scale`), dynamic values (`echo`),
-//! limits (`spin`, `alloc_mb`) and the numeric ABI without the SDK (`fib`). The
+//! typed arrays of numbers (`sum_f64`, `scale_f64`, `cumsum_i64`,
+//! `u8_histogram`), limits (`spin`, `alloc_mb`) and the numeric ABI without the
+//! SDK (`fib`). The
 //! names and signatures are part of the engine's test suite: do not change them
 //! without changing those tests.
 
@@ -148,6 +150,45 @@ pub fn echo(v: Value) -> Value {
     v
 }
 
+/// The sum of `xs`. A typed float64 array arrives with one memcpy; a plain
+/// array of numbers works too.
+#[export]
+pub fn sum_f64(xs: &[f64]) -> f64 {
+    xs.iter().sum()
+}
+
+/// `xs` with every element times `k`, returned as a typed float64 array.
+#[export]
+pub fn scale_f64(mut xs: Vec<f64>, k: f64) -> Vec<f64> {
+    for x in &mut xs {
+        *x *= k;
+    }
+    xs
+}
+
+/// The running totals of `xs` (`[1, 2, 3]` gives `[1, 3, 6]`), wrapping on
+/// overflow, as a typed int64 array.
+#[export]
+pub fn cumsum_i64(mut xs: Vec<i64>) -> Vec<i64> {
+    let mut total = 0i64;
+    for x in &mut xs {
+        total = total.wrapping_add(*x);
+        *x = total;
+    }
+    xs
+}
+
+/// How often each byte value occurs in `bytes`: 256 counts, as a typed uint64
+/// array. Takes a uint8 typed array, a byte string or a plain array.
+#[export]
+pub fn u8_histogram(bytes: &[u8]) -> Vec<u64> {
+    let mut counts = vec![0u64; 256];
+    for &b in bytes {
+        counts[usize::from(b)] += 1;
+    }
+    counts
+}
+
 /// Busy work for fuel and wall-time limits: `iterations` rounds of xorshift64,
 /// summed. Each round depends on the last, so the loop cannot be folded away.
 #[export]
@@ -253,6 +294,18 @@ mod tests {
         assert_eq!(scale(2.0), Ok(6.0));
         stash("factor".to_owned(), Value::from("x"));
         assert!(scale(2.0).is_err());
+    }
+
+    #[test]
+    fn typed_array_functions() {
+        assert_eq!(sum_f64(&[1.5, 2.5]), 4.0);
+        assert_eq!(sum_f64(&[]), 0.0);
+        assert_eq!(scale_f64(vec![1.0, -2.0], 3.0), [3.0, -6.0]);
+        assert_eq!(cumsum_i64(vec![1, 2, 3]), [1, 3, 6]);
+        assert_eq!(cumsum_i64(vec![i64::MAX, 1]), [i64::MAX, i64::MIN]);
+        let counts = u8_histogram(&[0, 255, 255]);
+        assert_eq!(counts.len(), 256);
+        assert_eq!((counts[0], counts[1], counts[255]), (1, 0, 2));
     }
 
     #[test]
