@@ -419,10 +419,23 @@ impl Shell {
     ) -> Result<Flow, ControllerError> {
         for action in actions {
             match action {
-                HubAction::Respond(reply) => match reply_to {
-                    Some(to) => self.publish(to, &reply).await?,
-                    None => tracing::debug!("a request without a reply subject: answer dropped"),
-                },
+                HubAction::Respond(reply) => {
+                    match reply_to {
+                        Some(to) => self.publish(to, &reply).await?,
+                        None => {
+                            tracing::debug!("a request without a reply subject: answer dropped")
+                        }
+                    }
+                    // A new engine hears this incarnation at once, not at
+                    // the next beat: killed within that second, the
+                    // controller would leave it unable to tell a successor
+                    // for a restart (and to publish its latest results
+                    // again, see the engine's replay).
+                    if matches!(reply, HubReply::Registered { .. }) {
+                        self.publish(&self.subjects.controller(), &self.beat)
+                            .await?;
+                    }
+                }
                 HubAction::Pure(submission) => {
                     self.publish(&self.subjects.sched_pure(), &submission)
                         .await?

@@ -120,7 +120,7 @@ impl Flavor {
     /// Compiles `binary` (or loads its cached artifact) and links it.
     fn compile(&self, hash: ModuleHash, binary: &[u8]) -> Result<Arc<LoadedModule>, TaskError> {
         self.modules.get_or_load(&hash, || {
-            if let Some(module) = self.from_disk(&hash) {
+            if let Some(module) = self.disk_artifact(&hash) {
                 return self.link(&module);
             }
             let module =
@@ -138,14 +138,14 @@ impl Flavor {
     /// The module from memory or the disk cache.
     fn cached(&self, hash: &ModuleHash) -> Option<Arc<LoadedModule>> {
         self.modules
-            .get_or_load(hash, || match self.from_disk(hash) {
+            .get_or_load(hash, || match self.disk_artifact(hash) {
                 Some(module) => self.link(&module).map_err(|_| ()),
                 None => Err(()),
             })
             .ok()
     }
 
-    fn from_disk(&self, hash: &ModuleHash) -> Option<Module> {
+    fn disk_artifact(&self, hash: &ModuleHash) -> Option<Module> {
         self.disk.as_ref()?.load(&self.engine, hash)
     }
 

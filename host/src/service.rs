@@ -91,6 +91,9 @@ impl EngineSlot {
         register_timeout: Duration,
     ) -> Result<EngineSlot, ServiceError> {
         let uuid = EngineUuid::new();
+        // Beats first: the controller beats as it registers the slot, so
+        // the slot knows its incarnation from the start.
+        let beats = bus.subscribe(&subjects.controller()).await?;
         let id = register(&*bus, &subjects, uuid, host.clone(), register_timeout).await?;
         let engine = EngineRef { id, uuid };
         let tasks = bus.subscribe(&subjects.engine_task(id)).await?;
@@ -99,7 +102,6 @@ impl EngineSlot {
             .queue_subscribe(&subjects.sched_pure(), PURE_QUEUE)
             .await?;
         let control = bus.subscribe(&subjects.engine_control(id)).await?;
-        let beats = bus.subscribe(&subjects.controller()).await?;
         let recent = Arc::new(Recent::default());
         let mut slot = runtime.engine_with(id, uuid);
         let live = Arc::new(Iopub::default());
