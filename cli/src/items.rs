@@ -29,7 +29,8 @@ pub struct TypedArgs {
 }
 
 fn parse_elem(text: &str) -> Result<Elem, String> {
-    text.parse().map_err(|e: grid_proto::TypedError| e.to_string())
+    text.parse()
+        .map_err(|e: grid_proto::TypedError| e.to_string())
 }
 
 impl TypedArgs {
@@ -47,9 +48,9 @@ impl TypedArgs {
                         .iter()
                         .all(|v| matches!(v, Value::Int(_) | Value::Float(_))) =>
                 {
-                    arg.to_typed(elem)
-                        .map(Value::Typed)
-                        .map_err(|e| usage(format!("{what}, argument {}: --typed {elem}: {e}", i + 1)))
+                    arg.to_typed(elem).map(Value::Typed).map_err(|e| {
+                        usage(format!("{what}, argument {}: --typed {elem}: {e}", i + 1))
+                    })
                 }
                 _ => Ok(arg),
             })

@@ -777,14 +777,31 @@ fn retries_and_schemes_on_the_command_line() {
 fn typed_arguments_reach_the_guest_as_typed_arrays() {
     let Some(guest) = rust_guest() else { return };
     let run = grid(
-        &["apply", &guest, "sum_f64", "[1, 2, 3.5]", "--typed", "f64", "--engines", "1"],
+        &[
+            "apply",
+            &guest,
+            "sum_f64",
+            "[1, 2, 3.5]",
+            "--typed",
+            "f64",
+            "--engines",
+            "1",
+        ],
         None,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout, "6.5\n");
     // Typed results print as JSON arrays; each stdin line is one item.
     let run = grid(
-        &["map", &guest, "cumsum_i64", "--typed", "i64", "--engines", "2"],
+        &[
+            "map",
+            &guest,
+            "cumsum_i64",
+            "--typed",
+            "i64",
+            "--engines",
+            "2",
+        ],
         Some("[[1, 2, 3]]\n[[10, -10]]\n"),
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -796,12 +813,17 @@ fn typed_arguments_reach_the_guest_as_typed_arrays() {
     assert_eq!(run.code, 2);
     run.assert_error_lines();
     assert!(
-        run.stderr
-            .starts_with("error: the call, argument 1: --typed u8: item 1: 256 does not fit a u8 array"),
+        run.stderr.starts_with(
+            "error: the call, argument 1: --typed u8: item 1: 256 does not fit a u8 array"
+        ),
         "{}",
         run.stderr
     );
     let run = grid(&["apply", &guest, "sum_f64", "[1]", "--typed", "f16"], None);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("unknown element type \"f16\""), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown element type \"f16\""),
+        "{}",
+        run.stderr
+    );
 }

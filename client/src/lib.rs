@@ -83,11 +83,11 @@ pub use watchdog::{CONTROLLER_GRACE, DEFAULT_CONTROLLER_TIMEOUT, MAX_RESENT, QUI
 /// signatures (re-exported from `grid-proto`, so users need not depend on it).
 pub use grid_proto::{
     Arg, ArgsHash, BlobHash, Body, ClientId, ClusterEvent, ConfigHash, DEFAULT_CLUSTER, Dependency,
-    Deterministic, DirGrant, Elem, Element, EngineId, EngineInfo, EngineQueue, EngineRef, EngineUuid, Fingerprint,
-    Frame, HubReply, HubRequest, Iopub, LimitKind, Limits, ModuleHash, MsgId, Outcome, OutputHash,
-    Purge, QueueStatus, RecordKey, RecordStatus, Reply, Scheme, Status, Stream, Subjects,
-    TaskError, TaskFilter, TaskRecord, TaskResult, TimeRange, Timestamp, TrapKind, TypedArray,
-    TypedError, Value,
+    Deterministic, DirGrant, Elem, Element, EngineId, EngineInfo, EngineQueue, EngineRef,
+    EngineUuid, Fingerprint, Frame, HubReply, HubRequest, Iopub, LimitKind, Limits, ModuleHash,
+    MsgId, Outcome, OutputHash, Purge, QueueStatus, RecordKey, RecordStatus, Reply, Scheme, Status,
+    Stream, Subjects, TaskError, TaskFilter, TaskRecord, TaskResult, TimeRange, Timestamp,
+    TrapKind, TypedArray, TypedError, Value,
 };
 
 /// The engines' configuration, for [`Client::local_with`] (re-exported

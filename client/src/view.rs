@@ -479,12 +479,13 @@ impl DirectView {
         array: &TypedArray,
         flatten: bool,
     ) -> Result<AsyncResult, Error> {
-        let values = partition(array.len(), self.targets.len())
-            .into_iter()
-            .map(|range| match array.get(range.start) {
-                Some(one) if flatten && range.len() == 1 => one,
-                _ => Value::Typed(array.slice(range)),
-            });
+        let values =
+            partition(array.len(), self.targets.len())
+                .into_iter()
+                .map(|range| match array.get(range.start) {
+                    Some(one) if flatten && range.len() == 1 => one,
+                    _ => Value::Typed(array.slice(range)),
+                });
         self.scatter_parts(name, values.collect())
     }
 
@@ -520,7 +521,13 @@ impl DirectView {
         let parts = self.pull_parts(name, timeout)?;
         let typed = parts
             .iter()
-            .map(|part| part.to_typed(elem))
+            .map(|part| match part {
+                // A part of one element, as `flatten` left it.
+                Value::Int(_) | Value::Float(_) => {
+                    TypedArray::from_values(elem, std::slice::from_ref(part))
+                }
+                part => part.to_typed(elem),
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Usage(format!("gather_array of `{name}`: {e}")))?;
         Ok(TypedArray::concat(&typed).unwrap_or_else(|| TypedArray::from_slice::<u8>(&[])))

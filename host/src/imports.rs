@@ -5,7 +5,6 @@
 //! store's data; every pointer and byte from the guest is checked, and a bad
 //! one ends the task with a trap naming the import.
 
-use grid_proto::Value;
 use grid_proto::cbor::{self, Typed};
 use wasmtime::{Caller, Linker};
 

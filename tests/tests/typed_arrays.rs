@@ -26,7 +26,9 @@ fn typed_arrays_go_into_guests_and_come_back_typed(backend: Backend) {
     let xs: Vec<f64> = (0..100_000).map(|i| i as f64 * 0.5).collect();
     let sum: f64 = xs.iter().sum();
     let typed = Value::Typed(TypedArray::from_slice(&xs));
-    let got = lb.apply_sync(&module.func("sum_f64"), [typed.clone()]).unwrap();
+    let got = lb
+        .apply_sync(&module.func("sum_f64"), [typed.clone()])
+        .unwrap();
     assert_eq!(got, Value::Float(sum));
     // A plain array of numbers is read too (the element loop).
     let plain = Value::Array(xs.iter().take(4).map(|&x| Value::Float(x)).collect());
@@ -45,7 +47,10 @@ fn typed_arrays_go_into_guests_and_come_back_typed(backend: Backend) {
         .unwrap()
         .get(T)
         .unwrap();
-    assert_eq!(sums.as_typed().unwrap().to_vec::<i64>(), Some(vec![1, 3, 6]));
+    assert_eq!(
+        sums.as_typed().unwrap().to_vec::<i64>(),
+        Some(vec![1, 3, 6])
+    );
 }
 
 fn typed_arrays_keep_their_type_in_the_namespace(backend: Backend) {
@@ -63,7 +68,10 @@ fn typed_arrays_scatter_as_slices_and_gather_joined(backend: Backend) {
     let all = client.view_all().unwrap();
     let xs: Vec<f64> = (0..1_001).map(f64::from).collect();
     let array = TypedArray::from_slice(&xs);
-    all.scatter_array("x", &array, false).unwrap().get(T).unwrap();
+    all.scatter_array("x", &array, false)
+        .unwrap()
+        .get(T)
+        .unwrap();
     // ipyparallel's partition: as equal as possible, in engine order.
     let parts = all.pull("x").unwrap().get(T).unwrap();
     let Value::Array(parts) = parts else {

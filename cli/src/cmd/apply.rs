@@ -105,7 +105,9 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     if args.ids {
         results::need_url(&args.cluster, "--ids")?;
     }
-    let call_args = args.typed.apply(items::arguments(&args.args)?, "the call")?;
+    let call_args = args
+        .typed
+        .apply(items::arguments(&args.args)?, "the call")?;
     let module = ModuleFile::read(&args.module)?;
     let client = args
         .cluster

@@ -215,13 +215,15 @@ impl MapArgs {
         } else {
             let lines = items::lines_lazily(io::stdin().lock(), "stdin", bad_input)
                 .enumerate()
-                .map_while(|(n, item)| match self.typed.apply(item, &format!("item {n}")) {
-                    Ok(item) => Some(item),
-                    Err(e) => {
-                        *bad_input.borrow_mut() = Some(e);
-                        None
-                    }
-                });
+                .map_while(
+                    |(n, item)| match self.typed.apply(item, &format!("item {n}")) {
+                        Ok(item) => Some(item),
+                        Err(e) => {
+                            *bad_input.borrow_mut() = Some(e);
+                            None
+                        }
+                    },
+                );
             Ok((Box::new(lines), None))
         }
     }
