@@ -4,6 +4,8 @@
 
 #[path = "../examples/abort.rs"]
 mod abort;
+#[path = "../examples/arrays.rs"]
+mod arrays;
 #[path = "../examples/commands.rs"]
 mod commands;
 #[allow(dead_code)] // its `main`: the test calls `run` with fewer tasks
@@ -24,6 +26,11 @@ mod views;
 #[test]
 fn commands_live_output_and_reproducible_runs() {
     commands::main().unwrap();
+}
+
+#[test]
+fn numeric_arrays() {
+    arrays::main().unwrap();
 }
 
 #[test]
