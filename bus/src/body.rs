@@ -47,7 +47,8 @@ pub async fn load_body<T: Serialize + DeserializeOwned>(
             let bytes = bus.get_blob(&hash).await?.ok_or_else(|| {
                 BusError::Other(format!("blob {} is not in the blob store", hash.short()))
             })?;
-            Body::<T>::decode_bytes(&bytes)
+            // Typed arrays in it are read in place (the blob's buffer).
+            grid_proto::decode_shared(&bytes)
         }
     };
     decoded.map_err(|e| BusError::Other(e.to_string()))

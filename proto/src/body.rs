@@ -43,7 +43,9 @@ impl<T: Serialize + DeserializeOwned> Body<T> {
     }
 
     /// Decodes an inline body; a body in the blob store must be fetched first
-    /// (see [`Body::blob`] and [`Body::decode_bytes`]).
+    /// (see [`Body::blob`]) and its bytes decoded with
+    /// [`decode_shared`](crate::decode_shared), which reads the typed arrays
+    /// in them in place.
     pub fn decode(&self) -> Result<T, CodecError> {
         match &self.repr {
             Repr::Inline(bytes) => crate::decode(bytes),
@@ -52,11 +54,6 @@ impl<T: Serialize + DeserializeOwned> Body<T> {
                 hash.short()
             ))),
         }
-    }
-
-    /// Decodes a body's bytes fetched from the blob store.
-    pub fn decode_bytes(bytes: &[u8]) -> Result<T, CodecError> {
-        crate::decode(bytes)
     }
 }
 

@@ -25,7 +25,7 @@ mod wire;
 
 pub use aborts::{EARLY_ABORTS, EarlyAborts};
 pub use body::Body;
-pub use codec::{CodecError, decode, encode};
+pub use codec::{CodecError, decode, decode_shared, encode};
 pub use dependency::{Dependency, Verdict};
 pub use ids::{
     ArgsHash, BlobHash, ConfigHash, EngineId, EngineUuid, ModuleHash, MsgId, OutputHash,

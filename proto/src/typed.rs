@@ -8,7 +8,10 @@
 //!
 //! The buffer is a [`bytes::Bytes`]: immutable and shared, so clones and
 //! [`TypedArray::slice`]s cost a reference count, never a copy, and a received
-//! array can be handed on as it is. Reading it as `&[f64]` needs the buffer to
+//! array can be handed on as it is. A value large enough to travel as a blob
+//! (see `grid_bus::spill_body`) is decoded in place
+//! ([`crate::decode_shared`]): its arrays are views of the fetched buffer. On
+//! the way out, encoding a message copies its arrays once into it. Reading it as `&[f64]` needs the buffer to
 //! be aligned for `f64`; [`TypedArray::as_slice`] borrows when it is and copies
 //! when it is not (a buffer cut out of a received message may be unaligned).
 //!

@@ -366,16 +366,16 @@ impl<'de> Visitor<'de> for ValueVisitor {
         };
         // A typed array on Grid's own wire: one entry, a reserved key.
         if let Some(elem) = key.as_str().and_then(Elem::of_wire_key) {
-            let value: Value = map.next_value()?;
+            let value = map.next_value_seed(DataOrValue)?;
             let rest = map.next_entry::<Value, Value>()?;
             match (value, rest) {
-                (Value::Bytes(data), None) => {
+                (Data::Bytes(data), None) => {
                     return TypedArray::new(elem, data)
                         .map(Value::Typed)
                         .map_err(de::Error::custom);
                 }
                 (value, rest) => {
-                    entries.push((key, value));
+                    entries.push((key, value.into_value()));
                     entries.extend(rest);
                 }
             }
@@ -386,6 +386,91 @@ impl<'de> Visitor<'de> for ValueVisitor {
             entries.push(entry);
         }
         Ok(Value::Map(entries))
+    }
+}
+
+/// The value under a typed array's wire key: its bytes, shared with the
+/// buffer being decoded when they can be (see `codec::decode_shared`), or
+/// any other value (then the map is an ordinary one).
+enum Data {
+    Bytes(bytes::Bytes),
+    Value(Value),
+}
+
+impl Data {
+    fn into_value(self) -> Value {
+        match self {
+            Data::Bytes(b) => Value::Bytes(b.to_vec()),
+            Data::Value(v) => v,
+        }
+    }
+}
+
+struct DataOrValue;
+
+impl<'de> de::DeserializeSeed<'de> for DataOrValue {
+    type Value = Data;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Data, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Bytes become [`Data::Bytes`]; everything else is what [`ValueVisitor`]
+/// makes of it.
+impl<'de> Visitor<'de> for DataOrValue {
+    type Value = Data;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Grid value")
+    }
+    fn visit_borrowed_bytes<E: de::Error>(self, b: &'de [u8]) -> Result<Data, E> {
+        Ok(Data::Bytes(crate::codec::shared_or_copied(b)))
+    }
+    fn visit_bytes<E: de::Error>(self, b: &[u8]) -> Result<Data, E> {
+        Ok(Data::Bytes(bytes::Bytes::copy_from_slice(b)))
+    }
+    fn visit_byte_buf<E: de::Error>(self, b: Vec<u8>) -> Result<Data, E> {
+        Ok(Data::Bytes(b.into()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Data, E> {
+        ValueVisitor.visit_unit().map(Data::Value)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Data, E> {
+        ValueVisitor.visit_none().map(Data::Value)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Data, D::Error> {
+        ValueVisitor.visit_some(d).map(Data::Value)
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Data, E> {
+        ValueVisitor.visit_bool(b).map(Data::Value)
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Data, E> {
+        ValueVisitor.visit_i64(n).map(Data::Value)
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Data, E> {
+        ValueVisitor.visit_u64(n).map(Data::Value)
+    }
+    fn visit_i128<E: de::Error>(self, n: i128) -> Result<Data, E> {
+        ValueVisitor.visit_i128(n).map(Data::Value)
+    }
+    fn visit_u128<E: de::Error>(self, n: u128) -> Result<Data, E> {
+        ValueVisitor.visit_u128(n).map(Data::Value)
+    }
+    fn visit_f64<E: de::Error>(self, x: f64) -> Result<Data, E> {
+        ValueVisitor.visit_f64(x).map(Data::Value)
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Data, E> {
+        ValueVisitor.visit_str(s).map(Data::Value)
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Data, E> {
+        ValueVisitor.visit_string(s).map(Data::Value)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Data, A::Error> {
+        ValueVisitor.visit_seq(seq).map(Data::Value)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Data, A::Error> {
+        ValueVisitor.visit_map(map).map(Data::Value)
     }
 }
 
