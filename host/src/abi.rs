@@ -44,7 +44,7 @@ pub(crate) struct Exports {
     pub initialize: bool,
     /// The module exports `grid_typed_arrays`: it reads RFC 8746 typed
     /// arrays (guest-sdk/ABI.md); other modules get arrays of numbers.
-    pub typed_arrays: bool,
+    typed_arrays: bool,
 }
 
 impl Exports {
