@@ -38,9 +38,19 @@ a fixed pattern), and a table shows each scheme's figures on each backend
 (JSON in `target/compare/schemes.json`). A backend that cannot start a
 scheme (a `grid cluster start` without `--scheme`) shows `n/a`.
 
+`--arrays` runs only the numeric-array workloads (issue 14), Grid's typed
+arrays against numpy arrays, with every system and backend: `push_array` and
+`pull_array` (100 MB of float64 to worker 0 and back, MB/s),
+`scatter_gather_array` (10,000,000 float64 over the 2 workers and back, s)
+and `sum_map` (a map of a sum over 1,000 chunks of 10,000 float64, one task
+each, items/s). The table shows just their rows and the issue's targets for
+them (JSON in `target/compare/arrays.json`). The peers' side needs numpy,
+which the virtualenv gets with the peers.
+
 The CI pass of this bench is `compare-grid`'s unit tests (`cargo test -p
-grid-bench`): the `dag` and `skewed` workloads and every scheme, small, on
-the local cluster, and the `dag` graph checked against `dag.py`.
+grid-bench`): the `dag` and `skewed` workloads, every scheme and the array
+workloads, small, on the local cluster, and the `dag` graph checked against
+`dag.py`.
 
 This file must not measure anything itself: the runners do, in their own
 processes; it only schedules, waits for idleness and reports.
@@ -63,6 +73,9 @@ PEERS = {  # name -> the pip requirement that provides it, and its module
     "dask": ("distributed==2026.8.0", "distributed"),
     "ray": ("ray==2.60.0", "ray"),
 }
+# Every peer's runner needs these too: psutil for the memory figures, numpy
+# for the `--arrays` workloads.
+COMMON = {"psutil": "psutil", "numpy==2.4.6": "numpy"}
 GRIDS = ["grid-local", "grid-nats"]
 # `rss` right after `map1`: the peak memory after the 10,000-task map.
 WORKLOADS = [
@@ -108,6 +121,15 @@ SCHEME_ROWS = [
     ("map1", "tasks_per_s", "map of N tasks, chunksize 1", "tasks/s", True),
     ("skewed", "seconds", "200 tasks of 1 or 50 ms (ideal 0.71 s)", "s", False),
 ]
+# `--arrays`: numeric arrays, Grid's typed arrays against numpy's (issue 14).
+ARRAY_WORKLOADS = ["push_array", "pull_array", "scatter_gather_array", "sum_map"]
+ARRAY_ROWS = [
+    ("push_array", "mb_per_s", "push of 100 MB of float64", "MB/s", True),
+    ("pull_array", "mb_per_s", "pull of 100 MB of float64", "MB/s", True),
+    ("scatter_gather_array", "scatter_s", "scatter of 10,000,000 float64", "s", False),
+    ("scatter_gather_array", "gather_s", "gather of 10,000,000 float64", "s", False),
+    ("sum_map", "items_per_s", "sum over 1,000 chunks of 10,000 float64", "items/s", True),
+]
 # The issue's target for `dag`: Grid this many times the fastest peer.
 DAG_TARGET_X = 10
 START_TIMEOUT_S = 300
@@ -124,6 +146,8 @@ def main():
     for name in grids:
         if name not in GRIDS:
             sys.exit(f"error: unknown Grid backend {name!r} (known: {', '.join(GRIDS)})")
+    if args.schemes and args.arrays:
+        sys.exit("error: --schemes and --arrays are separate runs: choose one")
     if args.schemes:
         peers = []
     if peers:
@@ -136,19 +160,25 @@ def main():
         run_schemes(grids, args, logs)
         return
     systems = grids + peers
-    rounds = run_rounds(systems, WORKLOADS, args, logs)
-    best = best_of(rounds, systems, ROWS)
+    if args.arrays:
+        workloads, rows, check, issue, out = (
+            ARRAY_WORKLOADS, ARRAY_ROWS, array_targets, "issue 14's arrays", "arrays.json")
+    else:
+        workloads, rows, check, issue, out = (
+            WORKLOADS, ROWS, targets, "issue 5, and the DAG's", "results.json")
+    rounds = run_rounds(systems, workloads, args, logs)
+    best = best_of(rounds, systems, rows)
     report = {
         "machine": machine(),
         "tasks": args.tasks,
         "calls": args.calls,
         "rounds": rounds,
         "best": best,
-        "targets": targets(best),
+        "targets": check(best),
     }
-    print_table(best, systems, args)
-    print_targets(report["targets"])
-    write_json(report, args.json or ROOT / "target" / "compare" / "results.json")
+    print_table(best, systems, rows, args)
+    print_targets(report["targets"], issue)
+    write_json(report, args.json or ROOT / "target" / "compare" / out)
 
 
 def run_rounds(systems, workloads, args, logs):
@@ -200,9 +230,12 @@ def parse_args():
                         help="seconds to wait for an idle machine before measuring anyway")
     parser.add_argument("--schemes", action="store_true",
                         help="Grid alone: every scheduler scheme on map1 and skewed (no peers)")
+    parser.add_argument("--arrays", action="store_true",
+                        help="only the numeric-array workloads: typed arrays against numpy "
+                             "(push/pull 100 MB, scatter/gather, a chunked sum map)")
     parser.add_argument("--json", default=None,
                         help="where to write the figures (target/compare/results.json, "
-                             "or schemes.json with --schemes)")
+                             "schemes.json with --schemes, arrays.json with --arrays)")
     parser.add_argument("--no-build", action="store_true", help="do not run cargo build")
     args = parser.parse_args()
     if args.rounds < 1:
@@ -219,14 +252,15 @@ def ensure_venv(peers):
     if not python.exists():
         say(f"creating the virtualenv {VENV}")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    wanted = {PEERS[p][0]: PEERS[p][1] for p in peers} | COMMON
     missing = [
-        PEERS[p][0] for p in peers
-        if subprocess.run([str(python), "-c", f"import {PEERS[p][1]}"],
+        requirement for requirement, module in wanted.items()
+        if subprocess.run([str(python), "-c", f"import {module}"],
                           capture_output=True).returncode != 0
     ]
     if missing:
         say(f"installing {', '.join(missing)} from PyPI")
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *missing, "psutil"], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *missing], check=True)
 
 
 def build():
@@ -441,14 +475,21 @@ def fmt(value):
     return f"{value:.3g}"
 
 
-def print_table(best, systems, args):
+def fmt_x(r):
+    """A ratio: one decimal, two below 1 (0.24x, not 0.2x)."""
+    if r is None:
+        return "-"
+    return f"{r:,.1f}x" if r >= 1 else f"{r:.2f}x"
+
+
+def print_table(best, systems, rows_shown, args):
     grids = [s for s in systems if s.startswith("grid-")]
     peers = [s for s in systems if not s.startswith("grid-")]
     ratio_cols = [(g, p) for p in peers for g in grids]
     header = ["figure", "unit", *systems,
               *[f"{g.removeprefix('grid-')}/{p[:4]}" for g, p in ratio_cols]]
     rows = []
-    for workload, figure, label, unit, up in ROWS:
+    for workload, figure, label, unit, up in rows_shown:
         label = label.replace("N tasks", f"{args.tasks:,} tasks")
         cells = [label, unit]
         for system in systems:
@@ -458,7 +499,7 @@ def print_table(best, systems, args):
         for grid, peer in ratio_cols:
             r = ratio(value_of(best, grid, workload, figure),
                       value_of(best, peer, workload, figure), up)
-            cells.append("-" if r is None else f"{r:,.1f}x")
+            cells.append(fmt_x(r))
         rows.append(cells)
     print(f"Grid vs peers, 2 workers each, best of {args.rounds} round(s); "
           "ratios: how many times better Grid is (* = machine was not idle)")
@@ -511,23 +552,10 @@ def targets(best):
         ("client memory after the map, local (whole cluster)", "grid-local", "rss", "client_mb",
          False, 5),
     ]
-    out = []
-    for name, grid, workload, figure, up, wanted in checks:
-        r = ratio(value_of(best, grid, workload, figure),
-                  value_of(best, "ipyparallel", workload, figure), up)
-        others = {p: ratio(value_of(best, grid, workload, figure),
-                           value_of(best, p, workload, figure), up) for p in ("dask", "ray")}
-        out.append({"target": name, "wanted_x": wanted, "vs_ipyparallel_x": r,
-                    "vs_dask_x": others["dask"], "vs_ray_x": others["ray"],
-                    "met": None if r is None else r >= wanted})
+    out = [against_ipyparallel(best, *check) for check in checks]
     for grid, where in (("grid-local", "local"), ("grid-nats", "NATS")):
-        peers = {p: value_of(best, p, "dag", "tasks_per_s") for p in PEERS}
-        measured = {p: v for p, v in peers.items() if v is not None}
-        fastest = max(measured, key=measured.get) if measured else None
-        r = ratio(value_of(best, grid, "dag", "tasks_per_s"), measured.get(fastest), True)
-        out.append({"target": f"DAG, {where}, against the fastest peer", "wanted_x": DAG_TARGET_X,
-                    "fastest_peer": fastest, "vs_fastest_peer_x": r,
-                    "met": None if r is None else r >= DAG_TARGET_X})
+        out.append(against_fastest(best, f"DAG, {where}, against the fastest peer",
+                                   grid, "dag", "tasks_per_s", True, DAG_TARGET_X))
     for grid in ("grid-local", "grid-nats"):
         seconds = value_of(best, grid, "sleep40", "seconds")
         out.append({"target": f"40 x 50 ms within 1% of 1.0 s, {grid}", "seconds": seconds,
@@ -535,22 +563,73 @@ def targets(best):
     return out
 
 
-def print_targets(checks):
+def array_targets(best):
+    """Issue 14's targets for the numeric arrays."""
+    out = []
+    for workload, what in (("push_array", "push"), ("pull_array", "pull")):
+        out.append(at_least(best, f"{what} of 100 MB, local", "grid-local", workload,
+                            "mb_per_s", "MB/s", 3000))
+        out.append(against_fastest(best, f"{what} of 100 MB, local, against the fastest peer",
+                                   "grid-local", workload, "mb_per_s", True, 2))
+        out.append(against_fastest(best, f"{what} of 100 MB, NATS, against the fastest peer",
+                                   "grid-nats", workload, "mb_per_s", True, 1))
+    for figure, what in (("scatter_s", "scatter"), ("gather_s", "gather")):
+        out.append(against_ipyparallel(best, f"{what} of 10,000,000 float64, local", "grid-local",
+                                       "scatter_gather_array", figure, False, 5))
+    out.append(at_least(best, "sum over 1,000 chunks, local", "grid-local", "sum_map",
+                        "items_per_s", "items/s", 20_000_000))
+    return out
+
+
+def against_ipyparallel(best, name, grid, workload, figure, up, wanted):
+    """A target of Grid `wanted` times ipyparallel, with Dask and Ray beside."""
+    r = ratio(value_of(best, grid, workload, figure),
+              value_of(best, "ipyparallel", workload, figure), up)
+    others = {p: ratio(value_of(best, grid, workload, figure),
+                       value_of(best, p, workload, figure), up) for p in ("dask", "ray")}
+    return {"target": name, "wanted_x": wanted, "vs_ipyparallel_x": r,
+            "vs_dask_x": others["dask"], "vs_ray_x": others["ray"],
+            "met": None if r is None else r >= wanted}
+
+
+def against_fastest(best, name, grid, workload, figure, up, wanted):
+    """A target of Grid `wanted` times the best of the peers measured."""
+    ratios = {p: ratio(value_of(best, grid, workload, figure), value_of(best, p, workload, figure),
+                       up) for p in PEERS}
+    measured = {p: r for p, r in ratios.items() if r is not None}
+    fastest = min(measured, key=measured.get) if measured else None
+    r = measured.get(fastest)
+    return {"target": name, "wanted_x": wanted, "fastest_peer": fastest, "vs_fastest_peer_x": r,
+            "met": None if r is None else r >= wanted}
+
+
+def at_least(best, name, grid, workload, figure, unit, wanted):
+    """A target of an absolute figure for Grid (higher is better)."""
+    value = value_of(best, grid, workload, figure)
+    return {"target": name, "value": value, "unit": unit, "wanted_at_least": wanted,
+            "met": None if value is None else value >= wanted}
+
+
+def print_targets(checks, issue):
     print()
-    print("targets (issue 5, and the DAG's), Grid against ipyparallel (Dask and Ray beside):")
+    print(f"targets ({issue}), Grid against ipyparallel (Dask and Ray beside):")
     for check in checks:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[check["met"]]
         if "seconds" in check:
             print(f"  {check['target']}: {fmt(check['seconds'])} s -> {verdict}")
             continue
+        if "wanted_at_least" in check:
+            print(f"  {check['target']}: {fmt(check['value'])} {check['unit']} "
+                  f"(want >= {fmt(check['wanted_at_least'])}) -> {verdict}")
+            continue
         if "fastest_peer" in check:
             got = "-" if check["vs_fastest_peer_x"] is None else (
-                f"{check['vs_fastest_peer_x']:.1f}x {check['fastest_peer']}")
+                f"{fmt_x(check['vs_fastest_peer_x'])} {check['fastest_peer']}")
             print(f"  {check['target']}: {got} (want >= {check['wanted_x']}x) -> {verdict}")
             continue
-        extra = ", ".join(f"{p} {check[f'vs_{p}_x']:.1f}x" for p in ("dask", "ray")
+        extra = ", ".join(f"{p} {fmt_x(check[f'vs_{p}_x'])}" for p in ("dask", "ray")
                           if check[f"vs_{p}_x"] is not None)
-        got = "-" if check["vs_ipyparallel_x"] is None else f"{check['vs_ipyparallel_x']:.1f}x"
+        got = fmt_x(check["vs_ipyparallel_x"])
         print(f"  {check['target']}: {got} (want >= {check['wanted_x']}x) -> {verdict}"
               + (f"  [{extra}]" if extra else ""))
 

@@ -21,7 +21,8 @@ Protocol:
 
 stdout carries nothing but these lines: file descriptor 1 is pointed at stderr
 at startup, so whatever the libraries or their child processes print lands on
-stderr. The function is `square(x) = x * x` on integers throughout.
+stderr. The function is `square(x) = x * x` on integers, but for the numeric
+arrays of the orchestrator's `--arrays`.
 
 Workloads, and how each maps onto each library:
 
@@ -74,6 +75,25 @@ Workloads, and how each maps onto each library:
 - `sleep40` (seconds, ideal_s, overhead_pct): 40 load-balanced tasks sleeping
   50 ms on 2 workers, so ideal 1.0 s. ipyparallel `lview.map_sync`; Dask 40
   `submit`; Ray 40 `sleep_task.remote`.
+- `push_array` (mb_per_s, seconds; median of 5 rounds): a fresh numpy
+  float64 array of 100 MB (12,500,000 numbers, `floats` below, the same
+  numbers Grid sends as a typed array) through `push` as above: ipyparallel
+  sends its buffer without pickling it (zero-copy), Ray puts an argument that
+  large in its object store and the actor keeps a view of it, Dask pickles
+  it with out-of-band buffers.
+- `pull_array`: `pull` of such an array, pushed once untimed, then compared
+  with `numpy.array_equal`. Ray's `ray.get` of an array maps it from the
+  object store without a copy.
+- `scatter_gather_array` (scatter_s, gather_s, items_per_s): 10,000,000
+  float64 in one numpy array, split over the 2 workers and back, as
+  `scatter_gather` does, then joined with `numpy.concatenate` (ipyparallel's
+  `dview.gather` joins numpy parts itself).
+- `sum_map` (items_per_s, seconds): `sum_chunk` (numpy's sum) over 1,000
+  views of 10,000 float64 each (split before the clock starts), one task per
+  chunk, through each system's own map: ipyparallel `lview.map_sync`; Dask
+  `client.map` then `gather`; Ray `sum_task.remote` per chunk then one
+  `ray.get` (each argument, 80 KB, goes inline with its task). Each sum is
+  checked against one made here.
 - `rss` (client_mb, controller_mb, engine_mb): peak resident memory (VmHWM, MB
   = bytes / 1e6) since each process started; the orchestrator asks for it right
   after `map1`. The judgement calls: ipyparallel's controller is the
@@ -99,6 +119,7 @@ import sys
 import time
 import traceback
 
+import numpy as np
 import psutil
 
 from dag import parents as dag_parents
@@ -110,6 +131,11 @@ BIG_BYTES = 10_000_000
 TRANSFER_ROUNDS = 5
 SCATTER_ITEMS = 1_000_000
 SLEEP_TASKS = 40
+# The `--arrays` workloads, in float64 numbers: as Grid's `ArraySizes::FULL`.
+ARRAY_FLOATS = 12_500_000
+SCATTER_FLOATS = 10_000_000
+SUM_CHUNKS = 1_000
+SUM_CHUNK = 10_000
 SLEEP_S = 0.05
 STOP_TIMEOUT_S = 10
 
@@ -129,6 +155,10 @@ def square_after(x, *parents):
 
 def square_chunk(xs):
     return [square(x) for x in xs]
+
+
+def sum_chunk(xs):
+    return float(xs.sum())
 
 
 def sleep_for(seconds):
@@ -182,8 +212,8 @@ def descendant_pid(name):
 
 # One class per system. Each starts and stops its cluster and offers the
 # primitives the workloads time: apply_lb, apply_direct, map1, map100,
-# submit_all, dag, push, pull, scatter, gather, sleep_many, and rss for the figures
-# only the system knows. The libraries are imported in start(), not at the top:
+# submit_all, dag, push, pull, scatter, gather, gather_array, map_sum,
+# sleep_many, and rss for the figures only the system knows. The libraries are imported in start(), not at the top:
 # Dask's worker processes re-import this file, and should not load the others.
 
 
@@ -256,6 +286,12 @@ class Ipyparallel:
 
     def gather(self):
         return self.dview.gather("x", block=True)
+
+    def gather_array(self):
+        return self.dview.gather("x", block=True)
+
+    def map_sum(self, chunks):
+        return self.lview.map_sync(sum_chunk, chunks)
 
     def sleep_many(self, seconds, count):
         return self.lview.map_sync(sleep_for, [seconds] * count)
@@ -335,6 +371,12 @@ class Dask:
     def gather(self):
         return [x for half in self.client.gather(self.halves) for x in half]
 
+    def gather_array(self):
+        return np.concatenate(self.client.gather(self.halves))
+
+    def map_sum(self, chunks):
+        return self.client.gather(self.client.map(sum_chunk, chunks, pure=False))
+
     def sleep_many(self, seconds, count):
         return self.client.gather(
             [self.client.submit(sleep_for, seconds, pure=False) for _ in range(count)]
@@ -365,14 +407,16 @@ class Ray:
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,
-            # The default is 30% of RAM; the workloads need tens of MB.
-            object_store_memory=500_000_000,
+            # The default is 30% of RAM; the array workloads hold a few
+            # 100 MB objects at once, and a full store would spill to disk.
+            object_store_memory=1_500_000_000,
         )
         self.ray = ray
         self.square_task = ray.remote(square)
         self.after_task = ray.remote(square_after)
         self.chunk_task = ray.remote(square_chunk)
         self.sleep_task = ray.remote(sleep_for)
+        self.sum_task = ray.remote(sum_chunk)
         self.pid_task = ray.remote(worker_pid)
         engine = ray.remote(Engine)
         self.actors = [engine.remote() for _ in range(WORKERS)]
@@ -421,6 +465,12 @@ class Ray:
         halves = self.ray.get([actor.get.remote("x") for actor in self.actors])
         return [x for half in halves for x in half]
 
+    def gather_array(self):
+        return np.concatenate(self.ray.get([actor.get.remote("x") for actor in self.actors]))
+
+    def map_sum(self, chunks):
+        return self.ray.get([self.sum_task.remote(chunk) for chunk in chunks])
+
     def sleep_many(self, seconds, count):
         return self.ray.get([self.sleep_task.remote(seconds) for _ in range(count)])
 
@@ -467,9 +517,9 @@ def throughput(run, n):
     return {"tasks_per_s": n / seconds, "seconds": seconds}
 
 
-def transfer(seconds):
+def transfer(seconds, size=BIG_BYTES):
     median = statistics.median(seconds)
-    return {"mb_per_s": BIG_BYTES / 1e6 / median, "seconds": median}
+    return {"mb_per_s": size / 1e6 / median, "seconds": median}
 
 
 def push(system, args):
@@ -512,6 +562,62 @@ def scatter_gather(system, args):
     }
 
 
+def floats(n, round):
+    """`i / 4 + round` for i in 0..n, as float64: Grid's `floats` too."""
+    return np.arange(n, dtype=np.float64) * 0.25 + round
+
+
+def push_array(system, args):
+    seconds = []
+    for round in range(TRANSFER_ROUNDS):
+        data = floats(ARRAY_FLOATS, round)
+        started = time.perf_counter()
+        system.push(data)
+        seconds.append(time.perf_counter() - started)
+    return transfer(seconds, data.nbytes)
+
+
+def pull_array(system, args):
+    data = floats(ARRAY_FLOATS, 100)
+    system.push(data)
+    seconds = []
+    for _ in range(TRANSFER_ROUNDS):
+        started = time.perf_counter()
+        pulled = system.pull()
+        seconds.append(time.perf_counter() - started)
+        if not np.array_equal(pulled, data):
+            raise WrongResult("the pulled array differs from the pushed one")
+    return transfer(seconds, data.nbytes)
+
+
+def scatter_gather_array(system, args):
+    data = floats(SCATTER_FLOATS, 0)
+    started = time.perf_counter()
+    system.scatter(data)
+    scattered = time.perf_counter()
+    gathered = system.gather_array()
+    done = time.perf_counter()
+    if not np.array_equal(gathered, data):
+        raise WrongResult("the gathered array differs from the scattered one")
+    scatter_s, gather_s = scattered - started, done - scattered
+    return {
+        "scatter_s": scatter_s,
+        "gather_s": gather_s,
+        "items_per_s": len(data) / (scatter_s + gather_s),
+    }
+
+
+def sum_map(system, args):
+    chunks = np.split(floats(SUM_CHUNKS * SUM_CHUNK, 0), SUM_CHUNKS)
+    expected = [sum_chunk(chunk) for chunk in chunks]
+    started = time.perf_counter()
+    sums = system.map_sum(chunks)
+    seconds = time.perf_counter() - started
+    if len(sums) != len(expected) or not np.allclose(sums, expected, rtol=1e-12, atol=0):
+        raise WrongResult("the sums differ from numpy's here")
+    return {"items_per_s": SUM_CHUNKS * SUM_CHUNK / seconds, "seconds": seconds}
+
+
 def sleep40(system, args):
     ideal_s = SLEEP_TASKS * SLEEP_S / WORKERS
     started = time.perf_counter()
@@ -534,6 +640,10 @@ WORKLOADS = {
     "push": push,
     "pull": pull,
     "scatter_gather": scatter_gather,
+    "push_array": push_array,
+    "pull_array": pull_array,
+    "scatter_gather_array": scatter_gather_array,
+    "sum_map": sum_map,
     "sleep40": sleep40,
     "rss": rss,
 }

@@ -29,6 +29,15 @@
 //! one in ten of 50 ms and the rest of 1 ms in a fixed pattern: what a
 //! scheme makes of uneven tasks. Their CI pass is this file's unit tests,
 //! with small sizes and no peers.
+//!
+//! The numeric-array workloads (the orchestrator's `--arrays`) move
+//! float64 numbers as typed arrays ([`TypedArray`], one byte string on the
+//! wire) where the peers move numpy arrays: `push_array` and `pull_array`
+//! (100 MB to engine 0 and back, the median of 5 rounds as for `push` and
+//! `pull`), `scatter_gather_array` (10,000,000 numbers through
+//! `scatter_array` and `gather_array`) and `sum_map` (a load-balanced map
+//! of the Rust example guest's `sum_f64` over 1,000 slices of 10,000
+//! numbers, one task each). Their sizes are [`ArraySizes::FULL`].
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -36,7 +45,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use grid_client::{AsyncResult, Client, Dependency, EngineId, Function, Scheme, Value};
+use grid_client::{
+    AsyncResult, Client, Dependency, Elem, EngineId, Function, Scheme, TypedArray, Value,
+};
 
 type Outcome<T> = Result<T, Box<dyn std::error::Error>>;
 type Figures = BTreeMap<&'static str, serde_json::Value>;
@@ -46,6 +57,32 @@ const USAGE: &str =
 
 /// Tasks of the `skewed` workload.
 const SKEWED_TASKS: u64 = 200;
+
+/// The size of `push` and `pull`'s values, in MB.
+const TEN_MB: f64 = 10.0;
+
+/// How many float64 numbers the array workloads move (the peers' sizes
+/// in `bench/compare/peers.py` are the same).
+#[derive(Clone, Copy, Debug)]
+struct ArraySizes {
+    /// `push_array` and `pull_array`: one array of this many.
+    transfer: usize,
+    /// `scatter_gather_array`: one array of this many, over the engines.
+    scatter: usize,
+    /// `sum_map`: this many tasks, each summing `chunk` numbers.
+    chunks: usize,
+    chunk: usize,
+}
+
+impl ArraySizes {
+    /// 100 MB to push and pull, 80 MB to scatter, 1,000 sums of 80 KB.
+    const FULL: ArraySizes = ArraySizes {
+        transfer: 12_500_000,
+        scatter: 10_000_000,
+        chunks: 1_000,
+        chunk: 10_000,
+    };
+}
 
 fn main() {
     // As the `grid` binary does.
@@ -85,7 +122,7 @@ fn run() -> Outcome<()> {
         Ok(cluster) => cluster,
         Err(error) => return Err(start_failed(error)),
     };
-    let bench = match Bench::new(cluster.client(), tasks, calls) {
+    let bench = match Bench::new(cluster.client(), tasks, calls, ArraySizes::FULL) {
         Ok(bench) => bench,
         Err(error) => {
             if let Err(stop) = cluster.stop() {
@@ -242,17 +279,20 @@ struct Bench {
     client: Client,
     square: Function,
     sleep_ms: Function,
+    sum_f64: Function,
     tasks: usize,
     calls: usize,
+    arrays: ArraySizes,
 }
 
 impl Bench {
-    fn new(client: &Client, tasks: usize, calls: usize) -> Outcome<Bench> {
+    fn new(client: &Client, tasks: usize, calls: usize, arrays: ArraySizes) -> Outcome<Bench> {
         let square = client
             .load_module(grid_examples::wat_square())?
             .func("square");
         let guest = grid_examples::rust_guest().map_err(|e| e.to_string())?;
-        let sleep_ms = client.load_module(guest)?.func("sleep_ms");
+        let guest = client.load_module(guest)?;
+        let (sleep_ms, sum_f64) = (guest.func("sleep_ms"), guest.func("sum_f64"));
         // Every engine compiles (or loads from its disk cache) both modules
         // before anything is timed, as a running cluster would have.
         let all = client.view_all()?;
@@ -262,8 +302,10 @@ impl Bench {
             client: client.clone(),
             square,
             sleep_ms,
+            sum_f64,
             tasks,
             calls,
+            arrays,
         })
     }
 
@@ -323,13 +365,13 @@ impl Bench {
                     .collect::<Result<Vec<AsyncResult>, _>>()?;
                 self.squares_rate(results, t)
             }
-            "push" => self.transfer(|round| {
+            "push" => self.transfer(TEN_MB, |round| {
                 let big = Value::Bytes(ten_megabytes(round));
                 let t = Instant::now();
                 e0.push([("big".to_string(), big)].into())?.get(None)?;
                 Ok(t.elapsed())
             }),
-            "pull" => self.transfer(|round| {
+            "pull" => self.transfer(TEN_MB, |round| {
                 // A value of its own (untimed), as the peers do.
                 let big = Value::Bytes(ten_megabytes(round.wrapping_add(100)));
                 e0.push([("big".to_string(), big)].into())?.get(None)?;
@@ -356,12 +398,48 @@ impl Bench {
                 if back != data {
                     return Err("gather returned something else than was scattered".into());
                 }
-                let mut figures = Figures::new();
-                figures.insert("scatter_s", scatter_s.into());
-                figures.insert("gather_s", gather_s.into());
-                figures.insert("items_per_s", (1e6 / (scatter_s + gather_s)).into());
-                Ok(figures)
+                Ok(scatter_gather_figures(scatter_s, gather_s, data.len()))
             }
+            "push_array" => {
+                let n = self.arrays.transfer;
+                self.transfer(megabytes(n), |round| {
+                    let big = Value::Typed(floats(n, round));
+                    let t = Instant::now();
+                    e0.push([("big".to_string(), big)].into())?.get(None)?;
+                    Ok(t.elapsed())
+                })
+            }
+            "pull_array" => {
+                let n = self.arrays.transfer;
+                self.transfer(megabytes(n), |round| {
+                    // A value of its own (untimed), as `pull` does.
+                    let big = floats(n, round.wrapping_add(100));
+                    e0.push([("big".to_string(), Value::Typed(big.clone()))].into())?
+                        .get(None)?;
+                    let t = Instant::now();
+                    let value = e0.get("big")?;
+                    let elapsed = t.elapsed();
+                    match value {
+                        Value::Typed(back) if back == big => Ok(elapsed),
+                        _ => Err("pulled something else than the pushed array".into()),
+                    }
+                })
+            }
+            "scatter_gather_array" => {
+                let all = self.client.view_all()?;
+                let data = floats(self.arrays.scatter, 0);
+                let t = Instant::now();
+                all.scatter_array("x", &data, false)?.get(None)?;
+                let scatter_s = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let back = all.gather_array("x", Elem::F64, None)?;
+                let gather_s = t.elapsed().as_secs_f64();
+                if back != data {
+                    return Err("gather_array returned something else than was scattered".into());
+                }
+                Ok(scatter_gather_figures(scatter_s, gather_s, data.len()))
+            }
+            "sum_map" => self.sum_map(),
             "sleep40" => {
                 let t = Instant::now();
                 lb.map_sync(&self.sleep_ms, vec![vec![Value::from(50); 40]])?;
@@ -414,16 +492,78 @@ impl Bench {
         Ok(rate("tasks_per_s", self.tasks, seconds))
     }
 
-    /// Five timed 10 MB transfers: the median, as MB/s and seconds.
-    fn transfer(&self, mut once: impl FnMut(u8) -> Outcome<Duration>) -> Outcome<Figures> {
+    /// Five timed transfers of `megabytes` each: the median, as MB/s and seconds.
+    fn transfer(
+        &self,
+        megabytes: f64,
+        mut once: impl FnMut(u8) -> Outcome<Duration>,
+    ) -> Outcome<Figures> {
         let mut samples = (0..5u8).map(&mut once).collect::<Outcome<Vec<_>>>()?;
         samples.sort();
         let seconds = samples[samples.len() / 2].as_secs_f64();
         let mut figures = Figures::new();
-        figures.insert("mb_per_s", (10.0 / seconds).into());
+        figures.insert("mb_per_s", (megabytes / seconds).into());
         figures.insert("seconds", seconds.into());
         Ok(figures)
     }
+
+    /// `sum_map`: a load-balanced map of `sum_f64`, one task per chunk,
+    /// each argument a slice of one typed array (made before the clock
+    /// starts, as the peers' chunks are); every sum is checked.
+    fn sum_map(&self) -> Outcome<Figures> {
+        let ArraySizes { chunks, chunk, .. } = self.arrays;
+        let data = floats(chunks * chunk, 0);
+        let items: Vec<Value> = (0..chunks)
+            .map(|c| Value::Typed(data.slice(c * chunk..(c + 1) * chunk)))
+            .collect();
+        let expected: Vec<f64> = data
+            .as_slice::<f64>()
+            .ok_or("the data is not float64")?
+            .chunks(chunk)
+            .map(|part| part.iter().sum())
+            .collect();
+        let lb = self.client.load_balanced_view();
+        let t = Instant::now();
+        let sums = lb.map_sync(&self.sum_f64, vec![items])?;
+        let seconds = t.elapsed().as_secs_f64();
+        if sums.len() != expected.len() {
+            return Err(format!("{} sums for {} chunks", sums.len(), expected.len()).into());
+        }
+        for (i, (sum, want)) in sums.iter().zip(&expected).enumerate() {
+            match sum.as_f64() {
+                Some(got) if (got - want).abs() <= want.abs() * 1e-12 => {}
+                _ => return Err(format!("chunk {i}: sum {sum:?}, expected {want}").into()),
+            }
+        }
+        Ok(rate("items_per_s", chunks * chunk, seconds))
+    }
+}
+
+/// The figures of a scatter and a gather of `items` numbers.
+fn scatter_gather_figures(scatter_s: f64, gather_s: f64, items: usize) -> Figures {
+    let mut figures = Figures::new();
+    figures.insert("scatter_s", scatter_s.into());
+    figures.insert("gather_s", gather_s.into());
+    figures.insert(
+        "items_per_s",
+        (items as f64 / (scatter_s + gather_s)).into(),
+    );
+    figures
+}
+
+/// `i / 4 + round` for i in 0..n, as float64 (the peers' `floats` too):
+/// different each round, so no round finds the last one's data in place.
+fn floats(n: usize, round: u8) -> TypedArray {
+    TypedArray::from_vec(
+        (0..n)
+            .map(|i| i as f64 * 0.25 + f64::from(round))
+            .collect::<Vec<f64>>(),
+    )
+}
+
+/// MB (1e6 bytes) of `n` float64.
+fn megabytes(n: usize) -> f64 {
+    (n * 8) as f64 / 1e6
 }
 
 /// splitmix64: the hash behind the fixed `dag` graph and `skewed` pattern,
@@ -555,8 +695,9 @@ fn peak_rss_mb(pid: u32) -> Outcome<f64> {
     Ok(kib * 1024.0 / 1e6)
 }
 
-/// The CI pass of this bench: the workloads of this file only Grid runs
-/// or that need the same graph in two languages, small, without peers.
+/// The CI pass of this bench: the workloads of this file only Grid runs,
+/// that need the same graph in two languages, or that move typed arrays,
+/// small, without peers.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,7 +754,7 @@ mod tests {
     fn local_bench(scheme: Scheme, tasks: usize) -> Option<(Cluster, Bench)> {
         grid_examples::require_path(grid_examples::rust_guest())?;
         let cluster = Cluster::local(Some(scheme)).unwrap();
-        let bench = Bench::new(cluster.client(), tasks, 10).unwrap();
+        let bench = Bench::new(cluster.client(), tasks, 10, SMALL_ARRAYS).unwrap();
         Some((cluster, bench))
     }
 
@@ -626,6 +767,31 @@ mod tests {
             let figures = bench.run(workload, &cluster).unwrap();
             println!("{workload}: {figures:?}");
             assert!(figures.contains_key("seconds"));
+        }
+    }
+
+    /// The array workloads at a thousandth of their size.
+    const SMALL_ARRAYS: ArraySizes = ArraySizes {
+        transfer: 12_500,
+        scatter: 10_001,
+        chunks: 10,
+        chunk: 1_000,
+    };
+
+    #[test]
+    fn array_workloads_run_locally() {
+        let Some((cluster, bench)) = local_bench(Scheme::LeastLoad, 10) else {
+            return;
+        };
+        for workload in [
+            "push_array",
+            "pull_array",
+            "scatter_gather_array",
+            "sum_map",
+        ] {
+            let figures = bench.run(workload, &cluster).unwrap();
+            println!("{workload}: {figures:?}");
+            assert!(figures.contains_key("seconds") || figures.contains_key("scatter_s"));
         }
     }
 
