@@ -517,32 +517,50 @@ def throughput(run, n):
     return {"tasks_per_s": n / seconds, "seconds": seconds}
 
 
-def transfer(seconds, size=BIG_BYTES):
+def transfer(seconds, size):
     median = statistics.median(seconds)
     return {"mb_per_s": size / 1e6 / median, "seconds": median}
 
 
-def push(system, args):
+def timed_pushes(system, make):
+    """Pushes `make(round)` each round; the median rate."""
     seconds = []
-    for _ in range(TRANSFER_ROUNDS):
-        data = os.urandom(BIG_BYTES)
+    for round in range(TRANSFER_ROUNDS):
+        data = make(round)
         started = time.perf_counter()
         system.push(data)
         seconds.append(time.perf_counter() - started)
-    return transfer(seconds)
+    return transfer(seconds, memoryview(data).nbytes)
 
 
-def pull(system, args):
-    data = os.urandom(BIG_BYTES)
+def timed_pulls(system, data, wrong):
+    """Pushes `data` once, pulls it each round; `wrong(pulled)` says what
+    is wrong with a pulled value, or nothing. The median rate."""
     system.push(data)
     seconds = []
     for _ in range(TRANSFER_ROUNDS):
         started = time.perf_counter()
         pulled = system.pull()
         seconds.append(time.perf_counter() - started)
-        if len(pulled) != BIG_BYTES or pulled != data:
-            raise WrongResult(f"pulled {len(pulled)} bytes, not the {BIG_BYTES} pushed")
-    return transfer(seconds)
+        why = wrong(pulled)
+        if why:
+            raise WrongResult(why)
+    return transfer(seconds, memoryview(data).nbytes)
+
+
+def push(system, args):
+    return timed_pushes(system, lambda _: os.urandom(BIG_BYTES))
+
+
+def pull(system, args):
+    data = os.urandom(BIG_BYTES)
+    return timed_pulls(
+        system,
+        data,
+        lambda pulled: None
+        if len(pulled) == BIG_BYTES and pulled == data
+        else f"pulled {len(pulled)} bytes, not the {BIG_BYTES} pushed",
+    )
 
 
 def scatter_gather(system, args):
@@ -568,26 +586,18 @@ def floats(n, round):
 
 
 def push_array(system, args):
-    seconds = []
-    for round in range(TRANSFER_ROUNDS):
-        data = floats(ARRAY_FLOATS, round)
-        started = time.perf_counter()
-        system.push(data)
-        seconds.append(time.perf_counter() - started)
-    return transfer(seconds, data.nbytes)
+    return timed_pushes(system, lambda round: floats(ARRAY_FLOATS, round))
 
 
 def pull_array(system, args):
     data = floats(ARRAY_FLOATS, 100)
-    system.push(data)
-    seconds = []
-    for _ in range(TRANSFER_ROUNDS):
-        started = time.perf_counter()
-        pulled = system.pull()
-        seconds.append(time.perf_counter() - started)
-        if not np.array_equal(pulled, data):
-            raise WrongResult("the pulled array differs from the pushed one")
-    return transfer(seconds, data.nbytes)
+    return timed_pulls(
+        system,
+        data,
+        lambda pulled: None
+        if np.array_equal(pulled, data)
+        else "the pulled array differs from the pushed one",
+    )
 
 
 def scatter_gather_array(system, args):

@@ -36,7 +36,7 @@ fn parse_elem(text: &str) -> Result<Elem, String> {
 impl TypedArgs {
     /// `args` with each array of numbers made a typed array (see the
     /// module docs); `what` names the call in errors (`item 3`).
-    pub fn apply(&self, args: CallArgs, what: &str) -> anyhow::Result<CallArgs> {
+    fn apply(&self, args: CallArgs, what: &str) -> anyhow::Result<CallArgs> {
         let Some(elem) = self.typed else {
             return Ok(args);
         };
@@ -70,28 +70,31 @@ pub fn spread(item: Value) -> CallArgs {
     }
 }
 
-/// Items given as JSON texts on the command line, spread.
-pub fn from_texts(texts: &[String]) -> anyhow::Result<Vec<CallArgs>> {
+/// Items given as JSON texts on the command line, spread, with `typed`.
+pub fn from_texts(texts: &[String], typed: &TypedArgs) -> anyhow::Result<Vec<CallArgs>> {
     texts
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            Value::parse_json(text)
+            let item = Value::parse_json(text)
                 .map(spread)
-                .map_err(|e| usage(format!("item {i} (`{text}`): {e}")))
+                .map_err(|e| usage(format!("item {i} (`{text}`): {e}")))?;
+            typed.apply(item, &format!("item {i}"))
         })
         .collect()
 }
 
-/// A call's arguments given as JSON texts (each one argument, never spread).
-pub fn arguments(texts: &[String]) -> anyhow::Result<CallArgs> {
-    texts
+/// A call's arguments given as JSON texts (each one argument, never
+/// spread), with `typed`.
+pub fn arguments(texts: &[String], typed: &TypedArgs) -> anyhow::Result<CallArgs> {
+    let args = texts
         .iter()
         .enumerate()
         .map(|(i, text)| {
             Value::parse_json(text).map_err(|e| usage(format!("argument {i} (`{text}`): {e}")))
         })
-        .collect()
+        .collect::<anyhow::Result<CallArgs>>()?;
+    typed.apply(args, "the call")
 }
 
 /// Items read lazily as JSON lines, spread; blank lines are skipped.
@@ -102,6 +105,7 @@ pub fn arguments(texts: &[String]) -> anyhow::Result<CallArgs> {
 pub fn lines_lazily<'a>(
     input: impl BufRead + 'a,
     source: &'a str,
+    typed: &'a TypedArgs,
     error: &'a std::cell::RefCell<Option<anyhow::Error>>,
 ) -> impl Iterator<Item = CallArgs> + 'a {
     input
@@ -115,9 +119,12 @@ pub fn lines_lazily<'a>(
                     if line.trim().is_empty() {
                         return Ok(None);
                     }
-                    Value::parse_json(&line)
-                        .map(|v| Some(spread(v)))
-                        .map_err(|e| usage(format!("line {number} of {source}: {e}")))
+                    let item = Value::parse_json(&line)
+                        .map(spread)
+                        .map_err(|e| usage(format!("line {number} of {source}: {e}")))?;
+                    typed
+                        .apply(item, &format!("line {number} of {source}"))
+                        .map(Some)
                 });
             match parsed {
                 Ok(item) => Some(item),
@@ -134,7 +141,8 @@ pub fn lines_lazily<'a>(
 #[cfg(test)]
 pub fn from_lines(input: impl BufRead, source: &str) -> anyhow::Result<Vec<CallArgs>> {
     let error = std::cell::RefCell::new(None);
-    let items: Vec<CallArgs> = lines_lazily(input, source, &error).collect();
+    let typed = TypedArgs::default();
+    let items: Vec<CallArgs> = lines_lazily(input, source, &typed, &error).collect();
     match error.into_inner() {
         Some(e) => Err(e),
         None => Ok(items),
@@ -179,9 +187,11 @@ mod tests {
     #[test]
     fn command_line_items_name_the_bad_one() {
         let texts = ["1", "[2,3]", "x"].map(String::from);
-        let e = from_texts(&texts).unwrap_err().to_string();
+        let e = from_texts(&texts, &TypedArgs::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("item 2 (`x`): not valid JSON"), "{e}");
-        let items = from_texts(&texts[..2]).unwrap();
+        let items = from_texts(&texts[..2], &TypedArgs::default()).unwrap();
         assert_eq!(items, vec![vec![json("1")], vec![json("2"), json("3")]]);
     }
 
@@ -189,11 +199,11 @@ mod tests {
     fn call_arguments_are_not_spread() {
         let texts = ["[1,2]", "\"s\""].map(String::from);
         assert_eq!(
-            arguments(&texts).unwrap(),
+            arguments(&texts, &TypedArgs::default()).unwrap(),
             vec![json("[1,2]"), json(r#""s""#)]
         );
         assert!(
-            arguments(&["nope".into()])
+            arguments(&["nope".into()], &TypedArgs::default())
                 .unwrap_err()
                 .to_string()
                 .starts_with("argument 0 (`nope`)")

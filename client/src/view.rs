@@ -530,7 +530,11 @@ impl DirectView {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Usage(format!("gather_array of `{name}`: {e}")))?;
-        Ok(TypedArray::concat(&typed).unwrap_or_else(|| TypedArray::from_slice::<u8>(&[])))
+        match TypedArray::concat(&typed) {
+            Some(joined) => Ok(joined),
+            // No parts (a view without targets): an empty array of `elem`.
+            None => TypedArray::new(elem, Vec::new()).map_err(|e| Error::Usage(e.to_string())),
+        }
     }
 
     /// Each target's value of `name`, in target order.

@@ -873,14 +873,7 @@ impl Hub {
             .filter(|id| !self.tasks.contains_key(id) && !self.orphans.contains_key(id))
             .copied()
             .collect();
-        let stored: HashMap<MsgId, bool> = if ask.is_empty() {
-            HashMap::new()
-        } else {
-            self.stored(TaskFilter::new().msg_id_in(ask), Heavy::NONE)
-                .into_iter()
-                .map(|r| (r.msg_id, r.status.is_some()))
-                .collect()
-        };
+        let stored = self.stored_by_id(ask, |r| r.status.is_some());
         let (mut completed, mut pending, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
         for msg_id in msg_ids {
             let list = if self.tasks.contains_key(&msg_id) {
@@ -931,23 +924,13 @@ impl Hub {
             .filter(|id| known(self, id).is_none())
             .copied()
             .collect();
-        let stored: HashMap<MsgId, DepState> = if unknown.is_empty() {
-            HashMap::new()
-        } else {
-            self.stored(TaskFilter::new().msg_id_in(unknown), Heavy::NONE)
-                .into_iter()
-                .map(|r| {
-                    let state = match r.status {
-                        None => DepState::Pending,
-                        Some(status) => DepState::Done {
-                            engine: r.engine.map(|e| e.id),
-                            ok: status == Status::Ok,
-                        },
-                    };
-                    (r.msg_id, state)
-                })
-                .collect()
-        };
+        let stored = self.stored_by_id(unknown, |r| match r.status {
+            None => DepState::Pending,
+            Some(status) => DepState::Done {
+                engine: r.engine.map(|e| e.id),
+                ok: status == Status::Ok,
+            },
+        });
         ids.into_iter()
             .map(|id| {
                 let state = known(self, &id)
@@ -961,6 +944,22 @@ impl Hub {
     /// Every record `filter` selects, page after page, with the `heavy`
     /// fields; a store that cannot answer is logged and counts as having
     /// nothing.
+    /// What `of` makes of the store's records of `ids`, by id (no query
+    /// when there are none).
+    fn stored_by_id<T>(
+        &mut self,
+        ids: Vec<MsgId>,
+        of: impl Fn(&TaskRecord) -> T,
+    ) -> HashMap<MsgId, T> {
+        if ids.is_empty() {
+            return HashMap::new();
+        }
+        self.stored(TaskFilter::new().msg_id_in(ids), Heavy::NONE)
+            .iter()
+            .map(|r| (r.msg_id, of(r)))
+            .collect()
+    }
+
     fn stored(&mut self, filter: TaskFilter, heavy: Heavy) -> Vec<TaskRecord> {
         let mut records = Vec::new();
         let mut filter = filter;

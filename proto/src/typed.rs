@@ -73,103 +73,100 @@ impl Elem {
         Elem::F64,
     ];
 
+    /// What Grid knows of this element type.
+    fn facts(self) -> &'static Facts {
+        &FACTS[self as usize]
+    }
+
     /// The size of one element in bytes.
     pub fn size(self) -> usize {
-        match self {
-            Elem::U8 | Elem::I8 => 1,
-            Elem::U16 | Elem::I16 => 2,
-            Elem::U32 | Elem::I32 | Elem::F32 => 4,
-            Elem::U64 | Elem::I64 | Elem::F64 => 8,
-        }
+        self.facts().size
     }
 
     /// Its name as users write it: `u8`, `i64`, `f64`, ...
     pub fn name(self) -> &'static str {
-        match self {
-            Elem::U8 => "u8",
-            Elem::I8 => "i8",
-            Elem::U16 => "u16",
-            Elem::I16 => "i16",
-            Elem::U32 => "u32",
-            Elem::I32 => "i32",
-            Elem::U64 => "u64",
-            Elem::I64 => "i64",
-            Elem::F32 => "f32",
-            Elem::F64 => "f64",
-        }
+        self.facts().name
     }
 
-    /// Whether the elements are floats.
-    pub fn is_float(self) -> bool {
-        matches!(self, Elem::F32 | Elem::F64)
+    /// The name of an array of it, for messages: `f64 array`.
+    pub fn array_name(self) -> &'static str {
+        self.facts().array_name
     }
 
     /// RFC 8746's tag for arrays of this type, little-endian.
     pub fn tag(self) -> u64 {
-        match self {
-            Elem::U8 => 64,
-            Elem::U16 => 69,
-            Elem::U32 => 70,
-            Elem::U64 => 71,
-            Elem::I8 => 72,
-            Elem::I16 => 77,
-            Elem::I32 => 78,
-            Elem::I64 => 79,
-            Elem::F32 => 85,
-            Elem::F64 => 86,
-        }
+        self.facts().tag
     }
 
     /// The element type and byte order of an RFC 8746 tag Grid reads:
     /// `Some((elem, big_endian))`, or `None` for any other tag (including
-    /// 16- and 128-bit floats, which Grid has no type for).
+    /// 16- and 128-bit floats, which Grid has no type for). RFC 8746 sets
+    /// bit 2 of a tag for little-endian (the bit means nothing for 8-bit
+    /// types), and tag 68 is uint8 "clamped", read as uint8.
     pub fn of_tag(tag: u64) -> Option<(Elem, bool)> {
-        Some(match tag {
-            64 | 68 => (Elem::U8, false),
-            65 => (Elem::U16, true),
-            66 => (Elem::U32, true),
-            67 => (Elem::U64, true),
-            69 => (Elem::U16, false),
-            70 => (Elem::U32, false),
-            71 => (Elem::U64, false),
-            72 => (Elem::I8, false),
-            73 => (Elem::I16, true),
-            74 => (Elem::I32, true),
-            75 => (Elem::I64, true),
-            77 => (Elem::I16, false),
-            78 => (Elem::I32, false),
-            79 => (Elem::I64, false),
-            81 => (Elem::F32, true),
-            82 => (Elem::F64, true),
-            85 => (Elem::F32, false),
-            86 => (Elem::F64, false),
-            _ => return None,
+        const LITTLE_ENDIAN: u64 = 4;
+        if tag == 68 {
+            return Some((Elem::U8, false));
+        }
+        Elem::ALL.into_iter().find_map(|elem| {
+            if elem.tag() == tag {
+                Some((elem, false))
+            } else if elem.size() > 1
+                && elem.tag() == tag | LITTLE_ENDIAN
+                && tag & LITTLE_ENDIAN == 0
+            {
+                Some((elem, true))
+            } else {
+                None
+            }
         })
     }
 
     /// The key of the one-entry map that carries an array of this type on
     /// Grid's own wire (see the module docs).
     pub(crate) fn wire_key(self) -> &'static str {
-        match self {
-            Elem::U8 => "\u{0}grid.typed.u8",
-            Elem::I8 => "\u{0}grid.typed.i8",
-            Elem::U16 => "\u{0}grid.typed.u16",
-            Elem::I16 => "\u{0}grid.typed.i16",
-            Elem::U32 => "\u{0}grid.typed.u32",
-            Elem::I32 => "\u{0}grid.typed.i32",
-            Elem::U64 => "\u{0}grid.typed.u64",
-            Elem::I64 => "\u{0}grid.typed.i64",
-            Elem::F32 => "\u{0}grid.typed.f32",
-            Elem::F64 => "\u{0}grid.typed.f64",
-        }
+        self.facts().wire_key
     }
 
     /// The element type whose [`wire_key`](Self::wire_key) is `key`.
     pub(crate) fn of_wire_key(key: &str) -> Option<Elem> {
-        let name = key.strip_prefix("\u{0}grid.typed.")?;
-        name.parse().ok()
+        Elem::ALL.into_iter().find(|e| e.wire_key() == key)
     }
 }
+
+/// An element type's sizes and names, in [`Elem`]'s order.
+struct Facts {
+    size: usize,
+    name: &'static str,
+    array_name: &'static str,
+    tag: u64,
+    wire_key: &'static str,
+}
+
+macro_rules! facts {
+    ($($size:literal $name:literal $tag:literal),* $(,)?) => {
+        [$(Facts {
+            size: $size,
+            name: $name,
+            array_name: concat!($name, " array"),
+            tag: $tag,
+            wire_key: concat!("\u{0}grid.typed.", $name),
+        }),*]
+    };
+}
+
+const FACTS: [Facts; 10] = facts![
+    1 "u8" 64,
+    1 "i8" 72,
+    2 "u16" 69,
+    2 "i16" 77,
+    4 "u32" 70,
+    4 "i32" 78,
+    8 "u64" 71,
+    8 "i64" 79,
+    4 "f32" 85,
+    8 "f64" 86,
+];
 
 impl fmt::Display for Elem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -266,20 +263,11 @@ impl TypedArray {
     /// An array of `elem` from big-endian bytes (RFC 8746's other byte
     /// order): the one constructor that visits every element.
     pub fn from_big_endian(elem: Elem, data: &[u8]) -> Result<TypedArray, TypedError> {
-        if !data.len().is_multiple_of(elem.size()) {
-            return Err(TypedError::Length {
-                elem,
-                len: data.len(),
-            });
-        }
         let mut swapped = data.to_vec();
         for chunk in swapped.chunks_exact_mut(elem.size()) {
             chunk.reverse();
         }
-        Ok(TypedArray {
-            elem,
-            data: swapped.into(),
-        })
+        TypedArray::new(elem, swapped)
     }
 
     /// An array of `elem` holding the numbers of `items` (integers and

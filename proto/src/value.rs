@@ -2,8 +2,9 @@
 //!
 //! null, bool, integers, floats, strings, bytes, arrays and maps: what CBOR and
 //! JSON can both say, plus typed arrays ([`TypedArray`]: numbers of one type in
-//! one buffer, RFC 8746's typed arrays in CBOR, arrays of numbers in JSON), so a value typed on the command line, produced by a Rust
-//! guest through serde, or built by a C guest by hand all mean the same thing.
+//! one buffer, RFC 8746's typed arrays in CBOR, arrays of numbers in JSON), so
+//! a value typed on the command line, produced by a Rust guest through serde,
+//! or built by a C guest by hand all mean the same thing.
 //! Integers span `i64::MIN..=u64::MAX` (CBOR's native range); maps keep their
 //! entries in order and may have any keys, as CBOR maps do.
 //!
@@ -50,18 +51,7 @@ impl Value {
             Value::Bytes(_) => "bytes",
             Value::Array(_) => "array",
             Value::Map(_) => "map",
-            Value::Typed(a) => match a.elem() {
-                Elem::U8 => "u8 array",
-                Elem::I8 => "i8 array",
-                Elem::U16 => "u16 array",
-                Elem::I16 => "i16 array",
-                Elem::U32 => "u32 array",
-                Elem::I32 => "i32 array",
-                Elem::U64 => "u64 array",
-                Elem::I64 => "i64 array",
-                Elem::F32 => "f32 array",
-                Elem::F64 => "f64 array",
-            },
+            Value::Typed(a) => a.elem().array_name(),
         }
     }
 
@@ -131,7 +121,6 @@ impl Value {
         Ok(Value::from_json(json))
     }
 
-    /// Converts this value to JSON (see the module docs for what is lossy).
     /// This value as a typed array of `elem`: an array of numbers that fit
     /// (see [`TypedArray::from_values`]), bytes as `u8`, or a typed array
     /// (converted when its element type differs).
@@ -153,6 +142,7 @@ impl Value {
         }
     }
 
+    /// Converts this value to JSON (see the module docs for what is lossy).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {

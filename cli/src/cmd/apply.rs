@@ -105,9 +105,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     if args.ids {
         results::need_url(&args.cluster, "--ids")?;
     }
-    let call_args = args
-        .typed
-        .apply(items::arguments(&args.args)?, "the call")?;
+    let call_args = items::arguments(&args.args, &args.typed)?;
     let module = ModuleFile::read(&args.module)?;
     let client = args
         .cluster

@@ -205,25 +205,11 @@ impl MapArgs {
             let total = range.end.abs_diff(range.start);
             Ok((Box::new(items::from_range(range.clone())), Some(total)))
         } else if !self.items.is_empty() {
-            let items = items::from_texts(&self.items)?
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| self.typed.apply(item, &format!("item {i}")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let items = items::from_texts(&self.items, &self.typed)?;
             let total = items.len() as u64;
             Ok((Box::new(items.into_iter()), Some(total)))
         } else {
-            let lines = items::lines_lazily(io::stdin().lock(), "stdin", bad_input)
-                .enumerate()
-                .map_while(
-                    |(n, item)| match self.typed.apply(item, &format!("item {n}")) {
-                        Ok(item) => Some(item),
-                        Err(e) => {
-                            *bad_input.borrow_mut() = Some(e);
-                            None
-                        }
-                    },
-                );
+            let lines = items::lines_lazily(io::stdin().lock(), "stdin", &self.typed, bad_input);
             Ok((Box::new(lines), None))
         }
     }
